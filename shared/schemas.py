@@ -1,0 +1,64 @@
+"""The wire between the web app and the caption and illustrate services (pydantic models).
+
+Limits that depend on settings (sizes, steps, n) are checked by the services before any model work;
+these models hold the shapes and the limits that never change.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class Timings(BaseModel):
+    queue_seconds: float = 0.0
+    inference_seconds: float = 0.0
+    total_seconds: float = 0.0
+
+
+class CaptionResponse(BaseModel):
+    caption: str
+    model: str
+    prompt: str
+    new_tokens: int
+    timings: Timings
+
+
+class ImageGenerationRequest(BaseModel):
+    """OpenAI Images API shape (`prompt`, `n`, `size`, `response_format`) plus Fabula's extras."""
+
+    prompt: str = Field(min_length=1, description="What to paint.")
+    n: int = Field(default=1, ge=1, description="How many images (limit: FABULA_MAX_IMAGES_PER_REQUEST).")
+    size: str = Field(default="1024x1024", description="WIDTHxHEIGHT, each a multiple of 8 within the service's limits.")
+    response_format: Literal["b64_json"] = Field(default="b64_json", description="Only `b64_json`: images travel inline.")
+    model: str | None = Field(default=None, description="Ignored: the service paints with the model it loaded.")
+    quality: str | None = None
+    style: str | None = Field(default=None, description="Free text appended to the prompt, e.g. a style preset.")
+    user: str | None = None
+    negative_prompt: str | None = None
+    num_inference_steps: int | None = Field(default=None, ge=1)
+    guidance_scale: float | None = Field(default=None, ge=0.0, le=30.0)
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1, description="Same seed, same image; image i of a request uses seed + i.")
+    refiner_start: float | None = Field(default=None, ge=0.0, le=1.0, description="Fraction of steps done by the base before the refiner takes over; 1.0 = base only.")
+
+
+class ImageData(BaseModel):
+    b64_json: str
+    revised_prompt: str | None = None
+    seed: int | None = None
+
+
+class ImageGenerationResponse(BaseModel):
+    created: int
+    data: list[ImageData]
+    model: str | None = None
+    timings: Timings | None = None
+
+
+def parse_size(size: str) -> tuple[int, int]:
+    """`"768x512"` → (768, 512); raises ValueError with a message for the user."""
+    parts = size.lower().replace("×", "x").split("x")
+    if len(parts) != 2 or not all(part.strip().isdigit() for part in parts):
+        raise ValueError(f"`size` must look like WIDTHxHEIGHT (e.g. 1024x1024), not {size!r}")
+    return int(parts[0]), int(parts[1])

@@ -1,0 +1,33 @@
+"""Shared fixtures: every path points at a temporary folder; tiny models are built once per test run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from shared.settings import Profile, Settings  # noqa: E402
+
+ASSETS = Path(__file__).parent / "assets"
+
+
+@pytest.fixture(scope="session")
+def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("fabula")
+
+
+@pytest.fixture(scope="session")
+def tiny_settings(session_dir: Path) -> Settings:
+    """Tiny-profile settings whose model cache lives for the whole test run (models are built once)."""
+    return Settings(profile=Profile.tiny, cache_dir=session_dir / "cache", data_dir=session_dir / "data", api_key=None)
+
+
+@pytest.fixture
+def photo_bytes() -> bytes:
+    """A real photograph (public domain, see tests/assets/CREDITS.md)."""
+    return (ASSETS / "photo.jpg").read_bytes()
