@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import warnings
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from shared.errors import InvalidImage, PayloadTooLarge
+
+logger = logging.getLogger(__name__)
 
 ACCEPTED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"}
 
@@ -40,7 +43,9 @@ def load_image(data: bytes, *, max_bytes: int, max_pixels: int, param: str = "im
             f"The uploaded file `{param}` is not an image Fabula can read. Use a JPEG, PNG, WebP or GIF photo.", param=param
         ) from None
     except Image.DecompressionBombError:
-        raise PayloadTooLarge(f"The image `{param}` has too many pixels; the limit is {max_pixels:,} pixels (FABULA_MAX_IMAGE_PIXELS).", param=param) from None
+        # PIL refuses more than twice its own MAX_IMAGE_PIXELS before Fabula's own limit is consulted.
+        limit = min(max_pixels, 2 * Image.MAX_IMAGE_PIXELS) if Image.MAX_IMAGE_PIXELS else max_pixels
+        raise PayloadTooLarge(f"The image `{param}` has too many pixels; the limit is {limit:,} pixels (FABULA_MAX_IMAGE_PIXELS).", param=param) from None
     except Exception:  # noqa: BLE001 - PIL raises many kinds on hostile headers
         raise InvalidImage(f"The uploaded file `{param}` is damaged and could not be read as an image.", param=param) from None
 
@@ -60,10 +65,18 @@ def load_image(data: bytes, *, max_bytes: int, max_pixels: int, param: str = "im
     try:
         image.seek(0)  # animated images: the first frame
         image.load()
-        image = ImageOps.exif_transpose(image)
     except Exception:  # noqa: BLE001 - truncated or corrupt data shows up only when decoding
         raise InvalidImage(f"The image `{param}` is truncated or corrupt; only part of the file arrived. Upload it again.", param=param) from None
-    return flatten_to_rgb(image)
+    return flatten_to_rgb(upright(image))
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation; a photo whose EXIF block is malformed is kept as it was stored."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # noqa: BLE001 - a broken EXIF block should not cost the user their photo
+        logger.warning("ignored a malformed EXIF orientation")
+        return image
 
 
 def flatten_to_rgb(image: Image.Image) -> Image.Image:

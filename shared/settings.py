@@ -88,6 +88,7 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = 30
     book_link_ttl_hours: float | None = None
     max_book_pages: int = 24
+    book_image_size: int | None = Field(default=None, description="Picture size in pixels; default 64 (tiny), 512 (cpu), 1024 (gpu).")
     service_timeout_s: float = 600.0
     service_retries: int = 3
 

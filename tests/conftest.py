@@ -31,3 +31,29 @@ def tiny_settings(session_dir: Path) -> Settings:
 def photo_bytes() -> bytes:
     """A real photograph (public domain, see tests/assets/CREDITS.md)."""
     return (ASSETS / "photo.jpg").read_bytes()
+
+
+@pytest.fixture(scope="session")
+def tiny_stack(tiny_settings: Settings):
+    """The three tiny services on loopback ports for the whole test run; yields settings that point at them."""
+    from webapp.launcher import InProcessServices
+
+    services = InProcessServices(tiny_settings)
+    settings = services.start()
+    yield settings
+    services.stop()
+
+
+def metric_value(metrics_text: str, name: str, **labels: str) -> float:
+    """Sum of a Prometheus sample's values whose labels include `labels`."""
+    total = 0.0
+    for line in metrics_text.splitlines():
+        if not line.startswith(name):
+            continue
+        head, _, value = line.rpartition(" ")
+        sample_name, _, label_text = head.partition("{")
+        if sample_name != name:
+            continue
+        if all(f'{key}="{expected}"' in label_text for key, expected in labels.items()):
+            total += float(value)
+    return total

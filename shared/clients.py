@@ -1,0 +1,132 @@
+"""Typed async clients for the caption and illustrate services, with timeouts and bounded retries.
+
+Transient failures (connection refused, timeouts, 429, 502/503/504) are retried with exponential back-off; a
+4xx from a service is the user's problem and comes back at once as `InvalidRequest` carrying the service's own
+message, so the web app can show it in plain words.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+
+import httpx
+
+from shared.errors import FabulaError, InvalidRequest, PayloadTooLarge, UpstreamError
+from shared.logs import job_id_var, request_id_var
+from shared.schemas import CaptionResponse, ImageGenerationRequest, ImageGenerationResponse
+
+logger = logging.getLogger(__name__)
+
+TRANSIENT_STATUSES = {408, 425, 429, 500, 502, 503, 504}
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 3
+    base_delay_s: float = 0.5
+    max_delay_s: float = 8.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.max_delay_s, self.base_delay_s * 2**attempt) * (0.75 + random.random() / 2)
+
+
+class ServiceClient:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        name: str,
+        api_key: str | None = None,
+        timeout_s: float = 600.0,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self.retry = retry or RetryPolicy()
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout_s, connect=5.0),
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def ready(self) -> bool:
+        try:
+            response = await self._http.get("/readyz", timeout=5.0)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    async def _request(self, method: str, path: str, **kwargs: object) -> httpx.Response:
+        last_error: FabulaError | None = None
+        for attempt in range(self.retry.attempts):
+            headers = {key: value for key, value in (("X-Request-ID", request_id_var.get() or job_id_var.get()),) if value}
+            try:
+                response = await self._http.request(method, path, headers=headers, **kwargs)
+            except httpx.TimeoutException:
+                last_error = UpstreamError(f"The {self.name} service at {self.base_url} did not answer in time.", transient=True)
+            except httpx.TransportError as exc:
+                last_error = UpstreamError(
+                    f"The {self.name} service at {self.base_url} cannot be reached ({type(exc).__name__}). Is it running?",
+                    transient=True,
+                )
+            else:
+                if response.status_code < 400:
+                    return response
+                message, param = _error_message(response)
+                if response.status_code not in TRANSIENT_STATUSES:
+                    error_class = PayloadTooLarge if response.status_code == 413 else InvalidRequest
+                    if response.status_code in (401, 403):
+                        raise UpstreamError(f"The {self.name} service refused Fabula's API key: {message}")
+                    raise error_class(message, param=param)
+                last_error = UpstreamError(f"The {self.name} service failed: {message}", transient=True)
+            if attempt + 1 < self.retry.attempts:
+                delay = self.retry.delay(attempt)
+                logger.warning(
+                    "retrying service call",
+                    extra={"fields": {"service": self.name, "attempt": attempt + 1, "delay_s": round(delay, 2), "error": last_error.message}},
+                )
+                await asyncio.sleep(delay)
+        assert last_error is not None
+        raise UpstreamError(f"{last_error.message} Gave up after {self.retry.attempts} attempts.", transient=True)
+
+
+def _error_message(response: httpx.Response) -> tuple[str, str | None]:
+    try:
+        error = response.json()["error"]
+        return str(error.get("message")), error.get("param")
+    except Exception:  # noqa: BLE001 - a non-Fabula server may answer anything
+        return f"HTTP {response.status_code}: {response.text[:200]}", None
+
+
+class CaptionClient(ServiceClient):
+    def __init__(self, base_url: str, **kwargs: object) -> None:
+        super().__init__(base_url, name="caption", **kwargs)  # type: ignore[arg-type]
+
+    async def caption(
+        self, image: bytes, *, filename: str = "photo.jpg", prompt: str | None = None, max_new_tokens: int | None = None
+    ) -> CaptionResponse:
+        data: dict[str, str] = {}
+        if prompt:
+            data["prompt"] = prompt
+        if max_new_tokens:
+            data["max_new_tokens"] = str(max_new_tokens)
+        response = await self._request("POST", "/v1/caption", files={"image": (filename, image)}, data=data)
+        return CaptionResponse.model_validate(response.json())
+
+
+class IllustrateClient(ServiceClient):
+    def __init__(self, base_url: str, **kwargs: object) -> None:
+        super().__init__(base_url, name="illustrate", **kwargs)  # type: ignore[arg-type]
+
+    async def generate(self, request: ImageGenerationRequest) -> ImageGenerationResponse:
+        response = await self._request("POST", "/v1/images/generations", json=request.model_dump(exclude_none=True))
+        return ImageGenerationResponse.model_validate(response.json())

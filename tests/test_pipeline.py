@@ -1,0 +1,139 @@
+"""The main job on the tiny profile over real HTTP: a photo becomes a book; killed jobs resume; faults are plain."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from pypdf import PdfReader
+
+from shared.settings import Settings
+from tests.conftest import metric_value
+from webapp.jobs.models import JobStatus
+from webapp.studio import build_studio
+from webapp.story.options import StoryOptions
+
+IMAGE_ROUTE = "/v1/images/generations"
+
+
+def image_requests(settings: Settings) -> float:
+    text = httpx.get(settings.illustrate_url + "/metrics").text
+    return metric_value(text, "fabula_request_seconds_count", route=IMAGE_ROUTE, status="200")
+
+
+def caption_requests(settings: Settings) -> float:
+    text = httpx.get(settings.caption_url + "/metrics").text
+    return metric_value(text, "fabula_request_seconds_count", route="/v1/caption", status="200")
+
+
+@pytest.fixture
+def stack(tiny_stack: Settings, tmp_path: Path) -> Settings:
+    return tiny_stack.model_copy(update={"data_dir": tmp_path / "data", "service_retries": 2})
+
+
+async def test_a_real_photo_becomes_a_book_with_cover_pages_and_qr_page(stack: Settings, photo_bytes: bytes) -> None:
+    studio = build_studio(stack, public_url="http://127.0.0.1:7860")
+    try:
+        record = studio.runner.submit(photo_bytes, StoryOptions(pages=3, language="ko", style="comic"))
+        events = studio.events.subscribe(record.id)
+        record = await asyncio.wait_for(studio.runner.wait(record.id), timeout=300)
+        assert record.status == JobStatus.done, record.error
+        pdf = studio.artifacts.read(record.id, "book.pdf")
+        seen_pages = set()
+        while not events.empty():
+            event = events.get_nowait()
+            if event.page:
+                seen_pages.add(event.page)
+    finally:
+        await studio.aclose()
+    reader = PdfReader(io.BytesIO(pdf))
+    assert len(reader.pages) == 3 + 2
+    assert f"/books/{record.book_token}.pdf" in reader.pages[-1].extract_text().replace("\n", "")
+    assert seen_pages == {1, 2, 3}
+    assert len(record.book_token or "") >= 43  # 256 random bits, URL-safe
+
+
+async def test_a_killed_job_resumes_and_paints_only_the_missing_pages(stack: Settings, photo_bytes: bytes) -> None:
+    first = build_studio(stack, public_url="http://127.0.0.1:7860")
+    first.pipeline.config.max_concurrent_images = 1
+    record = first.runner.submit(photo_bytes, StoryOptions(pages=4))
+    events = first.events.subscribe(record.id)
+    while True:
+        event = await asyncio.wait_for(events.get(), timeout=300)
+        assert event.status != JobStatus.failed, event.error
+        if event.pages_done >= 2:
+            break
+    await first.aclose()  # the process "dies": the task is cancelled mid-illustration
+    painted = sum(first.artifacts.exists(record.id, name) for name in ("cover.png", "page-01.png", "page-02.png", "page-03.png", "page-04.png"))
+    assert 2 <= painted < 5
+    assert first.store.get(record.id).status == JobStatus.running  # type: ignore[union-attr]
+
+    images_before, captions_before = image_requests(stack), caption_requests(stack)
+    second = build_studio(stack, public_url="http://127.0.0.1:7860")
+    try:
+        assert second.runner.resume_unfinished() == [record.id]
+        finished = await asyncio.wait_for(second.runner.wait(record.id), timeout=300)
+    finally:
+        await second.aclose()
+    assert finished.status == JobStatus.done, finished.error
+    assert image_requests(stack) - images_before == 5 - painted
+    assert caption_requests(stack) == captions_before
+
+
+async def test_a_service_that_is_down_fails_the_job_in_plain_words_and_resume_finishes_it(stack: Settings, photo_bytes: bytes) -> None:
+    broken = stack.model_copy(update={"illustrate_url": "http://127.0.0.1:9"})
+    studio = build_studio(broken, public_url="http://127.0.0.1:7860")
+    try:
+        record = studio.runner.submit(photo_bytes, StoryOptions(pages=2))
+        failed = await asyncio.wait_for(studio.runner.wait(record.id), timeout=120)
+    finally:
+        await studio.aclose()
+    assert failed.status == JobStatus.failed
+    assert "illustrate service" in (failed.error or "") and "cannot be reached" in (failed.error or "")
+    assert {"caption", "plan", "translation"} <= set(studio.store.steps(record.id))
+
+    captions_before = caption_requests(stack)
+    healed = build_studio(stack, public_url="http://127.0.0.1:7860")
+    try:
+        healed.runner.resume(record.id)
+        done = await asyncio.wait_for(healed.runner.wait(record.id), timeout=300)
+    finally:
+        await healed.aclose()
+    assert done.status == JobStatus.done, done.error
+    assert caption_requests(stack) == captions_before
+
+
+async def test_a_page_picture_can_be_redone_without_redoing_the_rest(stack: Settings, photo_bytes: bytes) -> None:
+    studio = build_studio(stack, public_url="http://127.0.0.1:7860")
+    try:
+        record = studio.runner.submit(photo_bytes, StoryOptions(pages=2, seed=7))
+        await asyncio.wait_for(studio.runner.wait(record.id), timeout=300)
+        old_page, old_cover = studio.artifacts.read(record.id, "page-02.png"), studio.artifacts.read(record.id, "cover.png")
+        before = image_requests(stack)
+        studio.runner.regenerate_image(record.id, 2)
+        redone = await asyncio.wait_for(studio.runner.wait(record.id), timeout=300)
+        assert redone.status == JobStatus.done, redone.error
+        assert image_requests(stack) - before == 1
+        assert studio.artifacts.read(record.id, "page-02.png") != old_page
+        assert studio.artifacts.read(record.id, "cover.png") == old_cover
+        assert redone.book_version == 2
+    finally:
+        await studio.aclose()
+
+
+def test_fabula_story_makes_a_book_from_the_command_line(tmp_path: Path) -> None:
+    photo = Path(__file__).parent / "assets" / "photo.jpg"
+    output = tmp_path / "book.pdf"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "FABULA_CACHE_DIR": str(tmp_path / "cache"), "FABULA_DATA_DIR": str(tmp_path / "data"), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "webapp.cli", "story", str(photo), "--pages", "2", "--lang", "fr", "--profile", "tiny", "-o", str(output)],
+        capture_output=True, text=True, timeout=600, env=env, cwd=Path(__file__).parent.parent,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Time per stage" in result.stdout
+    assert len(PdfReader(str(output)).pages) == 4

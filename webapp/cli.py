@@ -1,0 +1,270 @@
+"""`fabula`: serve one service, bring the whole studio up, make a book from the command line, manage models."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from shared.errors import FabulaError
+from shared.logs import configure_logging
+from shared.settings import Profile, Settings
+
+SERVICE_NAMES = ("caption", "illustrate", "llm")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict = {}
+    if getattr(args, "profile", None):
+        overrides["profile"] = Profile(args.profile)
+    return Settings(**overrides)
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"fabula: {message}", file=sys.stderr)
+    return code
+
+
+def _device_ok(device: str) -> str:
+    if device != "cpu" and not device.startswith("cuda"):
+        raise argparse.ArgumentTypeError("--device is cpu, cuda or cuda:N")
+    return device
+
+
+# ---- serve ------------------------------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = _settings(args)
+    configure_logging(settings.log_level)
+    if args.service == "web":
+        from webapp.app import create_web_app
+
+        app = create_web_app(settings, host=args.host, port=args.port or settings.web_port)
+        port = args.port or settings.web_port
+    else:
+        from webapp.launcher import SERVICES, check_models, create_service_app
+
+        check_models(args.service, settings)
+        app = create_service_app(args.service, settings, args.device)
+        port = args.port or SERVICES[args.service].port
+    uvicorn.run(app, host=args.host, port=port, log_level="warning")
+    return 0
+
+
+# ---- up ---------------------------------------------------------------------------------------------------
+def _devices_for(settings: Settings) -> dict[str, str]:
+    if settings.profile != Profile.gpu:
+        return {name: "cpu" for name in SERVICE_NAMES}
+    from gpu_setup.assignment import plan_assignment
+    from gpu_setup.doctor import collect_gpus
+
+    assignment = plan_assignment(collect_gpus(), settings.profile, offload=settings.offload)
+    return assignment.devices()
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from webapp.app import create_web_app
+    from webapp.launcher import ServiceProcesses
+
+    settings = _settings(args)
+    configure_logging(settings.log_level)
+    devices = _devices_for(settings)
+    print(f"Starting the caption, illustrate and llm services ({settings.profile.value} profile: {devices})…", flush=True)
+    processes = ServiceProcesses(settings, devices=devices, host="127.0.0.1")
+    started = time.perf_counter()
+    settings = processes.start()
+    try:
+        port = args.port or settings.web_port
+        shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+        app = create_web_app(settings, host=shown_host, port=port, start_services=False)
+        print(f"Services ready in {time.perf_counter() - started:.1f} s.", flush=True)
+        print(f"Fabula is running at http://{shown_host}:{port}/  (API docs: /docs; Ctrl-C stops everything)", flush=True)
+        uvicorn.run(app, host=args.host, port=port, log_level="warning")
+    finally:
+        processes.stop()
+    return 0
+
+
+# ---- story ------------------------------------------------------------------------------------------------
+def cmd_story(args: argparse.Namespace) -> int:
+    from webapp.story.options import StoryOptions
+
+    settings = _settings(args)
+    configure_logging("WARNING")
+    photo = Path(args.photo)
+    if not photo.is_file():
+        return _fail(f"no such photo: {photo}")
+    try:
+        options = StoryOptions(
+            pages=args.pages, language=args.lang, style=args.style, audience=args.audience, tone=args.tone,
+            idea=args.idea, character_names=[name for name in (args.names or "").split(",") if name.strip()], seed=args.seed,
+        )
+    except ValidationError as exc:
+        return _fail("; ".join(f"--{'.'.join(str(p) for p in error['loc']) or 'option'}: {error['msg']}" for error in exc.errors()))
+    return asyncio.run(_story(settings, photo.read_bytes(), options, Path(args.output)))
+
+
+async def _story(settings: Settings, photo: bytes, options: object, output: Path) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from webapp.jobs.models import JobStatus
+    from webapp.launcher import InProcessServices
+    from webapp.studio import build_studio
+
+    services = None
+    if settings.profile == Profile.tiny:
+        services = InProcessServices(settings)
+        settings = await asyncio.to_thread(services.start)
+    public_url = settings.public_url or f"http://{settings.web_host}:{settings.web_port}"
+    studio = build_studio(settings, public_url=public_url)
+    try:
+        started = time.perf_counter()
+        record = studio.runner.submit(photo, options)  # type: ignore[arg-type]
+        queue = studio.events.subscribe(record.id)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:
+            bar = progress.add_task("Queued", total=record.pages_total)
+            while True:
+                event = await queue.get()
+                progress.update(bar, description=f"{event.stage.value}: {event.message}", completed=event.pages_done, total=event.pages_total)
+                if event.status in (JobStatus.done, JobStatus.failed):
+                    break
+        record = await studio.runner.wait(record.id)
+        if record.status != JobStatus.done:
+            return _fail(f"the book could not be made: {record.error} (job {record.id}; `fabula resume {record.id}` continues it)", 1)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(studio.artifacts.path(record.id, "book.pdf"), output)
+        stages = studio.pipeline.stage_seconds.get(record.id, {})
+        print(f"Book written to {output} ({output.stat().st_size:,} bytes) in {time.perf_counter() - started:.1f} s")
+        print("Time per stage: " + ", ".join(f"{stage} {seconds:.2f} s" for stage, seconds in stages.items()))
+        print(f"Download link (served by `fabula serve web`): {public_url.rstrip('/')}/books/{record.book_token}.pdf")
+        return 0
+    finally:
+        await studio.aclose()
+        if services:
+            services.stop()
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    configure_logging("WARNING")
+    return asyncio.run(_resume(settings, args.job_id))
+
+
+async def _resume(settings: Settings, job_id: str) -> int:
+    from webapp.launcher import InProcessServices
+    from webapp.studio import build_studio
+
+    services = None
+    if settings.profile == Profile.tiny:
+        services = InProcessServices(settings)
+        settings = await asyncio.to_thread(services.start)
+    studio = build_studio(settings, public_url=settings.public_url or f"http://{settings.web_host}:{settings.web_port}")
+    try:
+        studio.runner.resume(job_id)
+        record = await studio.runner.wait(job_id)
+        print(f"{record.id}: {record.status.value}" + (f" — {record.error}" if record.error else ""))
+        return 0 if record.status.value == "done" else 1
+    finally:
+        await studio.aclose()
+        if services:
+            services.stop()
+
+
+# ---- models and doctor --------------------------------------------------------------------------------------
+def cmd_models(args: argparse.Namespace) -> int:
+    from gpu_setup.models import model_status, pull_models
+
+    if args.action == "pull":
+        settings = Settings(profile=Profile(args.target))
+        pull_models(settings.profile, settings)
+        return 0
+    settings = _settings(args)
+    for status in model_status(settings):
+        print(status.describe() if hasattr(status, "describe") else status)
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from gpu_setup.doctor import doctor_report, format_report
+
+    print(format_report(doctor_report(_settings(args))))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fabula", description="One photo in; an illustrated, translated storybook out.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    profiles = [profile.value for profile in Profile]
+
+    serve = commands.add_parser("serve", help="Start one service (caption, illustrate, llm) or the web app.")
+    serve.add_argument("service", choices=[*SERVICE_NAMES, "web"])
+    serve.add_argument("--profile", choices=profiles)
+    serve.add_argument("--device", default="cpu", type=_device_ok, help="cpu, cuda or cuda:N (fp16/bf16 on CUDA, fp32 on CPU).")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(handler=cmd_serve)
+
+    up = commands.add_parser("up", help="Start the three services and the web app; Ctrl-C stops all.")
+    up.add_argument("--profile", choices=profiles, default=None)
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int)
+    up.set_defaults(handler=cmd_up)
+
+    story = commands.add_parser("story", help="Make a book from a photo on the command line.")
+    story.add_argument("photo")
+    story.add_argument("--pages", type=int, default=8)
+    story.add_argument("--lang", default="en", help="Language code or name, e.g. ko or Korean.")
+    story.add_argument("--style", default="watercolor")
+    story.add_argument("--audience", default="children")
+    story.add_argument("--tone", default="warm and whimsical")
+    story.add_argument("--idea")
+    story.add_argument("--names", help="Character names, comma-separated.")
+    story.add_argument("--seed", type=int)
+    story.add_argument("--profile", choices=profiles)
+    story.add_argument("-o", "--output", default="book.pdf")
+    story.set_defaults(handler=cmd_story)
+
+    resume = commands.add_parser("resume", help="Continue an unfinished book from its last saved step.")
+    resume.add_argument("job_id")
+    resume.add_argument("--profile", choices=profiles)
+    resume.set_defaults(handler=cmd_resume)
+
+    models = commands.add_parser("models", help="Download real weights (pull) or list what is here (status).")
+    models.add_argument("action", choices=["pull", "status"])
+    models.add_argument("target", nargs="?", choices=["cpu", "gpu"], default="cpu")
+    models.add_argument("--profile", choices=profiles)
+    models.set_defaults(handler=cmd_models)
+
+    doctor = commands.add_parser("doctor", help="GPUs, free memory, and which profile and GPU assignment fit.")
+    doctor.add_argument("--profile", choices=profiles)
+    doctor.set_defaults(handler=cmd_doctor)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.command != "models":
+        # Run time never reaches a model hub; only `fabula models pull` downloads.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        return args.handler(args)
+    except FabulaError as exc:
+        return _fail(exc.message)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

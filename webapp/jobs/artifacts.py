@@ -1,0 +1,48 @@
+"""The artifact folder: one directory per job holding the photo, the pictures and the book. Writes are atomic."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+_NAME = re.compile(r"^[A-Za-z0-9._-]{1,80}$")
+
+
+class ArtifactStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def job_dir(self, job_id: str) -> Path:
+        if not _NAME.match(job_id):
+            raise ValueError(f"bad job id {job_id!r}")
+        return self.root / job_id
+
+    def path(self, job_id: str, name: str) -> Path:
+        if not _NAME.match(name):
+            raise ValueError(f"bad artifact name {name!r}")
+        return self.job_dir(job_id) / name
+
+    def write(self, job_id: str, name: str, data: bytes) -> Path:
+        target = self.path(job_id, name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.replace(temporary, target)
+        return target
+
+    def read(self, job_id: str, name: str) -> bytes:
+        return self.path(job_id, name).read_bytes()
+
+    def exists(self, job_id: str, name: str) -> bool:
+        return self.path(job_id, name).is_file()
+
+    def delete_job(self, job_id: str) -> None:
+        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+
+    def copy(self, source_job: str, target_job: str, name: str) -> None:
+        self.write(target_job, name, self.read(source_job, name))

@@ -1,0 +1,94 @@
+"""The story plan the LLM writes in one structured call, and the translation it returns.
+
+String and list lengths are bounded in the JSON schema itself, so a schema-constrained server always finishes
+the JSON within its token budget, and an unconstrained one is told the limits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import BaseModel, Field, StringConstraints, create_model
+
+
+@dataclass(frozen=True)
+class LengthBudget:
+    """Upper bounds, in characters, for what the LLM writes."""
+
+    title: int = 80
+    character_name: int = 40
+    character_description: int = 240
+    page_text: int = 700
+    scene_prompt: int = 320
+
+    @classmethod
+    def compact(cls) -> "LengthBudget":
+        """For tiny random models: the same shape, short strings, so tests and demos stay fast."""
+        return cls(title=40, character_name=16, character_description=60, page_text=120, scene_prompt=80)
+
+
+class Character(BaseModel):
+    name: str
+    description: str
+
+
+class PlanPage(BaseModel):
+    text: str
+    scene_prompt: str
+
+
+class StoryPlan(BaseModel):
+    title: str
+    cover_prompt: str
+    characters: list[Character]
+    pages: list[PlanPage]
+
+
+class Translation(BaseModel):
+    title: str
+    pages: list[str]
+
+
+def plan_model(pages: int, budget: LengthBudget) -> type[BaseModel]:
+    """A pydantic model whose JSON schema pins the page count and every length."""
+    character = create_model(
+        "PlanCharacter",
+        name=(str, Field(min_length=1, max_length=budget.character_name)),
+        description=(str, Field(min_length=1, max_length=budget.character_description)),
+    )
+    page = create_model(
+        "PlanPageSchema",
+        text=(str, Field(min_length=1, max_length=budget.page_text)),
+        scene_prompt=(str, Field(min_length=1, max_length=budget.scene_prompt)),
+    )
+    return create_model(
+        "StoryPlanSchema",
+        title=(str, Field(min_length=1, max_length=budget.title)),
+        cover_prompt=(str, Field(min_length=1, max_length=budget.scene_prompt)),
+        characters=(list[character], Field(min_length=1, max_length=4)),  # type: ignore[valid-type]
+        pages=(list[page], Field(min_length=pages, max_length=pages)),  # type: ignore[valid-type]
+    )
+
+
+def translation_model(pages: int, budget: LengthBudget) -> type[BaseModel]:
+    # Translations can run longer than the English (German, Russian); give them room.
+    page_text = Annotated[str, StringConstraints(min_length=1, max_length=budget.page_text * 2)]
+    return create_model(
+        "TranslationSchema",
+        title=(str, Field(min_length=1, max_length=budget.title * 2)),
+        pages=(list[page_text], Field(min_length=pages, max_length=pages)),  # type: ignore[valid-type]
+    )
+
+
+def page_text_model(budget: LengthBudget) -> type[BaseModel]:
+    return create_model("PageTextSchema", text=(str, Field(min_length=1, max_length=budget.page_text)))
+
+
+def pages_model(pages: int, budget: LengthBudget) -> type[BaseModel]:
+    page = create_model(
+        "MorePage",
+        text=(str, Field(min_length=1, max_length=budget.page_text)),
+        scene_prompt=(str, Field(min_length=1, max_length=budget.scene_prompt)),
+    )
+    return create_model("MorePagesSchema", pages=(list[page], Field(min_length=pages, max_length=pages)))  # type: ignore[valid-type]

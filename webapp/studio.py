@@ -1,0 +1,67 @@
+"""Wiring: settings in, a ready `Studio` out (job store, artifacts, events, service clients, writer, pipeline,
+runner). The REST API, the UI and the CLI all drive books through one of these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import openai
+
+from shared.clients import CaptionClient, IllustrateClient, RetryPolicy
+from shared.settings import Profile, Settings
+from webapp.jobs.artifacts import ArtifactStore
+from webapp.jobs.events import EventBus
+from webapp.jobs.pipeline import PipelineConfig, StoryPipeline
+from webapp.jobs.runner import JobRunner
+from webapp.jobs.store import SqliteJobStore
+from webapp.story.plan import LengthBudget
+from webapp.story.writer import StoryWriter
+
+# Picture size and text budget per profile: tiny models paint noise fast; SDXL-Turbo is trained at 512².
+_IMAGE_SIZE = {Profile.tiny: 64, Profile.cpu: 512, Profile.gpu: 1024}
+
+
+@dataclass
+class Studio:
+    settings: Settings
+    store: SqliteJobStore
+    artifacts: ArtifactStore
+    events: EventBus
+    captioner: CaptionClient
+    illustrator: IllustrateClient
+    llm: openai.AsyncOpenAI
+    writer: StoryWriter
+    pipeline: StoryPipeline
+    runner: JobRunner
+
+    async def aclose(self) -> None:
+        await self.runner.shutdown()
+        await self.captioner.aclose()
+        await self.illustrator.aclose()
+        await self.llm.close()
+        self.store.close()
+
+
+def llm_model_name(settings: Settings) -> str:
+    from shared.profiles import model_id_for
+
+    return model_id_for("llm", settings) or "default"
+
+
+def build_studio(settings: Settings, *, public_url: str) -> Studio:
+    """Must be called inside a running event loop (the runner creates tasks)."""
+    api_key = settings.api_key.get_secret_value() if settings.api_key else None
+    retry = RetryPolicy(attempts=settings.service_retries)
+    captioner = CaptionClient(settings.caption_url, api_key=api_key, timeout_s=settings.service_timeout_s, retry=retry)
+    illustrator = IllustrateClient(settings.illustrate_url, api_key=api_key, timeout_s=settings.service_timeout_s, retry=retry)
+    llm_key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else (api_key or "not-needed")
+    llm = openai.AsyncOpenAI(base_url=settings.resolved_llm_base_url, api_key=llm_key, timeout=settings.service_timeout_s, max_retries=settings.service_retries)
+    budget = LengthBudget.compact() if settings.profile == Profile.tiny else LengthBudget()
+    writer = StoryWriter(llm, model=llm_model_name(settings), budget=budget, max_tokens=min(settings.max_chat_tokens, 8192))
+    store = SqliteJobStore(settings.data_dir / "jobs.sqlite3")
+    artifacts = ArtifactStore(settings.data_dir / "artifacts")
+    events = EventBus()
+    config = PipelineConfig(public_url=public_url, image_size=settings.book_image_size or _IMAGE_SIZE[settings.profile], image_steps=4 if settings.profile == Profile.tiny else None)
+    pipeline = StoryPipeline(store=store, artifacts=artifacts, events=events, captioner=captioner, illustrator=illustrator, writer=writer, config=config)
+    runner = JobRunner(pipeline, settings)
+    return Studio(settings, store, artifacts, events, captioner, illustrator, llm, writer, pipeline, runner)
