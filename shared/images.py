@@ -45,7 +45,9 @@ def load_image(data: bytes, *, max_bytes: int, max_pixels: int, param: str = "im
     except Image.DecompressionBombError:
         # PIL refuses more than twice its own MAX_IMAGE_PIXELS before Fabula's own limit is consulted.
         limit = min(max_pixels, 2 * Image.MAX_IMAGE_PIXELS) if Image.MAX_IMAGE_PIXELS else max_pixels
-        raise PayloadTooLarge(f"The image `{param}` has too many pixels; the limit is {limit:,} pixels (FABULA_MAX_IMAGE_PIXELS).", param=param) from None
+        raise PayloadTooLarge(
+            f"The image `{param}` has too many pixels; the limit is {limit:,} pixels (FABULA_MAX_IMAGE_PIXELS).", param=param
+        ) from None
     except Exception:  # noqa: BLE001 - PIL raises many kinds on hostile headers
         raise InvalidImage(f"The uploaded file `{param}` is damaged and could not be read as an image.", param=param) from None
 

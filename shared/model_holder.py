@@ -17,6 +17,10 @@ from shared.errors import FabulaError, ModelNotReady
 
 logger = logging.getLogger(__name__)
 
+# transformers and diffusers initialise weights under process-wide patches (meta-device contexts), so two models
+# loading at once in one process (the tiny profile runs all three services in-process) can corrupt each other.
+_LOAD_LOCK = threading.Lock()
+
 
 class EngineInfo(BaseModel):
     model: str
@@ -50,7 +54,8 @@ class ModelHolder(Generic[EngineT]):
     def _load(self) -> None:
         started = time.perf_counter()
         try:
-            self.engine = self._loader()
+            with _LOAD_LOCK:
+                self.engine = self._loader()
             self.load_seconds = time.perf_counter() - started
             logger.info("model loaded", extra={"fields": {"service": self.name, "seconds": round(self.load_seconds, 3)}})
         except FabulaError as exc:

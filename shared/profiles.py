@@ -73,11 +73,17 @@ def resolve_model_path(model_id: str, *, role: str, settings: Settings) -> Path:
     if candidate.is_dir():
         return candidate
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
+    from huggingface_hub import errors as hub_errors
 
+    incomplete = getattr(hub_errors, "IncompleteSnapshotError", None)
     try:
         return Path(snapshot_download(model_id, local_files_only=True))
-    except (LocalEntryNotFoundError, OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - every failure here means "not usable offline"
+        # `fabula models pull` downloads only the files a pipeline needs; newer huggingface_hub versions call
+        # such a snapshot incomplete although it loads fine.
+        snapshot = getattr(exc, "snapshot_path", None) if incomplete and isinstance(exc, incomplete) else None
+        if snapshot and any((Path(snapshot) / name).is_file() for name in ("config.json", "model_index.json")):
+            return Path(snapshot)
         profile = settings.profile.value
         raise ModelUnavailable(
             f"The {role} model '{model_id}' is not on this machine. "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 import time
 import uuid
@@ -11,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.logs import request_id_var
 from shared.metrics import ServiceMetrics
 
+logger = logging.getLogger(__name__)
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -34,6 +37,7 @@ class RequestContextMiddleware:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
+                status_holder["started"] = True
                 headers = list(message.get("headers") or [])
                 headers.append((b"x-request-id", request_id.encode("latin-1")))
                 message["headers"] = headers
@@ -41,6 +45,17 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # Answered here rather than by Starlette's outer error middleware, so the body and the log line
+            # carry the request id.
+            logger.exception("unexpected error")
+            if status_holder.get("started"):
+                raise
+            body = json.dumps(
+                {"error": {"type": "internal_error", "message": f"Something went wrong on our side; the details were logged under request id {request_id}.", "param": None}}
+            ).encode()
+            await send_with_id({"type": "http.response.start", "status": 500, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+            await send_with_id({"type": "http.response.body", "body": body})
         finally:
             request_id_var.reset(token)
             if self.metrics:

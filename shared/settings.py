@@ -9,8 +9,10 @@ from enum import Enum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Profile(str, Enum):
@@ -65,7 +67,9 @@ class Settings(BaseSettings):
     max_chat_messages_chars: int = 100_000
 
     # Captioning
-    blocked_words: list[str] = Field(default_factory=list, description="Words the caption model may never generate.")
+    blocked_words: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Words the caption model may never generate (comma-separated or a JSON list)."
+    )
 
     # Illustration
     refiner_start: float = Field(default=0.8, ge=0.0, le=1.0)
@@ -91,6 +95,18 @@ class Settings(BaseSettings):
     book_image_size: int | None = Field(default=None, description="Picture size in pixels; default 64 (tiny), 512 (cpu), 1024 (gpu).")
     service_timeout_s: float = 600.0
     service_retries: int = 3
+
+    @field_validator("blocked_words", mode="before")
+    @classmethod
+    def _split_words(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [word.strip() for word in text.split(",") if word.strip()]
+        return value
 
     @property
     def resolved_llm_base_url(self) -> str:

@@ -63,10 +63,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _devices_for(settings: Settings) -> dict[str, str]:
     if settings.profile != Profile.gpu:
         return {name: "cpu" for name in SERVICE_NAMES}
-    from gpu_setup.assignment import plan_assignment
+    from gpu_setup.assignment import plan_for_settings
     from gpu_setup.doctor import collect_gpus
 
-    assignment = plan_assignment(collect_gpus(), settings.profile, offload=settings.offload)
+    assignment = plan_for_settings(collect_gpus(), settings)
+    if assignment.fits and assignment.changes:
+        raise FabulaError("The gpu profile fits these GPUs only with other settings:\n" + assignment.describe())
     return assignment.devices()
 
 

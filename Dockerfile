@@ -1,0 +1,46 @@
+# One image for every Fabula container: the caption, illustrate and llm services and the web app.
+# Build:  docker compose build        (or: docker build -t fabula .)
+# Extras: --build-arg EXTRA_PIP=bitsandbytes   for the 4-bit LLaVA a single 24 GB GPU needs
+#         --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126   for a torch built for another CUDA
+FROM python:3.11-slim
+
+ARG TORCH_INDEX_URL=""
+ARG EXTRA_PIP=""
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HF_HOME=/models/huggingface \
+    FABULA_CACHE_DIR=/models/fabula \
+    FABULA_DATA_DIR=/data \
+    HF_HUB_OFFLINE=1 \
+    TOKENIZERS_PARALLELISM=false
+
+# Fonts with TrueType outlines for every script a book can be written in, and poppler for PDF checks.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        fonts-dejavu-core fonts-noto-core fonts-nanum fonts-ipafont-gothic fonts-wqy-zenhei poppler-utils \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+
+# torch first, in its own layer: it is the biggest download and changes least often.
+# The default PyPI wheel for Linux x86_64 is built with CUDA.
+RUN pip install ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} torch
+
+COPY pyproject.toml README.md ./
+COPY shared ./shared
+COPY services ./services
+COPY webapp ./webapp
+COPY gpu_setup ./gpu_setup
+RUN pip install . && if [ -n "$EXTRA_PIP" ]; then pip install $EXTRA_PIP; fi
+
+RUN useradd --create-home --uid 1000 fabula \
+    && mkdir -p /models /data \
+    && chown fabula:fabula /models /data
+USER fabula
+
+EXPOSE 7860 8101 8102 8103
+ENTRYPOINT ["fabula"]
+CMD ["serve", "web", "--host", "0.0.0.0", "--port", "7860"]

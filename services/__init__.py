@@ -1,0 +1,1 @@
+"""Fabula's model services: caption (LLaVA), illustrate (SDXL) and llm (chat completions)."""

@@ -1,0 +1,164 @@
+"""A random tiny LLaVA, built by code and saved like real weights, for tests and offline demos.
+
+It is loaded back through the same `from_pretrained` path as a real checkpoint, so the service, its
+processor handling and its chat template run for real; only the words it writes are gibberish.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+IMAGE_TOKEN = "<image>"
+SPECIAL_TOKENS = ["<unk>", "<pad>", "<s>", "</s>", IMAGE_TOKEN]
+IMAGE_SIZE = 32
+PATCH_SIZE = 8
+SEED = 20240601
+
+# The LLaVA 1.5 template: images first, then the text, then "ASSISTANT:" to start the answer.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] != 'system' %}{{ message['role'].upper() + ': ' }}{% endif %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] + ' ' }}{% endfor %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+
+TRAINING_SENTENCES = [
+    "A small cat sits on a warm red blanket near the window.",
+    "The happy dog runs across a green meadow under a bright blue sky.",
+    "Two children build a tall sandcastle on the golden beach at sunset.",
+    "An old lighthouse stands on the rocks while gentle waves roll in.",
+    "A curious fox peeks out from behind a mossy tree in the quiet forest.",
+    "Colourful balloons float above the busy market square on a sunny morning.",
+    "Describe the people, animals, objects, setting, colours and mood of this picture for a storybook.",
+]
+
+_MARKER = "config.json"
+# Seeding sets torch's process-wide generator, so builds inside one process take turns.
+_BUILD_LOCK = threading.Lock()
+
+
+def build_tiny_llava(folder: Path) -> Path:
+    """Build the tiny LLaVA into `folder` unless it is already there; returns `folder`.
+
+    The build happens in a temporary sibling folder that is renamed into place, so two processes starting at
+    once never see (or leave) a half-written model: the loser of the race simply discards its identical copy.
+    """
+    folder = Path(folder)
+    if (folder / _MARKER).is_file():
+        return folder
+    with _BUILD_LOCK:
+        if (folder / _MARKER).is_file():
+            return folder
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+        try:
+            _write_tiny_llava(staging)
+            staging.chmod(0o755)  # mkdtemp makes it private; the model cache is shared like any other
+            try:
+                os.rename(staging, folder)
+            except OSError:
+                if not (folder / _MARKER).is_file():
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    logger.info("built tiny caption model", extra={"fields": {"folder": str(folder)}})
+    return folder
+
+
+def _write_tiny_llava(folder: Path) -> None:
+    import torch
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    tokenizer = _train_tokenizer()
+    text_config = LlamaConfig(
+        vocab_size=300,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    vision_config = CLIPVisionConfig(
+        image_size=IMAGE_SIZE,
+        patch_size=PATCH_SIZE,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        projection_dim=32,
+    )
+    config = LlavaConfig(
+        vision_config=vision_config,
+        text_config=text_config,
+        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        model = LlavaForConditionalGeneration(config).eval()
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}
+    )
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=PATCH_SIZE,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=CHAT_TEMPLATE,
+    )
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+
+
+def _train_tokenizer():  # -> PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE(unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(TRAINING_SENTENCES, trainer=trainer)
+    bos_id = backend.token_to_id("<s>")
+    backend.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos_id)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token="<unk>",
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        extra_special_tokens={"image_token": IMAGE_TOKEN},
+        padding_side="left",
+    )
