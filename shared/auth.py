@@ -19,8 +19,8 @@ def bearer_guard(api_key: str | None) -> Callable[[Request], None]:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
-            raise AuthenticationFailed("This server needs an API key: send `Authorization: Bearer <key>`.")
+            raise AuthenticationFailed("This server needs an API key: send `Authorization: Bearer <key>`.", param="Authorization")
         if not secrets.compare_digest(token.strip().encode(), api_key.encode()):
-            raise AuthenticationFailed("The API key is not valid.")
+            raise AuthenticationFailed("The API key is not valid.", param="Authorization")
 
     return check

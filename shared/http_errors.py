@@ -25,14 +25,15 @@ def _describe_validation(errors: list[dict]) -> tuple[str, str | None]:
     parts: list[str] = []
     first_param: str | None = None
     for error in errors[:5]:
-        location = [str(part) for part in error.get("loc", ()) if str(part) not in _SECTIONS]
-        param = ".".join(location) or None
-        first_param = first_param or param
         if error.get("type") == "json_invalid":
+            first_param = first_param or "body"
             parts.append("The request body is not valid JSON.")
             continue
+        location = [str(part) for part in error.get("loc", ()) if str(part) not in _SECTIONS]
+        param = ".".join(location) or "body"
+        first_param = first_param or param
         if error.get("type") == "missing":
-            parts.append(f"`{param}` is required.")
+            parts.append("The request body is required." if param == "body" else f"`{param}` is required.")
             continue
         message = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
         parts.append(f"`{param}`: {message}." if param else f"{message}.")

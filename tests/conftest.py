@@ -11,7 +11,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import torch  # noqa: E402
+
 from shared.settings import Profile, Settings  # noqa: E402
+
+# Tiny models gain nothing from intra-op threads, and on a shared 2-core machine they fight over the cores.
+torch.set_num_threads(1)
 
 ASSETS = Path(__file__).parent / "assets"
 

@@ -120,7 +120,11 @@ class ServiceProcesses:
                 sys.executable, "-m", "webapp.cli", "serve", name, "--profile", self.settings.profile.value,
                 "--device", self.devices.get(name, "cpu"), "--host", self.host, "--port", str(port),
             ]
-            self.processes[name] = subprocess.Popen(command, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+            env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+            if self.devices.get(name, "cpu") == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+                # Three CPU services share the cores instead of each claiming all of them.
+                env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 2) // len(SERVICES)))
+            self.processes[name] = subprocess.Popen(command, env=env)
             urls[name] = f"http://{self.host if self.host not in ('0.0.0.0', '::') else '127.0.0.1'}:{port}"
         try:
             for name, url in urls.items():

@@ -18,9 +18,9 @@ class LengthBudget:
 
     title: int = 80
     character_name: int = 40
-    character_description: int = 240
+    character_description: int = 160
     page_text: int = 700
-    scene_prompt: int = 320
+    scene_prompt: int = 240
 
     @classmethod
     def compact(cls) -> "LengthBudget":

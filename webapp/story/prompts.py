@@ -115,7 +115,10 @@ def repair_message(previous: str, problem: str) -> dict:
 
 
 def scene_image_prompt(scene_prompt: str, plan: StoryPlan, style_id: str) -> tuple[str, str]:
-    """The picture prompt: scene + the fixed character sheet + the style preset; returns (prompt, negative)."""
+    """The picture prompt: scene, style preset, then the fixed character sheet; returns (prompt, negative).
+
+    CLIP reads 77 tokens: the scene and the style come first so they always count; the character sheet follows.
+    """
     style = find_style(style_id)
     sheet = "; ".join(f"{character.name}: {character.description}" for character in plan.characters)
-    return f"{scene_prompt}. Characters: {sheet}. {style.prompt}", style.negative
+    return f"{scene_prompt.rstrip('. ')}. {style.prompt}. {sheet}", style.negative

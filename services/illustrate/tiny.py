@@ -1,0 +1,209 @@
+"""A random tiny SDXL base and refiner, built by code and saved like real weights, for tests and offline demos.
+
+The configs are diffusers' own test components (see MODEL_NOTES.md). Both pipelines are written with
+`save_pretrained` and loaded back through the same `from_pretrained` path as real checkpoints, so the
+service's hand-off, batching and decoding run for real; only the pictures are noise.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+SEED = 20240602
+TEXT_HIDDEN_SIZE = 32
+START_TOKEN = "<|startoftext|>"
+END_TOKEN = "<|endoftext|>"
+END_OF_WORD = "</w>"
+# Words whose byte-pair merges go into the tiny vocabulary, so common prompt words become single tokens.
+VOCABULARY_WORDS = [
+    "a", "an", "the", "and", "of", "in", "on", "with", "cat", "dog", "fox", "bird", "tree", "forest", "house",
+    "child", "children", "girl", "boy", "sky", "sun", "moon", "night", "day", "red", "blue", "green", "yellow",
+    "watercolor", "storybook", "illustration", "painting", "comic", "anime", "style", "happy", "small", "big",
+]
+
+BASE_FOLDER = "base"
+REFINER_FOLDER = "refiner"
+_MARKER = Path(REFINER_FOLDER) / "model_index.json"
+
+
+def build_tiny_sdxl(folder: Path) -> Path:
+    """Build the tiny base into `folder/base` and the refiner into `folder/refiner` unless present; returns `folder`.
+
+    The build happens in a temporary sibling folder that is renamed into place, so two processes starting at
+    once never see (or leave) a half-written model: the loser of the race discards its copy.
+    """
+    folder = Path(folder)
+    if (folder / _MARKER).is_file():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        _write_tiny_sdxl(staging)
+        try:
+            os.rename(staging, folder)
+        except OSError:
+            if not (folder / _MARKER).is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("built tiny illustration models", extra={"fields": {"folder": str(folder)}})
+    return folder
+
+
+def _write_tiny_sdxl(folder: Path) -> None:
+    import torch
+    from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
+
+    tokenizer = _clip_tokenizer(folder / ".vocabulary")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        text_encoder, text_encoder_2 = _text_encoders(tokenizer)
+        vae = _vae()
+        # Base: both encoders (32 + 32 = 64 wide); time ids 6 × 8 plus the pooled 32 = 80.
+        base_unet = _unet(cross_attention_dim=64, projection_class_embeddings_input_dim=80)
+        # Refiner: the second encoder only (32 wide); time ids with aesthetic score 5 × 8 plus 32 = 72.
+        refiner_unet = _unet(cross_attention_dim=32, projection_class_embeddings_input_dim=72)
+
+    base = StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer,
+        unet=base_unet,
+        scheduler=_scheduler(),
+        add_watermarker=False,
+    )
+    refiner = StableDiffusionXLImg2ImgPipeline(
+        vae=vae,
+        text_encoder=None,
+        text_encoder_2=text_encoder_2,
+        tokenizer=None,
+        tokenizer_2=tokenizer,
+        unet=refiner_unet,
+        scheduler=_scheduler(),
+        requires_aesthetics_score=True,
+        force_zeros_for_empty_prompt=False,
+        add_watermarker=False,
+    )
+    base.save_pretrained(folder / BASE_FOLDER)
+    refiner.save_pretrained(folder / REFINER_FOLDER)
+    shutil.rmtree(folder / ".vocabulary", ignore_errors=True)
+
+
+def _unet(*, cross_attention_dim: int, projection_class_embeddings_input_dim: int):
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=projection_class_embeddings_input_dim,
+        cross_attention_dim=cross_attention_dim,
+    )
+
+
+def _vae():
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        latent_channels=4,
+        sample_size=128,
+    )
+
+
+def _scheduler():
+    from diffusers import EulerDiscreteScheduler
+
+    return EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        steps_offset=1,
+        beta_schedule="scaled_linear",
+        timestep_spacing="leading",
+    )
+
+
+def _text_encoders(tokenizer):  # -> tuple[CLIPTextModel, CLIPTextModelWithProjection]
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    config = CLIPTextConfig(
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        hidden_size=TEXT_HIDDEN_SIZE,
+        intermediate_size=37,
+        layer_norm_eps=1e-05,
+        num_attention_heads=4,
+        num_hidden_layers=5,
+        vocab_size=1000,
+        hidden_act="gelu",
+        projection_dim=32,
+    )
+    return CLIPTextModel(config).eval(), CLIPTextModelWithProjection(config).eval()
+
+
+def _clip_tokenizer(vocabulary_folder: Path):  # -> CLIPTokenizer
+    """A CLIP tokenizer from a hand-written `vocab.json` and `merges.txt` (no hub, no training)."""
+    from transformers import CLIPTokenizer
+
+    vocabulary, merges = _vocabulary_and_merges()
+    vocabulary_folder.mkdir(parents=True, exist_ok=True)
+    (vocabulary_folder / "vocab.json").write_text(json.dumps(vocabulary), encoding="utf-8")
+    (vocabulary_folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    return CLIPTokenizer.from_pretrained(vocabulary_folder, model_max_length=77)
+
+
+def _vocabulary_and_merges() -> tuple[dict[str, int], list[str]]:
+    """The 256 byte-characters (bare and word-final), one merge chain per word, then the two specials.
+
+    Every merge joins the word's pieces left to right, so both halves of each merge are already in the vocabulary.
+    """
+    byte_characters = list(_bytes_to_unicode().values())
+    tokens = byte_characters + [character + END_OF_WORD for character in byte_characters]
+    merges: list[str] = []
+    for word in VOCABULARY_WORDS:
+        pieces = list(word[:-1]) + [word[-1] + END_OF_WORD]
+        while len(pieces) > 1:
+            merge = f"{pieces[0]} {pieces[1]}"
+            joined = pieces[0] + pieces[1]
+            if merge not in merges:
+                merges.append(merge)
+                tokens.append(joined)
+            pieces = [joined] + pieces[2:]
+    tokens += [START_TOKEN, END_TOKEN]
+    return {token: index for index, token in enumerate(tokens)}, merges
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP's reversible map from bytes to printable characters."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    characters = printable[:]
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            characters.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, (chr(code) for code in characters), strict=True))

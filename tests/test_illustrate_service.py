@@ -1,0 +1,276 @@
+"""The illustration service over real HTTP on loopback, on the tiny SDXL base + refiner."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import openai
+import pytest
+import torch
+from PIL import Image
+from pydantic import SecretStr
+
+from services.illustrate.app import create_app, resolve_illustrate_models
+from services.illustrate.batcher import MicroBatcher
+from services.illustrate.engine import GenerationJob, IllustrateEngine
+from shared.errors import ModelUnavailable
+from shared.metrics import ServiceMetrics
+from shared.server_thread import ServerThread
+from shared.settings import Profile, Settings
+
+ENDPOINT = "/v1/images/generations"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MAX_PIXEL_DIFFERENCE = 2  # out of 255: batched matrix products round differently, seeds do not
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models gain nothing from two threads, and on a busy shared CPU a thread pool waits on its slowest member."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def service_settings(tiny_settings: Settings) -> Settings:
+    return tiny_settings.model_copy(
+        update={"default_inference_steps": 2, "batch_window_ms": 150, "max_images_per_request": 4, "max_prompt_chars": 200}
+    )
+
+
+def _start(settings: Settings) -> ServerThread:
+    app = create_app(settings, device="cpu")
+    server = ServerThread(app).start()
+    assert app.state.holder.wait(timeout=300), app.state.holder.error
+    return server
+
+
+@pytest.fixture(scope="module")
+def service(service_settings: Settings) -> Iterator[ServerThread]:
+    server = _start(service_settings)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def engine(service: ServerThread) -> IllustrateEngine:
+    return service.server.config.app.state.holder.engine
+
+
+def _post(service: ServerThread, body: dict, timeout: float = 120) -> httpx.Response:
+    return httpx.post(service.url + ENDPOINT, json=body, timeout=timeout)
+
+
+def _pixels(b64_json: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(b64_json))).convert("RGB")).astype(np.int16)
+
+
+def _metric(service: ServerThread, name: str) -> float:
+    text = httpx.get(service.url + "/metrics").text
+    match = re.search(rf'^{name}\{{service="illustrate"\}} (\S+)$', text, re.MULTILINE)
+    assert match, f"{name} missing from /metrics"
+    return float(match.group(1))
+
+
+def _concurrently(service: ServerThread, bodies: list[dict]) -> list[httpx.Response]:
+    with ThreadPoolExecutor(max_workers=len(bodies)) as pool:
+        return list(pool.map(lambda body: _post(service, body), bodies))
+
+
+def test_readyz_reports_the_loaded_model(service: ServerThread) -> None:
+    body = httpx.get(service.url + "/readyz").json()
+    assert body["status"] == "ready"
+    assert body["model"] == "tiny" and body["extra"]["refiner"] is True
+
+
+def test_openapi_document_describes_the_request_body(service: ServerThread) -> None:
+    operation = httpx.get(service.url + "/openapi.json").json()["paths"][ENDPOINT]["post"]
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert {"prompt", "n", "size", "response_format", "seed", "refiner_start"} <= set(schema["properties"])
+
+
+def test_openai_client_gets_two_png_images(service: ServerThread) -> None:
+    client = openai.OpenAI(base_url=service.url + "/v1", api_key="x")
+    result = client.images.generate(prompt="a fox in the forest", n=2, size="64x64", response_format="b64_json")
+    assert len(result.data) == 2
+    for item in result.data:
+        raw = base64.b64decode(item.b64_json)
+        assert raw.startswith(PNG_SIGNATURE)
+        image = Image.open(io.BytesIO(raw))
+        image.load()
+        assert image.size == (64, 64)
+    seeds = [item.model_extra["seed"] for item in result.data]
+    assert seeds[1] == seeds[0] + 1
+
+
+def test_openai_client_passes_extras(service: ServerThread) -> None:
+    client = openai.OpenAI(base_url=service.url + "/v1", api_key="x")
+    result = client.images.generate(
+        prompt="a cat", size="64x64", response_format="b64_json",
+        extra_body={"seed": 7, "style": "watercolor storybook", "negative_prompt": "blurry", "num_inference_steps": 3},
+    )
+    assert result.data[0].model_extra["seed"] == 7
+    assert result.data[0].revised_prompt == "a cat, watercolor storybook"
+
+
+def test_concurrent_requests_share_pipeline_calls(service: ServerThread) -> None:
+    calls_before = _metric(service, "fabula_pipeline_calls_total")
+    requests_before = _metric(service, "fabula_batch_size_sum")
+    responses = _concurrently(service, [{"prompt": f"page {index}", "size": "64x64", "seed": index} for index in range(6)])
+    assert [response.status_code for response in responses] == [200] * 6
+    calls = _metric(service, "fabula_pipeline_calls_total") - calls_before
+    assert _metric(service, "fabula_batch_size_sum") - requests_before == 6
+    assert 1 <= calls < 6
+
+
+def test_different_sizes_are_never_merged(service: ServerThread) -> None:
+    calls_before = _metric(service, "fabula_pipeline_calls_total")
+    sizes = ["64x64", "72x64", "64x64", "72x64"]
+    responses = _concurrently(service, [{"prompt": "a boy", "size": size} for size in sizes])
+    # The engine refuses a mixed batch, so a merge would have failed these requests.
+    assert [response.status_code for response in responses] == [200] * 4
+    for size, response in zip(sizes, responses, strict=True):
+        width, height = map(int, size.split("x"))
+        assert _pixels(response.json()["data"][0]["b64_json"]).shape == (height, width, 3)
+    assert _metric(service, "fabula_pipeline_calls_total") - calls_before >= 2
+
+
+def test_same_seed_gives_same_image_alone_and_in_a_batch(service: ServerThread) -> None:
+    request = {"prompt": "a red bird", "size": "64x64"}
+    alone = _pixels(_post(service, {**request, "seed": 42}).json()["data"][0]["b64_json"])
+    second_of_two = _pixels(_post(service, {**request, "seed": 41, "n": 2}).json()["data"][1]["b64_json"])
+    assert np.abs(alone - second_of_two).max() <= MAX_PIXEL_DIFFERENCE
+    batch = _concurrently(service, [{**request, "seed": seed} for seed in (42, 3, 4)])
+    in_batch = _pixels(batch[0].json()["data"][0]["b64_json"])
+    assert np.abs(alone - in_batch).max() <= MAX_PIXEL_DIFFERENCE
+    other = _pixels(batch[1].json()["data"][0]["b64_json"])
+    assert np.abs(alone - other).max() > MAX_PIXEL_DIFFERENCE
+
+
+def test_refiner_start_one_paints_with_the_base_only(service: ServerThread, engine: IllustrateEngine) -> None:
+    request = {"prompt": "a green tree", "size": "64x64", "seed": 11, "num_inference_steps": 4}
+    base_only = _post(service, {**request, "refiner_start": 1.0})
+    assert base_only.status_code == 200
+    assert engine.handoff_steps(4, 0.5) == (2, 2)
+    handed_off = _post(service, {**request, "refiner_start": 0.5})
+    difference = np.abs(_pixels(base_only.json()["data"][0]["b64_json"]) - _pixels(handed_off.json()["data"][0]["b64_json"]))
+    assert difference.max() > MAX_PIXEL_DIFFERENCE
+
+
+BAD_REQUESTS = [
+    pytest.param({"prompt": "a", "size": "65x64"}, "size", id="size-not-multiple-of-8"),
+    pytest.param({"prompt": "a", "size": "64x64x3"}, "size", id="size-three-parts"),
+    pytest.param({"prompt": "a", "size": "8x8"}, "size", id="size-too-small"),
+    pytest.param({"prompt": "a", "size": "100000x64"}, "size", id="size-too-large"),
+    pytest.param({"prompt": "a", "n": 0}, "n", id="n-zero"),
+    pytest.param({"prompt": "a", "n": 5}, "n", id="n-over-limit"),
+    pytest.param({"prompt": "a", "num_inference_steps": 151}, "num_inference_steps", id="steps-over-limit"),
+    pytest.param({"prompt": "a", "response_format": "url"}, "response_format", id="response-format-url"),
+    pytest.param({"prompt": "x" * 201}, "prompt", id="prompt-too-long"),
+    pytest.param({"prompt": "a", "negative_prompt": "x" * 201}, "negative_prompt", id="negative-too-long"),
+    pytest.param({"prompt": "   "}, "prompt", id="prompt-blank"),
+    pytest.param({"size": "64x64"}, "prompt", id="prompt-missing"),
+    pytest.param({"prompt": "a", "guidance_scale": -1}, "guidance_scale", id="guidance-negative"),
+    pytest.param({"prompt": "a", "refiner_start": 0}, "refiner_start", id="refiner-start-zero"),
+    pytest.param('{"prompt": "a", ', "body", id="malformed-json"),
+    pytest.param("[1, 2]", "body", id="json-not-an-object"),
+    pytest.param("", "body", id="empty-body"),
+]
+
+
+@pytest.mark.parametrize(("body", "param"), BAD_REQUESTS)
+def test_bad_request_is_refused_before_model_work(service: ServerThread, body: dict | str, param: str) -> None:
+    calls_before = _metric(service, "fabula_pipeline_calls_total")
+    content = body if isinstance(body, str) else None
+    response = httpx.post(
+        service.url + ENDPOINT, content=content, json=None if content is not None else body,
+        headers={"content-type": "application/json"}, timeout=30,
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == param
+    assert f"`{param}`" in error["message"] or param == "body"
+    assert _metric(service, "fabula_pipeline_calls_total") == calls_before
+
+
+def test_oversized_body_is_refused_before_it_is_read_whole(service: ServerThread) -> None:
+    response = _post(service, {"prompt": "a", "negative_prompt": "x" * 200_000})
+    assert response.status_code == 413
+    assert response.json()["error"]["param"] == "body"
+
+
+def test_wrong_api_key_is_refused(service_settings: Settings) -> None:
+    server = _start(service_settings.model_copy(update={"api_key": SecretStr("right-key")}))
+    try:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="wrong-key", max_retries=0)
+        with pytest.raises(openai.AuthenticationError) as raised:
+            client.images.generate(prompt="a cat", size="64x64", response_format="b64_json")
+        assert raised.value.status_code == 401
+        assert raised.value.body["type"] == "authentication_error"
+        accepted = openai.OpenAI(base_url=server.url + "/v1", api_key="right-key", max_retries=0)
+        assert len(accepted.images.generate(prompt="a cat", size="64x64", response_format="b64_json").data) == 1
+    finally:
+        server.stop()
+
+
+async def test_disconnected_client_leaves_the_batch_and_service_intact(service: ServerThread) -> None:
+    async with httpx.AsyncClient(base_url=service.url, timeout=120) as client:
+        request = {"prompt": "a small dog", "size": "64x64"}
+        staying = [asyncio.create_task(client.post(ENDPOINT, json={**request, "seed": seed})) for seed in (1, 2)]
+        leaving = asyncio.create_task(client.post(ENDPOINT, json={**request, "seed": 3}))
+        await asyncio.sleep(0.05)
+        leaving.cancel()
+        await asyncio.gather(leaving, return_exceptions=True)
+        responses = await asyncio.gather(*staying)
+        assert [response.status_code for response in responses] == [200, 200]
+        assert (await client.get("/readyz")).status_code == 200
+        assert (await client.post(ENDPOINT, json={**request, "seed": 4})).status_code == 200
+
+
+async def test_batcher_merges_compatible_jobs_and_drops_cancelled_ones(engine: IllustrateEngine) -> None:
+    calls: list[list[GenerationJob]] = []
+
+    def paint(jobs: list[GenerationJob]) -> list[list[Image.Image]]:
+        calls.append(jobs)
+        return engine.generate(jobs)
+
+    metrics = ServiceMetrics("illustrate-test")
+    batcher = MicroBatcher(paint, window_seconds=0.2, max_batch_images=8, metrics=metrics)
+    batcher.start()
+    try:
+        def job(seed: int, width: int) -> GenerationJob:
+            return GenerationJob(
+                prompt="a moon", negative_prompt=None, count=1, width=width, height=64, steps=2,
+                guidance_scale=5.0, refiner_start=0.8, seed=seed,
+            )
+
+        tasks = [asyncio.create_task(batcher.submit(job(seed, width))) for seed, width in ((1, 64), (2, 64), (3, 72), (4, 64))]
+        await asyncio.sleep(0)
+        tasks[1].cancel()
+        outcomes = await asyncio.gather(tasks[0], tasks[2], tasks[3])
+    finally:
+        await batcher.stop()
+    assert [outcome.images[0].size for outcome in outcomes] == [(64, 64), (72, 64), (64, 64)]
+    assert sorted(len(batch) for batch in calls) == [1, 2]
+    for batch in calls:
+        assert len({job.batch_key for job in batch}) == 1
+    assert sorted(job.seed for batch in calls for job in batch) == [1, 3, 4]
+
+
+def test_resolve_models_builds_tiny_and_fails_fast_without_weights(service_settings: Settings) -> None:
+    model_id, base, refiner = resolve_illustrate_models(service_settings)
+    assert model_id == "tiny" and (base / "model_index.json").is_file() and refiner is not None
+    assert resolve_illustrate_models(service_settings.model_copy(update={"refiner_model": "none"}))[2] is None
+    gpu = service_settings.model_copy(update={"profile": Profile.gpu})
+    with pytest.raises(ModelUnavailable) as raised:
+        resolve_illustrate_models(gpu)
+    assert raised.value.param == "FABULA_ILLUSTRATE_MODEL"
