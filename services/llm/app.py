@@ -1,0 +1,117 @@
+"""The OpenAI-compatible chat service: `POST /v1/chat/completions` and `GET /v1/models`.
+
+Built in the shared service frame (health, readiness, metrics, auth, request ids, JSON errors). The model
+loads in the background at start-up; until then model routes answer 503 and `/readyz` says why.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import Response
+
+from services.llm.engine import FINISH_LENGTH, ChatEngine
+from services.llm.preparation import prepare_generation
+from services.llm.schemas import AssistantMessage, ChatCompletion, ChatCompletionRequest, Choice, ModelCard, ModelList
+from services.llm.streaming import stream_completion, usage_of
+from services.llm.tiny import build_tiny_chat_model
+from shared.errors import ModelUnavailable, NotFound
+from shared.metrics import ServiceMetrics
+from shared.model_holder import ModelHolder
+from shared.profiles import TINY, model_id_for, resolve_model_path, tiny_dir
+from shared.service_app import create_service_app
+from shared.settings import Settings
+
+DESCRIPTION = (
+    "An OpenAI-compatible chat service on transformers for self-hosting small models offline. "
+    "`response_format` with a JSON schema is enforced by constrained decoding (xgrammar)."
+)
+
+
+def resolve_llm_model(settings: Settings) -> tuple[str, Path]:
+    """The model id to answer with and the local folder to load; builds the tiny model on first use."""
+    model_id = model_id_for("llm", settings)
+    if model_id is None:
+        raise ModelUnavailable("FABULA_LLM_MODEL is empty; name a chat model or a local folder.", param="FABULA_LLM_MODEL")
+    if model_id == TINY:
+        return TINY, build_tiny_chat_model(tiny_dir("llm", settings))
+    return model_id, resolve_model_path(model_id, role="llm", settings=settings)
+
+
+def _engine(request: Request) -> ChatEngine:
+    return request.app.state.holder.require()
+
+
+EngineDep = Annotated[ChatEngine, Depends(_engine)]
+
+
+def build_router() -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["chat"])
+
+    @router.post(
+        "/chat/completions",
+        response_model=ChatCompletion,
+        summary="Chat completion (OpenAI shape); `stream: true` answers with server-sent events.",
+        responses={200: {"content": {"text/event-stream": {}}}},
+    )
+    async def chat_completions(body: ChatCompletionRequest, request: Request, engine: EngineDep) -> Response | ChatCompletion:
+        generation = await prepare_generation(body, engine, request.app.state.settings)
+        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+        created = int(time.time())
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            return stream_completion(engine, generation, completion_id=completion_id, created=created, include_usage=include_usage)
+        result = await engine.complete(generation)
+        finish_reason = FINISH_LENGTH if result.finish_reason == FINISH_LENGTH else "stop"
+        return ChatCompletion(
+            id=completion_id,
+            created=created,
+            model=engine.model_id,
+            choices=[Choice(message=AssistantMessage(content=result.text), finish_reason=finish_reason)],
+            usage=usage_of(result),
+        )
+
+    @router.get("/models", response_model=ModelList, summary="The loaded model (OpenAI list shape).")
+    async def list_models(engine: EngineDep) -> ModelList:
+        return ModelList(data=[_card(engine)])
+
+    @router.get("/models/{model_id:path}", response_model=ModelCard, summary="One model, if it is the loaded one.")
+    async def get_model(model_id: str, engine: EngineDep) -> ModelCard:
+        if model_id != engine.model_id:
+            raise NotFound(f"The model '{model_id}' is not served here; this server runs '{engine.model_id}'.", param="model")
+        return _card(engine)
+
+    return router
+
+
+def _card(engine: ChatEngine) -> ModelCard:
+    return ModelCard(id=engine.model_id, created=int(engine.loaded_at))
+
+
+def create_app(settings: Settings, *, device: str = "cpu") -> FastAPI:
+    metrics = ServiceMetrics("llm")
+
+    def load() -> ChatEngine:
+        model_id, path = resolve_llm_model(settings)
+        return ChatEngine.load(path, model_id=model_id, device=device, settings=settings, metrics=metrics)
+
+    holder: ModelHolder[ChatEngine] = ModelHolder(load, name="llm")
+
+    async def close_engine(_: FastAPI) -> None:
+        if holder.engine is not None:
+            holder.engine.close()
+
+    return create_service_app(
+        name="llm",
+        title="Fabula LLM",
+        description=DESCRIPTION,
+        settings=settings,
+        holder=holder,
+        metrics=metrics,
+        routers=[build_router()],
+        on_shutdown=close_engine,
+    )

@@ -1,0 +1,89 @@
+"""Server-sent events in OpenAI's `chat.completion.chunk` shape, ending with `data: [DONE]`.
+
+A client that goes away mid-stream stops its generation: the response sets the generation's cancel flag
+however it ends (finished, client disconnected, server shutting down), and the token loop checks the flag
+before every token, so the next request in the queue starts at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any, AsyncIterator
+
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from services.llm.engine import FINISH_CANCELLED, ChatEngine, GenerationRequest, GenerationResult
+from services.llm.schemas import ChatCompletionChunk, ChunkChoice, ChunkDelta, Usage
+from shared.errors import FabulaError
+
+logger = logging.getLogger(__name__)
+
+
+class GenerationStreamResponse(StreamingResponse):
+    """A streaming response that always cancels its generation when it ends, however it ends."""
+
+    def __init__(self, content: AsyncIterator[str], *, cancelled: threading.Event) -> None:
+        super().__init__(content, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self.cancelled = cancelled
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.cancelled.set()
+
+
+def stream_completion(
+    engine: ChatEngine, generation: GenerationRequest, *, completion_id: str, created: int, include_usage: bool
+) -> GenerationStreamResponse:
+    cancelled = threading.Event()
+    frame = {"id": completion_id, "created": created, "model": engine.model_id}
+
+    def chunk(delta: ChunkDelta, finish_reason: str | None = None) -> str:
+        body = ChatCompletionChunk(**frame, choices=[ChunkChoice(delta=delta, finish_reason=finish_reason)])
+        data = body.model_dump(mode="json")
+        data["choices"][0]["delta"] = delta.model_dump(mode="json", exclude_none=True)
+        if not include_usage:
+            data.pop("usage")
+        return _event(data)
+
+    async def events() -> AsyncIterator[str]:
+        result: GenerationResult | None = None
+        yield chunk(ChunkDelta(role="assistant", content=""))
+        try:
+            async for item in engine.stream(generation, cancelled):
+                if isinstance(item, GenerationResult):
+                    result = item
+                elif item:
+                    yield chunk(ChunkDelta(content=item))
+        except FabulaError as exc:
+            yield _event(exc.to_body())
+            return
+        except Exception:  # noqa: BLE001 - the status line is already sent; tell the client in-band
+            logger.exception("chat stream failed")
+            yield _event({"error": {"type": "internal_error", "message": "The generation failed; the details were logged.", "param": None}})
+            return
+        if result is None or result.finish_reason == FINISH_CANCELLED:
+            return
+        yield chunk(ChunkDelta(), finish_reason=result.finish_reason)
+        if include_usage:
+            usage = usage_of(result)
+            yield _event(ChatCompletionChunk(**frame, choices=[], usage=usage).model_dump(mode="json"))
+        yield "data: [DONE]\n\n"
+
+    return GenerationStreamResponse(events(), cancelled=cancelled)
+
+
+def usage_of(result: GenerationResult) -> Usage:
+    return Usage(
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        total_tokens=result.prompt_tokens + result.completion_tokens,
+    )
+
+
+def _event(data: dict[str, Any]) -> str:
+    return f"data: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n"

@@ -1,0 +1,133 @@
+"""A random tiny chat model, built by code and saved like real weights, for tests and offline demos.
+
+It loads back through the same `AutoModelForCausalLM` / `AutoTokenizer` path as a real checkpoint, so the
+chat template, the tokenizer, constrained decoding and streaming all run for real; only the words are
+gibberish. The tokenizer is byte-level, so any text (emoji, Hangul, Arabic) encodes without unknown tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+BOS_TOKEN = "<s>"
+PAD_TOKEN = "<pad>"
+END_OF_TEXT = "<|endoftext|>"
+MESSAGE_START = "<|im_start|>"
+MESSAGE_END = "<|im_end|>"
+SPECIAL_TOKENS = [PAD_TOKEN, BOS_TOKEN, END_OF_TEXT, MESSAGE_START, MESSAGE_END]
+SEED = 20240611
+TOKENIZER_VOCAB_SIZE = 400
+# The model's vocabulary is padded past the tokenizer's, as many real checkpoints do, so the service's
+# handling of logits that belong to no token is exercised by the tests.
+MODEL_VOCAB_MULTIPLE = 64
+
+# ChatML, as used by Qwen and others. A list of text parts is joined into one string.
+CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}{% if part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}"
+    "{% endif %}"
+    "{{ '<|im_end|>\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+TRAINING_SENTENCES = [
+    "Once upon a time a small cat lived in a red house near the sea.",
+    "The brave girl and her dog walked through the quiet forest at night.",
+    '{"title": "The Lighthouse", "characters": [{"name": "Mia", "description": "a girl"}], "pages": []}',
+    "Write a short story for children about friendship, courage and the moon.",
+    "A watercolor illustration of a fox reading a book under a tree, soft light.",
+    "Translate the following text into French, Korean and Arabic.",
+]
+
+_MARKER = "config.json"
+
+
+def build_tiny_chat_model(folder: Path) -> Path:
+    """Build the tiny chat model into `folder` unless it is already there; returns `folder`.
+
+    The build happens in a temporary sibling folder that is renamed into place, so two processes starting at
+    once never see (or leave) a half-written model: the loser of the race discards its copy.
+    """
+    folder = Path(folder)
+    if (folder / _MARKER).is_file():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        _write_tiny_chat_model(staging)
+        staging.chmod(0o755)
+        try:
+            os.rename(staging, folder)
+        except OSError:
+            if not (folder / _MARKER).is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("built tiny chat model", extra={"fields": {"folder": str(folder)}})
+    return folder
+
+
+def _write_tiny_chat_model(folder: Path) -> None:
+    import torch
+    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = _train_tokenizer()
+    token_count = len(tokenizer)
+    vocab_size = -(-token_count // MODEL_VOCAB_MULTIPLE) * MODEL_VOCAB_MULTIPLE
+    stop_ids = [tokenizer.convert_tokens_to_ids(MESSAGE_END), tokenizer.convert_tokens_to_ids(END_OF_TEXT)]
+    config = Qwen2Config(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=32768,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=stop_ids,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        model = Qwen2ForCausalLM(config).eval()
+    model.generation_config = GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id
+    )
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def _train_tokenizer():  # -> PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=TOKENIZER_VOCAB_SIZE,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(TRAINING_SENTENCES, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token=BOS_TOKEN,
+        eos_token=MESSAGE_END,
+        pad_token=PAD_TOKEN,
+        additional_special_tokens=[END_OF_TEXT, MESSAGE_START],
+        chat_template=CHAT_TEMPLATE,
+        padding_side="left",
+    )
