@@ -49,14 +49,27 @@ class JobRunner:
         self._running = asyncio.Semaphore(max_running)
 
     # ---- creating and running ------------------------------------------------------------------------------
+    async def submit_upload(self, photo: bytes, options: StoryOptions, *, logo: bytes | None = None, client: str | None = None) -> JobRecord:
+        """`submit` for servers: the photo is decoded and re-encoded off the event loop."""
+        self._check_capacity()
+        photo_jpeg = await asyncio.to_thread(normalised_photo, photo, self.settings)
+        logo_png = await asyncio.to_thread(normalised_logo, logo, self.settings) if logo else None
+        return self._create(photo_jpeg, options, logo_png=logo_png, client=client, parent_id=None)
+
     def submit(self, photo: bytes, options: StoryOptions, *, logo: bytes | None = None, client: str | None = None, parent_id: str | None = None) -> JobRecord:
+        self._check_capacity()
+        photo_jpeg = normalised_photo(photo, self.settings)
+        logo_png = normalised_logo(logo, self.settings) if logo else None
+        return self._create(photo_jpeg, options, logo_png=logo_png, client=client, parent_id=parent_id)
+
+    def _check_capacity(self) -> None:
         if self.store.count_active() >= self.settings.max_queued_jobs:
             raise RateLimited(
                 f"Fabula is busy: {self.settings.max_queued_jobs} books are already queued (FABULA_MAX_QUEUED_JOBS). Try again in a minute.",
                 retry_after=30,
             )
-        photo_jpeg = normalised_photo(photo, self.settings)
-        logo_png = normalised_logo(logo, self.settings) if logo else None
+
+    def _create(self, photo_jpeg: bytes, options: StoryOptions, *, logo_png: bytes | None, client: str | None, parent_id: str | None) -> JobRecord:
         now = time.time()
         ttl = self.settings.book_link_ttl_hours
         record = JobRecord(

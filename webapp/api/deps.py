@@ -1,0 +1,36 @@
+"""FastAPI dependencies: the shared state, the Studio, the caller's identity for rate limiting."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from webapp.api.state import WebState
+from webapp.studio import Studio
+
+
+def get_state(request: Request) -> WebState:
+    return request.app.state.web
+
+
+def get_studio(request: Request) -> Studio:
+    return get_state(request).require_studio()
+
+
+def client_key(request: Request) -> str:
+    """Who is asking: the API key when one is sent (hashed), else the client's address."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return "key:" + hashlib.sha256(token.strip().encode()).hexdigest()[:16]
+    return "ip:" + (request.client.host if request.client else "unknown")
+
+
+def rate_limit(request: Request) -> None:
+    get_state(request).limiter.check(client_key(request))
+
+
+StateDep = Annotated[WebState, Depends(get_state)]
+StudioDep = Annotated[Studio, Depends(get_studio)]
+RateLimit = Depends(rate_limit)

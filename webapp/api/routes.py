@@ -1,0 +1,22 @@
+"""Assembling the routers: everything under /api/v1 behind the optional API key; /books stays open."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from shared.auth import bearer_guard
+from shared.settings import Settings
+from webapp.api import books, edits, options, sse, stories
+from webapp.api.links import API_PREFIX
+
+books_router = books.router
+
+
+def api_router(settings: Settings) -> APIRouter:
+    guard = bearer_guard(settings.api_key.get_secret_value() if settings.api_key else None)
+    router = APIRouter(prefix=API_PREFIX, dependencies=[Depends(guard)])
+    router.include_router(stories.router)
+    router.include_router(sse.router)
+    router.include_router(edits.router)
+    router.include_router(options.router)
+    return router

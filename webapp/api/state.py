@@ -1,0 +1,31 @@
+"""What the web app's routes and UI callbacks share: settings, the public URL, the rate limiter and the Studio.
+
+The Studio is built inside the running server's event loop (in the lifespan), after the routes and the UI are
+declared, so it arrives here late; anything that needs it before then gets a plain 503.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shared.errors import ModelNotReady
+from shared.settings import Settings
+from webapp.api.rate_limit import RateLimiter
+from webapp.studio import Studio
+
+
+@dataclass
+class WebState:
+    settings: Settings
+    public_url: str
+    limiter: RateLimiter
+    studio: Studio | None = field(default=None)
+
+    @classmethod
+    def create(cls, settings: Settings, public_url: str) -> "WebState":
+        return cls(settings=settings, public_url=public_url.rstrip("/"), limiter=RateLimiter(settings.rate_limit_per_minute))
+
+    def require_studio(self) -> Studio:
+        if self.studio is None:
+            raise ModelNotReady("Fabula is still starting; try again in a few seconds.")
+        return self.studio

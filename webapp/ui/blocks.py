@@ -1,0 +1,176 @@
+"""The studio page (Gradio Blocks): photo and options on top, live progress, the book as it fills in, edits.
+
+Every long action streams `StoryScreen` values into the same output components, listed once in `outputs`.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from pathlib import Path
+
+import gradio as gr
+from fastapi import FastAPI
+
+from shared.settings import Profile
+from webapp.api.state import WebState
+from webapp.story.languages import LANGUAGES
+from webapp.story.options import Audience, StoryOptions
+from webapp.story.styles import STYLES
+from webapp.ui import look
+from webapp.ui.callbacks import StudioCallbacks
+from webapp.ui.photo_input import photo_input
+
+SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples"
+_PAGE_CAPTION = re.compile(r"Page (\d+)")
+
+
+def sample_photos() -> list[tuple[Path, str, str]]:
+    """(path, what it shows, credit) for each sample photo, read from samples/CREDITS.md."""
+    credits: dict[str, tuple[str, str]] = {}
+    credits_file = SAMPLES_DIR / "CREDITS.md"
+    if credits_file.is_file():
+        for line in credits_file.read_text(encoding="utf-8").splitlines():
+            cells = [cell.strip().strip("`") for cell in line.strip().strip("|").split("|")]
+            if len(cells) == 3 and cells[0].endswith((".jpg", ".png")):
+                credits[cells[0]] = (cells[1], cells[2])
+    photos = []
+    for path in sorted(SAMPLES_DIR.glob("*.jpg")):
+        what, credit = credits.get(path.name, (path.stem.replace("-", " ").capitalize(), ""))
+        photos.append((path, what, credit))
+    return photos
+
+
+def _language_choices() -> list[tuple[str, str]]:
+    return [(language.name if language.native == language.name else f"{language.native} — {language.name}", language.code) for language in LANGUAGES]
+
+
+def _selected_page(event: gr.SelectData) -> int:
+    caption = event.value.get("caption") if isinstance(event.value, dict) else None
+    match = _PAGE_CAPTION.search(caption or "")
+    return int(match.group(1)) if match else event.index + 1
+
+
+def build_ui(state: WebState) -> gr.Blocks:
+    settings = state.settings
+    callbacks = StudioCallbacks(state)
+    defaults = StoryOptions()
+    max_pages = min(24, settings.max_book_pages)
+    samples = sample_photos()
+
+    # Files handed to the page are copied into Gradio's cache; every hour, drop copies older than a day.
+    with gr.Blocks(title=look.TITLE, delete_cache=(3600, 86400)) as blocks:
+        gr.Markdown(look.INTRO, elem_id="intro")
+        if settings.profile == Profile.tiny:
+            gr.Markdown(look.DEMO_BANNER, elem_id="demo-banner")
+
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=5):
+                gr.Markdown("### 1 · Your photo", elem_classes=["section-heading"])
+                photo = photo_input(label="Photo", sources=["upload", "clipboard"], height=300, elem_id="photo-input")
+                if samples:
+                    gr.Examples(
+                        examples=[[str(path)] for path, _, _ in samples], inputs=[photo], label="…or click a sample photo", examples_per_page=8,
+                    )
+                    gr.Markdown(
+                        "Sample photos: " + " · ".join(f"{what} ({credit})" for _, what, credit in samples if credit),
+                        elem_id="sample-credits",
+                    )
+            with gr.Column(scale=7):
+                gr.Markdown("### 2 · Your story", elem_classes=["section-heading"])
+                with gr.Row():
+                    pages = gr.Slider(1, max_pages, value=min(defaults.pages, max_pages), step=1, label="Pages", elem_id="pages-slider")
+                    language = gr.Dropdown(_language_choices(), value=defaults.language, label="Language", elem_id="language-dropdown")
+                with gr.Row():
+                    style = gr.Dropdown([(preset.label, preset.id) for preset in STYLES], value=defaults.style, label="Picture style")
+                    audience = gr.Dropdown(
+                        [(look.AUDIENCE_LABELS.get(item.value, item.value), item.value) for item in Audience], value=defaults.audience.value, label="Reader"
+                    )
+                with gr.Row():
+                    tone = gr.Dropdown(look.TONES, value=defaults.tone, allow_custom_value=True, label="Tone", info="Pick one or type your own.")
+                    character_names = gr.Textbox("", label="Character names", placeholder="e.g. Mia, Captain Whiskers", info="Optional, comma-separated.")
+                idea = gr.Textbox("", label="Story idea", placeholder="Optional, e.g. 'the cat wants to fly to the moon'", lines=2, max_length=1000)
+                bilingual = gr.Checkbox(label="Also print the English text under each page (bilingual book)", value=False)
+                with gr.Accordion("Brand kit (optional, for marketers)", open=False, elem_id="brand-kit"):
+                    gr.Markdown("Weave a brand's message into the story and dress the PDF in its colours, logo and call to action.")
+                    with gr.Row():
+                        brand_name = gr.Textbox("", label="Brand name", max_length=80)
+                        brand_voice = gr.Textbox("", label="Voice", placeholder="e.g. playful, confident", max_length=120)
+                    brand_message = gr.Textbox("", label="Message or product to weave in", max_length=300)
+                    with gr.Row():
+                        logo = photo_input(label="Logo", sources=["upload"], height=120)
+                        with gr.Column():
+                            brand_primary_color = gr.ColorPicker(value="#1F3A5F", label="Primary colour")
+                            brand_secondary_color = gr.ColorPicker(value="#F2B134", label="Secondary colour")
+                    with gr.Row():
+                        brand_cta_url = gr.Textbox("", label="Call-to-action link", placeholder="https://…")
+                        brand_cta_text = gr.Textbox("", label="Call-to-action text", placeholder="e.g. Visit our shop", max_length=80)
+                generate = gr.Button("Make my storybook", variant="primary", size="lg", elem_id="generate-button")
+
+        gr.Markdown("### 3 · Your book", elem_classes=["section-heading"])
+        progress = gr.HTML('<div class="fabula-progress" data-status="idle"><p class="sentence">Your book will appear here, page by page, as it is made.</p></div>', elem_id="progress")
+        with gr.Column(visible=False, elem_id="book-area") as book_area:
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=2, min_width=200):
+                    cover = gr.Image(label="Cover", interactive=False, height=260, elem_id="cover-image", buttons=["download", "fullscreen"])
+                with gr.Column(scale=5):
+                    title = gr.HTML(elem_id="book-title")
+                    version_choice = gr.Dropdown(label="Versions", choices=[], visible=False, elem_id="version-dropdown", info="Both versions are kept; pick one to see it.")
+                    with gr.Row(visible=False, elem_id="book-result") as result:
+                        book_file = gr.File(label="Your book (PDF)", interactive=False, elem_id="book-file", scale=3)
+                        with gr.Column(scale=2, min_width=200):
+                            # No label or buttons over the picture: they would cover the code's quiet zone.
+                            qr = gr.Image(label="Scan to download", show_label=False, format="png", type="pil", interactive=False, height=240, elem_id="book-qr", buttons=[])
+                            gr.Markdown("Scan to download the book", elem_id="qr-caption")
+                    link = gr.HTML(elem_id="book-link")
+            gallery = gr.Gallery(label="Pages", columns=4, height="auto", object_fit="contain", allow_preview=True, elem_id="pages-gallery", buttons=["download", "fullscreen"])
+            reader = gr.HTML(elem_id="story-reader")
+
+        with gr.Column(visible=False, elem_id="edit-panel") as editing:
+            gr.Markdown(
+                "### 4 · Change it\nPick a page (or click its picture), then paint a new picture or rewrite its text. "
+                "The book is bound again; nothing else is redone."
+            )
+            with gr.Row(equal_height=False, elem_classes=["edit-row"]):
+                page_choice = gr.Dropdown(label="Page", choices=[], value=None, elem_id="page-dropdown", scale=1, min_width=140)
+                repaint = gr.Button("New picture", elem_id="repaint-button", scale=1, min_width=140)
+                instruction = gr.Textbox("", label="How should the text change?", placeholder="Optional, e.g. 'make it funnier'", max_length=300, scale=3)
+                rewrite = gr.Button("Rewrite text", elem_id="rewrite-button", scale=1, min_width=140)
+            with gr.Row(equal_height=False, elem_classes=["edit-row"]):
+                more_pages = gr.Number(value=2, minimum=1, maximum=max_pages, precision=0, label="Pages to add", scale=1, min_width=140)
+                add = gr.Button("Add pages", elem_id="add-pages-button", scale=1, min_width=140)
+                gr.Markdown("Or make a fresh take from the same photo and options; both versions are kept.", elem_classes=["edit-note"])
+                another = gr.Button("Another version", elem_id="another-version-button", scale=1, min_width=140)
+
+        story_id = gr.State(None)
+        versions = gr.State([])
+        outputs = [progress, book_area, title, cover, gallery, reader, result, book_file, qr, link, page_choice, editing, story_id, versions, version_choice]
+
+        generate.click(
+            callbacks.generate,
+            inputs=[photo, pages, language, style, audience, tone, idea, character_names, bilingual, brand_name, brand_voice,
+                    brand_message, logo, brand_primary_color, brand_secondary_color, brand_cta_url, brand_cta_text],
+            outputs=outputs, api_name="generate", concurrency_limit=None, scroll_to_output=False,
+        )
+        photo.upload(callbacks.check_photo, inputs=[photo], outputs=[photo], api_visibility="private", concurrency_limit=None)
+        logo.upload(callbacks.check_photo, inputs=[logo], outputs=[logo], api_visibility="private", concurrency_limit=None)
+        gallery.select(_selected_page, outputs=[page_choice], api_visibility="private")
+        repaint.click(callbacks.regenerate_picture, inputs=[story_id, page_choice, versions], outputs=outputs, api_name="regenerate_picture", concurrency_limit=None)
+        rewrite.click(callbacks.rewrite_text, inputs=[story_id, page_choice, instruction, versions], outputs=outputs, api_name="rewrite_text", concurrency_limit=None)
+        add.click(callbacks.add_pages, inputs=[story_id, more_pages, versions], outputs=outputs, api_name="add_pages", concurrency_limit=None)
+        another.click(callbacks.another_version, inputs=[story_id, versions], outputs=outputs, api_name="another_version", concurrency_limit=None)
+        version_choice.input(callbacks.show_version, inputs=[version_choice, versions], outputs=outputs, api_visibility="private", concurrency_limit=None)
+    return blocks
+
+
+def mount_ui(app: FastAPI, state: WebState) -> FastAPI:
+    """Mount the studio at /. With an API key set, the page asks for it (any user name, the key as password)."""
+    settings = state.settings
+    key = settings.api_key.get_secret_value() if settings.api_key else None
+    auth = (lambda _user, password: secrets.compare_digest(password.encode(), key.encode())) if key else None
+    allowed = [str((settings.data_dir / "artifacts").resolve()), str(SAMPLES_DIR)]
+    return gr.mount_gradio_app(
+        app, build_ui(state), path="/", theme=look.theme(), css=look.CSS, allowed_paths=allowed,
+        auth=auth, auth_message="Enter this server's API key as the password." if key else None,
+        max_file_size=settings.max_upload_bytes * 2, footer_links=["api"], show_error=False,
+    )

@@ -1,0 +1,67 @@
+"""The studio page's theme, style sheet and fixed wording."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+TITLE = "Fabula — photo to storybook"
+INTRO = (
+    "# Fabula\n"
+    "Turn one photo into an illustrated storybook: Fabula looks at your photo, writes a story around it in the "
+    "language you choose, paints every page, and binds a PDF you can download or share with a QR code."
+)
+DEMO_BANNER = "Demo mode: tiny random models — text is gibberish and pictures are noise; the flow is real."
+
+AUDIENCE_LABELS = {
+    "young-children": "Young children (3–5)",
+    "children": "Children (6–9)",
+    "preteens": "Preteens (10–12)",
+    "teens": "Teenagers",
+    "adults": "Adults",
+}
+TONES = ["warm and whimsical", "adventure", "bedtime story", "funny", "mystery", "heartfelt", "spooky but kind"]
+
+
+def theme() -> gr.themes.Base:
+    return gr.themes.Soft(primary_hue="orange", secondary_hue="amber", neutral_hue="stone", radius_size="lg")
+
+
+CSS = """
+.gradio-container { max-width: 1180px !important; margin: 0 auto !important; }
+#intro h1 { margin-bottom: 0.2em; }
+#intro p { font-size: 1.05rem; color: var(--body-text-color-subdued); max-width: 60em; }
+#demo-banner { background: #fff4d6; border: 1px solid #f2b134; border-radius: 10px; padding: 10px 14px;
+  color: #6b4300; font-weight: 600; }
+.section-heading h3 { margin: 0.2em 0 0.1em; }
+#sample-credits, #sample-credits p { font-size: 0.75rem !important; color: var(--body-text-color-subdued); line-height: 1.3; }
+#generate-button { font-size: 1.1rem; }
+.fabula-progress { padding: 6px 2px; }
+.fabula-progress ol.steps { display: flex; flex-wrap: wrap; align-items: center; gap: 6px; list-style: none; padding: 0; margin: 0 0 10px; }
+.fabula-progress li.step { margin: 0 !important; padding: 4px 12px; border-radius: 999px; font-size: 0.9rem;
+  background: var(--neutral-100); color: var(--neutral-500); border: 1px solid var(--neutral-200); }
+.fabula-progress li.step.done { background: #e7f6ea; color: #1c6b33; border-color: #b5dfc0; }
+.fabula-progress li.step.done::before { content: "✓ "; }
+.fabula-progress li.step.current { background: var(--primary-100); color: var(--primary-800); border-color: var(--primary-300); font-weight: 600; }
+.fabula-progress li.step.failed { background: #fde8e8; color: #9b1c1c; border-color: #f5b5b5; font-weight: 600; }
+.fabula-progress .bar { height: 10px; border-radius: 999px; background: var(--neutral-200); overflow: hidden; }
+.fabula-progress .bar span { display: block; height: 100%; background: var(--primary-500); transition: width 0.4s ease; }
+.fabula-progress[data-status="done"] .bar span { background: #2f9e55; }
+.fabula-progress[data-status="failed"] .bar span { background: #d64545; }
+.fabula-progress p.sentence { margin: 8px 0 0; font-size: 1rem; }
+.fabula-reader { display: grid; grid-template-columns: repeat(auto-fill, minmax(240px, 1fr)); gap: 12px; }
+.fabula-reader article { border: 1px solid var(--neutral-200); border-radius: 10px; padding: 10px 14px; background: var(--background-fill-secondary); }
+.fabula-reader h4 { margin: 0 0 4px; font-size: 0.85rem; color: var(--body-text-color-subdued); text-transform: uppercase; letter-spacing: 0.04em; }
+.fabula-reader p { margin: 0; line-height: 1.5; overflow-wrap: anywhere; }
+.fabula-reader p.original { margin-top: 6px; font-style: italic; color: var(--body-text-color-subdued); }
+#book-title h2 { margin: 0.1em 0 0.1em; font-size: 1.6rem; overflow-wrap: anywhere; }
+#book-title p.original-title { margin: 0 0 0.6em; font-style: italic; color: var(--body-text-color-subdued); }
+#book-link p { margin: 4px 0; font-size: 0.9rem; }
+#book-link a { font-family: var(--font-mono); font-size: 0.85rem; word-break: break-all; }
+#cover-image img { width: 100%; height: 100%; object-fit: contain; }
+#book-qr img { image-rendering: pixelated; }
+#qr-caption p { text-align: center; font-size: 0.85rem; color: var(--body-text-color-subdued); margin: 2px 0 0; }
+.edit-row { align-items: flex-end !important; }
+.edit-row button { min-height: 42px; margin-bottom: 4px; }
+.edit-note p { font-size: 0.9rem; color: var(--body-text-color-subdued); margin: 0 0 10px; }
+#empty-book p { color: var(--body-text-color-subdued); }
+"""

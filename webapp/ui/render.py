@@ -1,0 +1,174 @@
+"""What the studio page shows for a story, computed from `StoryContent` (no I/O beyond reading saved files).
+
+`StoryScreen` lists every value a callback updates, in the order of the UI's output components.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import shutil
+from dataclasses import dataclass, field
+from typing import Any
+
+import gradio as gr
+from PIL import Image
+
+from webapp.api.views import StoryContent, book_filename
+from webapp.book.qr import qr_png
+from webapp.jobs.models import JobRecord, JobStatus, Stage
+from webapp.story.languages import find_language
+
+# The steps a visitor sees; translation runs alongside the pictures, so it shares their step.
+STEPS: tuple[tuple[str, tuple[Stage, ...]], ...] = (
+    ("Looking at the photo", (Stage.queued, Stage.caption)),
+    ("Writing the story", (Stage.plan,)),
+    ("Painting the pictures", (Stage.illustrate, Stage.translate)),
+    ("Binding the book", (Stage.book,)),
+)
+STEP_LABELS = {stage: label for label, stages in STEPS for stage in stages}
+
+
+@dataclass
+class StoryScreen:
+    progress: str = ""
+    book_area: Any = None
+    title: str = ""
+    cover: str | None = None
+    gallery: list[tuple[str, str]] = field(default_factory=list)
+    reader: str = ""
+    result: Any = None
+    book_file: str | None = None
+    qr: Image.Image | None = None
+    link: str = ""
+    page_choice: Any = None
+    editing: Any = None
+    story_id: str | None = None
+    versions: list[str] = field(default_factory=list)
+    version_choice: Any = None
+
+    def as_tuple(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.__dataclass_fields__)
+
+
+def _step_index(stage: Stage) -> int:
+    for index, (_, stages) in enumerate(STEPS):
+        if stage in stages:
+            return index
+    return len(STEPS)
+
+
+def _fraction(record: JobRecord) -> float:
+    if record.status == JobStatus.done:
+        return 1.0
+    if record.stage in (Stage.illustrate, Stage.translate) and record.pages_total:
+        return 0.15 + 0.75 * record.pages_done / record.pages_total
+    return {Stage.queued: 0.02, Stage.caption: 0.06, Stage.plan: 0.12, Stage.book: 0.94}.get(record.stage, 0.15)
+
+
+def progress_html(record: JobRecord, message: str | None = None) -> str:
+    """Step names, a bar and a sentence, e.g. "Painting the pictures… 3 of 8 pages done"."""
+    current = len(STEPS) if record.status == JobStatus.done else _step_index(record.stage)
+    items = []
+    for index, (label, _) in enumerate(STEPS):
+        state = "done" if index < current else "current" if index == current and record.status != JobStatus.failed else "todo"
+        if record.status == JobStatus.failed and index == current:
+            state = "failed"
+        items.append(f'<li class="step {state}">{html.escape(label)}</li>')
+    if record.status == JobStatus.failed:
+        sentence = f"Stopped: {record.error or 'the book could not be made.'}"
+    elif record.status == JobStatus.done:
+        sentence = f"Your book is ready: {record.pages_total} pages."
+    else:
+        sentence = message or STEP_LABELS.get(record.stage, "Working") + "…"
+        if record.stage in (Stage.illustrate, Stage.translate):
+            sentence += f" {record.pages_done} of {record.pages_total} pages done."
+    percent = round(100 * _fraction(record))
+    return (
+        f'<div class="fabula-progress" data-status="{record.status.value}" data-stage="{record.stage.value}" '
+        f'data-pages-done="{record.pages_done}" data-pages-total="{record.pages_total}">'
+        f'<ol class="steps">{"".join(items)}</ol>'
+        f'<div class="bar" role="progressbar" aria-valuenow="{percent}" aria-valuemin="0" aria-valuemax="100"><span style="width:{percent}%"></span></div>'
+        f'<p class="sentence">{html.escape(sentence)}</p></div>'
+    )
+
+
+def reader_html(content: StoryContent) -> str:
+    """The story's text, page by page, in its own script and direction (and the English too when bilingual)."""
+    if not content.pages:
+        return ""
+    language = find_language(str(content.record.options.get("language", "en")))
+    bilingual = bool(content.record.options.get("bilingual")) and language.code != "en"
+    direction = "rtl" if language.rtl else "ltr"
+    parts = []
+    for page in content.pages:
+        original = f'<p class="original" lang="en">{html.escape(page.original_text)}</p>' if bilingual else ""
+        parts.append(
+            f'<article class="page-text" data-page="{page.number}"><h4>Page {page.number}</h4>'
+            f'<p lang="{language.code}" dir="{direction}">{html.escape(page.text)}</p>{original}</article>'
+        )
+    return f'<div class="fabula-reader">{"".join(parts)}</div>'
+
+
+def qr_image(link: str) -> Image.Image:
+    """The same code the PDF prints, as a picture: 8 pixels per module with the standard quiet zone."""
+    return Image.open(io.BytesIO(qr_png(link, box_size=8))).convert("RGB")
+
+
+def published_book(content: StoryContent) -> str | None:
+    """A copy of the PDF named after its title, for the download box (the artifact itself is `book.pdf`).
+
+    It lives in the job's own folder, so deleting the story deletes it; older versions' copies are dropped.
+    """
+    if content.book_path is None:
+        return None
+    downloads = content.book_path.parent / "downloads"
+    target = downloads / f"v{content.record.book_version}" / book_filename(content.title)
+    if not target.is_file():
+        shutil.rmtree(downloads, ignore_errors=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(content.book_path, target)
+    return str(target)
+
+
+def link_html(link: str) -> str:
+    return f'<p>Share this link: <a href="{html.escape(link)}" target="_blank" rel="noopener">{html.escape(link)}</a></p>'
+
+
+def title_html(content: StoryContent) -> str:
+    if not content.title:
+        return ""
+    language = find_language(str(content.record.options.get("language", "en")))
+    direction = "rtl" if language.rtl else "ltr"
+    heading = f'<h2 class="book-title" lang="{language.code}" dir="{direction}">{html.escape(content.title)}</h2>'
+    if content.original_title and content.original_title != content.title:
+        heading += f'<p class="original-title" lang="en">{html.escape(content.original_title)}</p>'
+    return heading
+
+
+def story_screen(content: StoryContent, versions: list[str], version_titles: dict[str, str], message: str | None = None) -> StoryScreen:
+    record = content.record
+    finished = record.status == JobStatus.done
+    show_book = finished and content.book_link is not None
+    pages = [page.number for page in content.pages]
+    return StoryScreen(
+        progress=progress_html(record, message),
+        book_area=gr.update(visible=bool(content.pages or content.cover_path)),
+        title=title_html(content),
+        cover=str(content.cover_path) if content.cover_path else None,
+        gallery=[(str(page.image_path), f"Page {page.number}") for page in content.pages if page.image_path],
+        reader=reader_html(content),
+        result=gr.update(visible=show_book),
+        book_file=published_book(content) if show_book else None,
+        qr=qr_image(content.book_link) if show_book and content.book_link else None,
+        link=link_html(content.book_link) if show_book and content.book_link else "",
+        page_choice=gr.update(choices=[("Cover", 0)] + [(f"Page {number}", number) for number in pages]),
+        editing=gr.update(visible=finished),
+        story_id=record.id,
+        versions=versions,
+        version_choice=gr.update(
+            choices=[(f"Version {index}: {version_titles.get(job_id) or 'untitled'}", job_id) for index, job_id in enumerate(versions, start=1)],
+            value=record.id,
+            visible=len(versions) > 1,
+        ),
+    )
