@@ -6,14 +6,9 @@ processor handling and its chat template run for real; only the words it writes 
 
 from __future__ import annotations
 
-import logging
-import os
-import shutil
-import tempfile
-import threading
 from pathlib import Path
 
-logger = logging.getLogger(__name__)
+from shared.atomic_build import build_once
 
 IMAGE_TOKEN = "<image>"
 SPECIAL_TOKENS = ["<unk>", "<pad>", "<s>", "</s>", IMAGE_TOKEN]
@@ -42,36 +37,14 @@ TRAINING_SENTENCES = [
 ]
 
 _MARKER = "config.json"
-# Seeding sets torch's process-wide generator, so builds inside one process take turns.
-_BUILD_LOCK = threading.Lock()
 
 
 def build_tiny_llava(folder: Path) -> Path:
     """Build the tiny LLaVA into `folder` unless it is already there; returns `folder`.
 
-    The build happens in a temporary sibling folder that is renamed into place, so two processes starting at
-    once never see (or leave) a half-written model: the loser of the race simply discards its identical copy.
+    Built once, atomically (`shared.atomic_build.build_once`).
     """
-    folder = Path(folder)
-    if (folder / _MARKER).is_file():
-        return folder
-    with _BUILD_LOCK:
-        if (folder / _MARKER).is_file():
-            return folder
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-        try:
-            _write_tiny_llava(staging)
-            staging.chmod(0o755)  # mkdtemp makes it private; the model cache is shared like any other
-            try:
-                os.rename(staging, folder)
-            except OSError:
-                if not (folder / _MARKER).is_file():
-                    raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    logger.info("built tiny caption model", extra={"fields": {"folder": str(folder)}})
-    return folder
+    return build_once(folder, marker=_MARKER, write=_write_tiny_llava, what="tiny caption model")
 
 
 def _write_tiny_llava(folder: Path) -> None:

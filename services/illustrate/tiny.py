@@ -8,13 +8,10 @@ service's hand-off, batching and decoding run for real; only the pictures are no
 from __future__ import annotations
 
 import json
-import logging
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
-logger = logging.getLogger(__name__)
+from shared.atomic_build import build_once
 
 SEED = 20240602
 TEXT_HIDDEN_SIZE = 32
@@ -36,25 +33,9 @@ _MARKER = Path(REFINER_FOLDER) / "model_index.json"
 def build_tiny_sdxl(folder: Path) -> Path:
     """Build the tiny base into `folder/base` and the refiner into `folder/refiner` unless present; returns `folder`.
 
-    The build happens in a temporary sibling folder that is renamed into place, so two processes starting at
-    once never see (or leave) a half-written model: the loser of the race discards its copy.
+    Built once, atomically (`shared.atomic_build.build_once`).
     """
-    folder = Path(folder)
-    if (folder / _MARKER).is_file():
-        return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
-        _write_tiny_sdxl(staging)
-        try:
-            os.rename(staging, folder)
-        except OSError:
-            if not (folder / _MARKER).is_file():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    logger.info("built tiny illustration models", extra={"fields": {"folder": str(folder)}})
-    return folder
+    return build_once(folder, marker=_MARKER, write=_write_tiny_sdxl, what="tiny illustration models")
 
 
 def _write_tiny_sdxl(folder: Path) -> None:

@@ -7,13 +7,9 @@ gibberish. The tokenizer is byte-level, so any text (emoji, Hangul, Arabic) enco
 
 from __future__ import annotations
 
-import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
-logger = logging.getLogger(__name__)
+from shared.atomic_build import build_once
 
 BOS_TOKEN = "<s>"
 PAD_TOKEN = "<pad>"
@@ -55,26 +51,9 @@ _MARKER = "config.json"
 def build_tiny_chat_model(folder: Path) -> Path:
     """Build the tiny chat model into `folder` unless it is already there; returns `folder`.
 
-    The build happens in a temporary sibling folder that is renamed into place, so two processes starting at
-    once never see (or leave) a half-written model: the loser of the race discards its copy.
+    Built once, atomically (`shared.atomic_build.build_once`).
     """
-    folder = Path(folder)
-    if (folder / _MARKER).is_file():
-        return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
-        _write_tiny_chat_model(staging)
-        staging.chmod(0o755)
-        try:
-            os.rename(staging, folder)
-        except OSError:
-            if not (folder / _MARKER).is_file():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    logger.info("built tiny chat model", extra={"fields": {"folder": str(folder)}})
-    return folder
+    return build_once(folder, marker=_MARKER, write=_write_tiny_chat_model, what="tiny chat model")
 
 
 def _write_tiny_chat_model(folder: Path) -> None:
