@@ -130,6 +130,13 @@ async def _story(settings: Settings, photo: bytes, options: object, output: Path
     public_url = settings.public_url or f"http://{settings.web_host}:{settings.web_port}"
     studio = build_studio(settings, public_url=public_url)
     try:
+        if services is None:
+            down = [client.name for client in (studio.captioner, studio.illustrator) if not await client.ready()]
+            if down:
+                return _fail(
+                    f"the {' and '.join(down)} service{'s are' if len(down) > 1 else ' is'} not running or not ready "
+                    f"(FABULA_CAPTION_URL / FABULA_ILLUSTRATE_URL). Start them with `fabula up --profile {settings.profile.value}`."
+                )
         started = time.perf_counter()
         record = studio.runner.submit(photo, options)  # type: ignore[arg-type]
         queue = studio.events.subscribe(record.id)
