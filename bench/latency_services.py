@@ -1,0 +1,296 @@
+"""BENCHMARK ONLY: latency-injected stand-ins for the caption, illustrate and LLM services.
+
+They are not part of the product and never run a model. They speak exactly the services' wire
+(`POST /v1/caption` → `CaptionResponse`; `POST /v1/images/generations` → `ImageGenerationResponse` with real PNGs;
+`POST /v1/chat/completions` in the OpenAI shape, honouring `response_format` json_schema with a valid instance
+built from the schema) inside the same service frame (`/healthz`, `/readyz`, `/metrics`, auth, JSON errors), and
+they sleep instead of computing, so the web app's orchestration can be timed against a known critical path:
+
+- caption: `caption_seconds` per model call, concurrent requests micro-batched up to `caption_batch_size`;
+- LLM: `llm_prefill_seconds` plus `llm_seconds_per_token` for every generated token (≈ characters / 4 of the
+  reply); concurrent requests decode side by side (a continuous-batching server) unless `llm_max_concurrent`;
+- illustrate: one simulated GPU that runs one call at a time; requests arriving within `batch_window_ms` share a
+  call of up to `image_batch_size` images that takes `image_seconds_per_call` (+ `image_seconds_per_extra_image`
+  for every image past the first), like the real service's micro-batcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, FastAPI, File, Form, UploadFile
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
+
+from bench.schema_instance import UnsupportedSchema, filler_text, schema_instance
+from bench.simulated_accelerator import SimulatedAccelerator
+from shared.errors import InvalidRequest
+from shared.images import load_image, to_b64_png
+from shared.metrics import ServiceMetrics
+from shared.model_holder import EngineInfo, ModelHolder
+from shared.schemas import CaptionResponse, ImageData, ImageGenerationRequest, ImageGenerationResponse, Timings, parse_size
+from shared.server_thread import ServerThread
+from shared.service_app import create_service_app
+from shared.settings import Settings
+
+STAND_IN_MODEL = "latency-stand-in"
+
+
+class LatencyProfile(BaseModel):
+    """The injected latencies. Defaults: a GPU deployment where one image call serves a batch of 8 in 2 s."""
+
+    model_config = ConfigDict(frozen=True)
+
+    caption_seconds: float = Field(default=1.0, ge=0)
+    caption_batch_size: int = Field(default=8, ge=1)
+    llm_seconds_per_token: float = Field(default=0.02, ge=0)
+    llm_prefill_seconds: float = Field(default=0.0, ge=0)
+    llm_max_concurrent: int | None = Field(default=None, ge=1, description="None: concurrent requests decode side by side.")
+    string_chars: int = Field(default=240, ge=1, description="Length of each generated string, clipped to the schema's bounds.")
+    image_seconds_per_call: float = Field(default=2.0, ge=0)
+    image_batch_size: int = Field(default=8, ge=1)
+    image_seconds_per_extra_image: float = Field(default=0.0, ge=0)
+    batch_window_ms: float = Field(default=25.0, ge=0)
+    image_pixels: int = Field(default=256, ge=8, description="Largest side of the PNGs returned (the requested size is not painted).")
+    caption_text: str = "A girl in a yellow raincoat and her small brown dog splash through puddles on a rainy street."
+
+    def tokens(self, text: str) -> int:
+        return max(1, math.ceil(len(text) / 4))
+
+    def llm_seconds(self, tokens: int) -> float:
+        return self.llm_prefill_seconds + self.llm_seconds_per_token * tokens
+
+    def image_seconds(self, images: int) -> float:
+        """Time the simulated GPU needs for `images` images when batched as well as possible."""
+        calls = math.ceil(images / self.image_batch_size)
+        return calls * self.image_seconds_per_call + self.image_seconds_per_extra_image * (images - calls)
+
+
+@dataclass(frozen=True)
+class InjectedCall:
+    service: str
+    name: str
+    items: int
+    tokens: int
+    injected_seconds: float
+    queue_seconds: float
+    finished_at: float
+
+
+@dataclass
+class CallLog:
+    """Every answered request with its injected latency; thread-safe (the services run in server threads)."""
+
+    calls: list[InjectedCall] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, call: InjectedCall) -> None:
+        with self._lock:
+            self.calls.append(call)
+
+    def since(self, started_at: float) -> list[InjectedCall]:
+        with self._lock:
+            return [call for call in self.calls if call.finished_at >= started_at]
+
+
+@dataclass(frozen=True)
+class StandInEngine:
+    service: str
+    profile: LatencyProfile
+
+    def info(self) -> EngineInfo:
+        return EngineInfo(model=STAND_IN_MODEL, device="simulated", dtype="none", extra={"benchmark_only": True})
+
+
+def _stand_in_app(name: str, settings: Settings, profile: LatencyProfile, routers: list[APIRouter], metrics: ServiceMetrics,
+           accelerator: SimulatedAccelerator | None) -> FastAPI:
+    holder: ModelHolder[StandInEngine] = ModelHolder(lambda: StandInEngine(name, profile), name=name)
+
+    async def start(app: FastAPI) -> None:
+        if accelerator is not None:
+            accelerator.start()
+
+    async def stop(app: FastAPI) -> None:
+        if accelerator is not None:
+            await accelerator.stop()
+
+    return create_service_app(
+        name=name, title=f"Fabula {name} latency stand-in (benchmark only)",
+        description="Sleeps for configured times instead of running a model; for timing the web app's orchestration.",
+        settings=settings, holder=holder, metrics=metrics, routers=routers, on_startup=start, on_shutdown=stop,
+    )
+
+
+def create_caption_app(profile: LatencyProfile, settings: Settings, log: CallLog) -> FastAPI:
+    metrics = ServiceMetrics("caption")
+    accelerator = SimulatedAccelerator(
+        "caption", seconds_per_call=profile.caption_seconds, max_batch=profile.caption_batch_size,
+        window_seconds=profile.batch_window_ms / 1000, metrics=metrics,
+    )
+    router = APIRouter(tags=["caption"])
+
+    @router.post("/v1/caption", response_model=CaptionResponse)
+    async def caption(image: UploadFile = File(...), prompt: str | None = Form(None), max_new_tokens: int | None = Form(None)) -> CaptionResponse:
+        started = time.perf_counter()
+        load_image(await image.read(), max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels)
+        if max_new_tokens is not None and not 1 <= max_new_tokens <= settings.max_caption_tokens:
+            raise InvalidRequest(f"`max_new_tokens` must be between 1 and {settings.max_caption_tokens}, not {max_new_tokens}.", param="max_new_tokens")
+        outcome = await accelerator.submit(1)
+        text = profile.caption_text[: (max_new_tokens or 10**6) * 4]
+        log.add(InjectedCall("caption", "caption", 1, profile.tokens(text), outcome.inference_seconds, outcome.queue_seconds, time.perf_counter()))
+        timings = Timings(queue_seconds=outcome.queue_seconds, inference_seconds=outcome.inference_seconds, total_seconds=time.perf_counter() - started)
+        return CaptionResponse(caption=text, model=STAND_IN_MODEL, prompt=prompt or "Describe this photo.", new_tokens=profile.tokens(text), timings=timings)
+
+    return _stand_in_app("caption", settings, profile, [router], metrics, accelerator)
+
+
+def stand_in_png(width: int, height: int, seed: int, limit: int) -> str:
+    """A small real PNG (a seeded colour gradient), as base64; the aspect ratio of the requested size is kept."""
+    scale = min(1.0, limit / max(width, height))
+    width, height = max(8, int(width * scale)), max(8, int(height * scale))
+    colours = np.random.default_rng(seed).integers(0, 256, size=(2, 3))
+    ramp = np.linspace(0.0, 1.0, width)[None, :, None]
+    row = colours[0] * (1 - ramp) + colours[1] * ramp
+    pixels = np.repeat(row, height, axis=0).astype(np.uint8)
+    return to_b64_png(Image.fromarray(pixels, "RGB"))
+
+
+def create_illustrate_app(profile: LatencyProfile, settings: Settings, log: CallLog) -> FastAPI:
+    metrics = ServiceMetrics("illustrate")
+    accelerator = SimulatedAccelerator(
+        "illustrate", seconds_per_call=profile.image_seconds_per_call, max_batch=profile.image_batch_size,
+        window_seconds=profile.batch_window_ms / 1000, metrics=metrics, seconds_per_extra_item=profile.image_seconds_per_extra_image,
+    )
+    router = APIRouter(tags=["illustrate"])
+
+    @router.post("/v1/images/generations", response_model=ImageGenerationResponse)
+    async def generate(body: ImageGenerationRequest) -> ImageGenerationResponse:
+        started = time.perf_counter()
+        if body.n > settings.max_images_per_request:
+            raise InvalidRequest(f"`n` is {body.n}; the limit is {settings.max_images_per_request} (FABULA_MAX_IMAGES_PER_REQUEST).", param="n")
+        try:
+            width, height = parse_size(body.size)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc), param="size") from None
+        for side in (width, height):
+            if side % 8 or not settings.min_image_size <= side <= settings.max_image_size:
+                raise InvalidRequest(
+                    f"`size` sides must be multiples of 8 between {settings.min_image_size} and {settings.max_image_size}, not {body.size}.", param="size"
+                )
+        outcome = await accelerator.submit(body.n)
+        seed = body.seed if body.seed is not None else int.from_bytes(hashlib.sha256(body.prompt.encode()).digest()[:4], "little")
+        data = [ImageData(b64_json=stand_in_png(width, height, seed + index, profile.image_pixels), seed=seed + index) for index in range(body.n)]
+        log.add(InjectedCall("illustrate", "image", body.n, 0, outcome.inference_seconds, outcome.queue_seconds, time.perf_counter()))
+        timings = Timings(queue_seconds=outcome.queue_seconds, inference_seconds=outcome.inference_seconds, total_seconds=time.perf_counter() - started)
+        return ImageGenerationResponse(created=int(time.time()), data=data, model=STAND_IN_MODEL, timings=timings)
+
+    return _stand_in_app("illustrate", settings, profile, [router], metrics, accelerator)
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1)
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    response_format: dict[str, Any] | None = None
+    stream: bool = False
+
+
+def chat_reply(body: ChatRequest, profile: LatencyProfile) -> tuple[str, str]:
+    """The reply text and the `response_format` name it answers (json_schema name, "json_object" or "text")."""
+    response_format = body.response_format or {"type": "text"}
+    kind = response_format.get("type")
+    if kind == "json_schema":
+        spec = response_format.get("json_schema") or {}
+        if not isinstance(spec.get("schema"), dict):
+            raise InvalidRequest("`response_format.json_schema.schema` must be a JSON schema object.", param="response_format")
+        try:
+            return json.dumps(schema_instance(spec["schema"], string_chars=profile.string_chars), ensure_ascii=False), str(spec.get("name", "json_schema"))
+        except UnsupportedSchema as exc:
+            raise InvalidRequest(f"`response_format.json_schema.schema`: {exc}.", param="response_format") from None
+    if kind == "json_object":
+        return "{}", "json_object"
+    if kind == "text":
+        return filler_text(profile.string_chars), "text"
+    raise InvalidRequest(f"`response_format.type` must be text, json_object or json_schema, not {kind!r}.", param="response_format")
+
+
+def create_llm_app(profile: LatencyProfile, settings: Settings, log: CallLog) -> FastAPI:
+    metrics = ServiceMetrics("llm")
+    router = APIRouter(tags=["llm"])
+    limit = asyncio.Semaphore(profile.llm_max_concurrent) if profile.llm_max_concurrent else None
+
+    @router.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": STAND_IN_MODEL, "object": "model", "created": 0, "owned_by": "fabula-bench"}]}
+
+    @router.post("/v1/chat/completions")
+    async def complete(body: ChatRequest) -> dict[str, Any]:
+        if body.stream:
+            raise InvalidRequest("`stream` is not supported by the latency stand-in.", param="stream")
+        content, name = chat_reply(body, profile)
+        tokens, finish_reason = profile.tokens(content), "stop"
+        budget = body.max_completion_tokens or body.max_tokens
+        if budget is not None and tokens > budget:
+            content, tokens, finish_reason = content[: budget * 4], budget, "length"
+        queued = time.perf_counter()
+        if limit is not None:
+            await limit.acquire()
+        try:
+            started = time.perf_counter()
+            await asyncio.sleep(profile.llm_seconds(tokens))
+        finally:
+            if limit is not None:
+                limit.release()
+        metrics.observe_batch(1, [started - queued])
+        log.add(InjectedCall("llm", name, 1, tokens, profile.llm_seconds(tokens), started - queued, time.perf_counter()))
+        prompt_tokens = profile.tokens("".join(str(message.get("content", "")) for message in body.messages))
+        return {
+            "id": f"chatcmpl-{time.monotonic_ns()}", "object": "chat.completion", "created": int(time.time()), "model": body.model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish_reason}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": tokens, "total_tokens": prompt_tokens + tokens},
+        }
+
+    return _stand_in_app("llm", settings, profile, [router], metrics, None)
+
+
+class LatencyServices:
+    """The three stand-ins on free loopback ports in this process; `start()` returns settings that point at them."""
+
+    def __init__(self, settings: Settings, profile: LatencyProfile | None = None) -> None:
+        self.settings = settings
+        self.profile = profile or LatencyProfile()
+        self.log = CallLog()
+        self.servers: dict[str, ServerThread] = {}
+
+    def start(self, timeout_s: float = 30.0) -> Settings:
+        from webapp.launcher import wait_ready
+
+        factories = {"caption": create_caption_app, "illustrate": create_illustrate_app, "llm": create_llm_app}
+        for name, factory in factories.items():
+            self.servers[name] = ServerThread(factory(self.profile, self.settings, self.log)).start()
+        for name, server in self.servers.items():
+            wait_ready(server.url, name=name, timeout_s=timeout_s)
+        return self.settings.model_copy(update={f"{name}_url": server.url for name, server in self.servers.items()} | {"llm_base_url": None})
+
+    def stop(self) -> None:
+        for server in self.servers.values():
+            server.stop()
+        self.servers.clear()
+
+    def __enter__(self) -> Settings:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+

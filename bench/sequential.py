@@ -1,0 +1,149 @@
+"""The original demo's order, as the baseline Fabula is measured against: every step waits for the one before.
+
+caption → story → title → scene list → translation (four separate LLM calls) → each picture in turn (pages,
+then the cover) → the PDF. It uses the same clients, services, picture prompts, sizes, translation call and book
+renderer as Fabula's pipeline (taken from a built `Studio`), so only the order and the number of LLM round-trips
+differ. Each LLM call asks for schema-constrained JSON with the same length budgets as Fabula's plan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+import uuid
+from typing import Annotated, TypeVar
+
+from pydantic import BaseModel, Field, StringConstraints, ValidationError, create_model
+
+from bench.common import RunResult, StageClock
+from shared.schemas import ImageGenerationRequest
+from webapp.jobs.book_assembly import assemble_book
+from webapp.jobs.models import JobRecord, JobStatus, Stage
+from webapp.jobs.pipeline import COVER, image_name
+from webapp.story.options import StoryOptions
+from webapp.story.plan import LengthBudget, PlanPage, StoryPlan, Translation
+from webapp.story.prompts import SYSTEM_PROMPT, data_block, scene_image_prompt
+from webapp.story.writer import extract_json
+from webapp.studio import Studio
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def _text(limit: int) -> type:
+    return Annotated[str, StringConstraints(min_length=1, max_length=limit)]  # type: ignore[return-value]
+
+
+def story_schema(pages: int, budget: LengthBudget) -> type[BaseModel]:
+    return create_model("SequentialStory", pages=(list[_text(budget.page_text)], Field(min_length=pages, max_length=pages)))  # type: ignore[valid-type]
+
+
+def title_schema(budget: LengthBudget) -> type[BaseModel]:
+    return create_model("SequentialTitle", title=(_text(budget.title), ...))  # type: ignore[valid-type]
+
+
+def scenes_schema(pages: int, budget: LengthBudget) -> type[BaseModel]:
+    scene = _text(budget.scene_prompt)
+    return create_model(
+        "SequentialScenes", cover=(scene, ...), scenes=(list[scene], Field(min_length=pages, max_length=pages)),  # type: ignore[valid-type]
+    )
+
+
+def _messages(instruction: str, material: str, schema: type[BaseModel]) -> list[dict]:
+    user = f"{instruction}\n\n{material}\n\nAnswer with one JSON object that validates against this JSON schema:\n{json.dumps(schema.model_json_schema())}"
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+async def ask(studio: Studio, messages: list[dict], schema: type[ModelT], name: str) -> ModelT:
+    """One schema-constrained call; a reply that does not validate gets one more try, as Fabula's writer does."""
+    writer = studio.writer
+    last_problem = ""
+    for _ in range(2):
+        completion = await studio.llm.chat.completions.create(
+            model=writer.model, messages=messages, max_tokens=writer.max_tokens, temperature=0.8,
+            response_format={"type": "json_schema", "json_schema": {"name": name, "schema": schema.model_json_schema(), "strict": True}},
+        )
+        try:
+            return schema.model_validate(extract_json(completion.choices[0].message.content or ""))
+        except (ValueError, ValidationError) as problem:
+            last_problem = str(problem)[:300]
+    raise RuntimeError(f"the LLM did not return a usable {name} in two tries: {last_problem}")
+
+
+async def run_sequential(studio: Studio, photo: bytes, options: StoryOptions) -> RunResult:
+    """Make one book in the original demo's order; returns the wall time, seconds per stage, first page time."""
+    budget, pages, config = studio.writer.budget, options.pages, studio.pipeline.config
+    clock = StageClock()
+    caption_response = await clock.timed("caption", studio.captioner.caption(photo, max_new_tokens=config.caption_tokens))
+    caption = caption_response.caption.strip() or "A photo."  # type: ignore[attr-defined]
+    story_model, title_model, scenes_model = story_schema(pages, budget), title_schema(budget), scenes_schema(pages, budget)
+    story = await clock.timed("story", ask(studio, _messages(
+        f"Write a {pages}-page illustrated children's story in English based on the photo described below; "
+        f"at most {budget.page_text} characters a page.", data_block("photo_description", caption), story_model), story_model, "story"))
+    story_text = data_block("story_so_far", json.dumps(story.pages, ensure_ascii=False))  # type: ignore[attr-defined]
+    title = await clock.timed("title", ask(studio, _messages("Give this story a title.", story_text, title_model), title_model, "title"))
+    scenes = await clock.timed("scenes", ask(studio, _messages(
+        "Describe the picture for the cover and for every page of this story, for an illustrator.", story_text, scenes_model),
+        scenes_model, "scenes"))
+    plan = StoryPlan(
+        title=title.title, cover_prompt=scenes.cover, characters=[],  # type: ignore[attr-defined]
+        pages=[PlanPage(text=text, scene_prompt=scene) for text, scene in zip(story.pages, scenes.scenes)],  # type: ignore[attr-defined]
+    )
+    if options.language == "en":
+        translation = None
+    else:
+        translation = await clock.timed("translate", studio.writer.translate(plan, options.language))
+
+    job_id = f"sequential-{uuid.uuid4().hex}"
+    first_page_seconds: float | None = None
+
+    async def paint_all() -> None:
+        nonlocal first_page_seconds
+        for page in [*range(1, pages + 1), COVER]:
+            scene = plan.cover_prompt if page == COVER else plan.pages[page - 1].scene_prompt
+            if page == COVER:
+                scene = f"Book cover illustration for '{plan.title}': {scene}"
+            prompt, negative = scene_image_prompt(scene, plan, options.style)
+            request = ImageGenerationRequest(
+                prompt=prompt[:3500], negative_prompt=negative, n=1, size=f"{config.image_size}x{config.image_size}",
+                num_inference_steps=config.image_steps, seed=options.seed or 0, response_format="b64_json",
+            )
+            response = await studio.illustrator.generate(request)
+            studio.artifacts.write(job_id, image_name(page), base64.b64decode(response.data[0].b64_json))
+            if page == 1:
+                first_page_seconds = clock.elapsed()
+
+    await clock.timed("illustrate", paint_all())
+    pdf = await clock.timed("book", bind_book(studio, job_id, caption, plan, translation, options))
+    studio.artifacts.write(job_id, "book.pdf", pdf)  # type: ignore[arg-type]
+    return RunResult(name="sequential (original demo)", total_seconds=clock.elapsed(), stages=clock.stages,
+                     first_page_seconds=first_page_seconds, pages=pages)
+
+
+async def bind_book(studio: Studio, job_id: str, caption: str, plan: StoryPlan, translation: Translation | None,
+                    options: StoryOptions) -> bytes:
+    """The PDF through the web app's own assembly (webapp/jobs/book_assembly.py), from the pictures saved under `job_id`."""
+    steps = {
+        "caption": {"caption": caption},
+        "plan": plan.model_dump(),
+        "translation": (translation or Translation(title=plan.title, pages=[page.text for page in plan.pages])).model_dump(),
+    }
+    now = time.time()
+    record = JobRecord(
+        id=job_id, status=JobStatus.running, stage=Stage.book, options=options.model_dump(mode="json"), created_at=now,
+        updated_at=now, pages_total=len(plan.pages), pages_done=len(plan.pages), book_token=uuid.uuid4().hex,
+    )
+    return await asyncio.to_thread(assemble_book, record, steps, studio.artifacts, studio.pipeline.config.public_url)
+
+
+# "Once upon a time" in the scripts the book's fonts cover, so every font is loaded before anything is timed.
+WARM_UP_TEXT = ("Il était une fois. Жили-были. Μια φορά κι έναν καιρό. 옛날 옛적에. 昔々。从前。 كان يا ما كان. היה היה פעם. "
+                "एक समय की बात है। กาลครั้งหนึ่ง")
+
+
+async def warm_up_book(studio: Studio, options: StoryOptions) -> None:
+    """Bind a one-page book once, so font discovery and loading (seconds for a CJK font) are not charged to
+    whichever order first meets a script; a server that has been up a while has its fonts loaded."""
+    plan = StoryPlan(title="Warm-up", cover_prompt="-", characters=[], pages=[PlanPage(text=WARM_UP_TEXT, scene_prompt="-")])
+    await bind_book(studio, f"warm-up-{uuid.uuid4().hex}", "A photo.", plan, None, options)
