@@ -61,7 +61,7 @@ def file_version(path: Path | None) -> int | None:
 
 
 def load_story(studio: Studio, record: JobRecord, public_url: str) -> StoryContent:
-    """Everything saved so far for one story; pages appear once the plan exists, pictures once painted."""
+    """Everything saved so far for one story; pages appear once the outline exists, texts and pictures as they come."""
     steps = studio.store.steps(record.id)
     artifacts = studio.artifacts
     content = StoryContent(record=record)
@@ -74,6 +74,14 @@ def load_story(studio: Studio, record: JobRecord, public_url: str) -> StoryConte
         for index, page in enumerate(plan.get("pages", []), start=1):
             text = translated[index - 1] if index - 1 < len(translated) else page.get("text", "")
             content.pages.append(PageContent(index, text, page.get("text", ""), _existing(artifacts.path(record.id, image_name(index)))))
+    elif outline := steps.get("outline"):
+        # While the pages are being written: each page shows its text (translated when ready) as soon as it exists.
+        content.original_title = outline.get("title")
+        content.title = (steps.get("translation:title") or {}).get("text") or content.original_title
+        for index, _ in enumerate(outline.get("pages", []), start=1):
+            original = (steps.get(f"text:{index}") or {}).get("text", "")
+            text = (steps.get(f"translation:{index}") or {}).get("text") or original
+            content.pages.append(PageContent(index, text, original, _existing(artifacts.path(record.id, image_name(index)))))
     content.cover_path = _existing(artifacts.path(record.id, image_name(COVER)))
     content.book_path = _existing(artifacts.path(record.id, "book.pdf"))
     if content.book_path and record.book_token:

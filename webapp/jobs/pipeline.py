@@ -1,8 +1,10 @@
-"""The main job: photo → caption → plan → (translate ‖ illustrate cover and pages) → book.
+"""The main job: photo → caption → outline → (write and translate each page ‖ illustrate cover and pages) → book.
 
-Every step's result is saved the moment it exists, and every step first looks for its saved result, so running
-a job again (after a crash, a restart or a fault) redoes only what is missing. Page pictures are requested
-concurrently; the image service batches them on its GPU.
+The outline (title, character sheet, a beat and a scene prompt per page) is one short structured call; as soon as
+it exists every picture is requested at once (the image service batches them on its GPU) while each page's text
+is written and translated in its own concurrent LLM call, so the LLM's long writing overlaps the painting instead
+of preceding it. Every step's result is saved the moment it exists, and every step first looks for its saved
+result, so running a job again (after a crash, a restart or a fault) redoes only what is missing.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from webapp.jobs.events import EventBus
 from webapp.jobs.models import JobEvent, JobRecord, JobStatus, Stage
 from webapp.jobs.store import JobStore
 from webapp.story.options import StoryOptions
-from webapp.story.plan import StoryPlan, Translation
+from webapp.story.plan import StoryOutline, StoryPlan, Translation
 from webapp.story.prompts import scene_image_prompt
 from webapp.story.writer import StoryWriter
 
@@ -40,7 +42,7 @@ class PipelineConfig:
     public_url: str
     image_size: int = 1024
     image_steps: int | None = None
-    max_concurrent_images: int = 8
+    max_concurrent_images: int = 25  # a whole 24-page book and its cover in flight at once
     caption_tokens: int = 160
 
 
@@ -79,12 +81,17 @@ class StoryPipeline:
         self._set(job_id, status=JobStatus.running, error=None, error_type=None)
         try:
             caption = await self._timed(job_id, "caption", self.caption(job_id))
-            plan = await self._timed(job_id, "plan", self.plan(job_id, caption, options))
-            results = await asyncio.gather(
-                self._timed(job_id, "translate", self.translate(job_id, plan, options)),
-                self._timed(job_id, "illustrate", self.illustrate(job_id, plan, options)),
-                return_exceptions=True,
-            )
+            saved_plan = self.store.steps(job_id).get("plan")
+            if saved_plan is None:
+                outline = await self._timed(job_id, "plan", self.outline(job_id, caption, options))
+                sketch = outline.as_plan()
+                results = await asyncio.gather(
+                    self._timed(job_id, "write", self.write(job_id, caption, outline, options)),
+                    self._timed(job_id, "illustrate", self.illustrate(job_id, sketch, options)),
+                    return_exceptions=True,
+                )
+            else:
+                results = [await self._timed(job_id, "illustrate", self.illustrate(job_id, StoryPlan.model_validate(saved_plan), options))]
             for result in results:
                 if isinstance(result, BaseException):
                     raise result
@@ -111,27 +118,56 @@ class StoryPipeline:
         self.store.save_step(job_id, "caption", {"caption": caption, "model": response.model})
         return caption
 
-    async def plan(self, job_id: str, caption: str, options: StoryOptions) -> StoryPlan:
-        saved = self.store.steps(job_id).get("plan")
+    async def outline(self, job_id: str, caption: str, options: StoryOptions) -> StoryOutline:
+        saved = self.store.steps(job_id).get("outline")
         if saved:
-            return StoryPlan.model_validate(saved)
-        self._emit(self._set(job_id, stage=Stage.plan), "Writing the story…")
-        plan = await self.writer.plan(caption, options)
-        self.store.save_step(job_id, "plan", plan.model_dump())
-        self._set(job_id, pages_total=len(plan.pages))
-        return plan
+            return StoryOutline.model_validate(saved)
+        self._emit(self._set(job_id, stage=Stage.plan), "Planning the story…")
+        outline = await self.writer.outline(caption, options)
+        self.store.save_step(job_id, "outline", outline.model_dump())
+        self._set(job_id, pages_total=len(outline.pages))
+        return outline
 
-    async def translate(self, job_id: str, plan: StoryPlan, options: StoryOptions) -> Translation:
-        saved = self.store.steps(job_id).get("translation")
-        if saved and len(saved["pages"]) == len(plan.pages):
-            return Translation.model_validate(saved)
-        if options.language == "en":
-            translation = Translation(title=plan.title, pages=[page.text for page in plan.pages])
-        else:
-            self._emit(self._require(job_id), "Translating…", stage=Stage.translate)
-            translation = await self.writer.translate(plan, options.language)
+    async def write(self, job_id: str, caption: str, outline: StoryOutline, options: StoryOptions) -> StoryPlan:
+        """Write every page's text (and its translation) concurrently, then save the whole plan and translation."""
+        names = [character.name for character in outline.characters]
+        translating = options.language != "en"
+        self._emit(self._require(job_id), "Writing and translating the pages…" if translating else "Writing the pages…", stage=Stage.translate if translating else Stage.plan)
+
+        async def page(number: int) -> tuple[str, str]:
+            steps = self.store.steps(job_id)
+            text = (steps.get(f"text:{number}") or {}).get("text")
+            if text is None:
+                text = await self.writer.write_page(caption, options, outline, number)
+                self.store.save_step(job_id, f"text:{number}", {"text": text})
+            translated = text
+            if translating:
+                translated = (steps.get(f"translation:{number}") or {}).get("text")
+                if translated is None:
+                    translated = (await self.writer.translate_texts([text], options.language, names))[0]
+                    self.store.save_step(job_id, f"translation:{number}", {"text": translated})
+            self._emit(self._require(job_id), f"Page {number} written.")
+            return text, translated
+
+        async def title() -> str:
+            if not translating:
+                return outline.title
+            saved = (self.store.steps(job_id).get("translation:title") or {}).get("text")
+            if saved is None:
+                saved = (await self.writer.translate_texts([outline.title], options.language, names))[0]
+                self.store.save_step(job_id, "translation:title", {"text": saved})
+            return saved
+
+        results = await asyncio.gather(title(), *(page(number) for number in range(1, len(outline.pages) + 1)), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        translated_title, pages = results[0], results[1:]
+        plan = outline.as_plan([text for text, _ in pages])  # type: ignore[misc]
+        translation = Translation(title=translated_title, pages=[translated for _, translated in pages])  # type: ignore[arg-type, misc]
         self.store.save_step(job_id, "translation", translation.model_dump())
-        return translation
+        self.store.save_step(job_id, "plan", plan.model_dump())
+        return plan
 
     async def illustrate(self, job_id: str, plan: StoryPlan, options: StoryOptions, pages: list[int] | None = None) -> None:
         """Paint the cover and every page whose picture is not saved yet, all requests in flight at once."""

@@ -183,7 +183,7 @@ class JobRunner:
             if options.language == "en":
                 translation.pages[page - 1] = text
             else:
-                translated = await self.pipeline.writer.translate_texts([text], translation.title, options.language, plan.characters)
+                translated = await self.pipeline.writer.translate_texts([text], options.language, [c.name for c in plan.characters])
                 translation.pages[page - 1] = translated[0]
             self.store.save_step(job_id, "translation", translation.model_dump())
 
@@ -211,7 +211,7 @@ class JobRunner:
             async def translate_new() -> None:
                 texts = [page.text for page in new_pages]
                 if options.language != "en":
-                    texts = await self.pipeline.writer.translate_texts(texts, translation.title, options.language, plan.characters)
+                    texts = await self.pipeline.writer.translate_texts(texts, options.language, [c.name for c in plan.characters])
                 translation.pages.extend(texts)
                 self.store.save_step(job_id, "translation", translation.model_dump())
 

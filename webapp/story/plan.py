@@ -1,4 +1,5 @@
-"""The story plan the LLM writes in one structured call, and the translation it returns.
+"""What the LLM writes: an outline in one structured call (title, character sheet, a beat and a scene prompt per
+page), then each page's text and its translation in concurrent calls, assembled into the story plan.
 
 String and list lengths are bounded in the JSON schema itself, so a schema-constrained server always finishes
 the JSON within its token budget, and an unconstrained one is told the limits.
@@ -18,14 +19,15 @@ class LengthBudget:
 
     title: int = 80
     character_name: int = 40
-    character_description: int = 160
+    character_description: int = 120
     page_text: int = 700
-    scene_prompt: int = 240
+    scene_prompt: int = 200
+    beat: int = 200
 
     @classmethod
     def compact(cls) -> "LengthBudget":
         """For tiny random models: the same shape, short strings, so tests and demos stay fast."""
-        return cls(title=40, character_name=16, character_description=60, page_text=120, scene_prompt=80)
+        return cls(title=40, character_name=16, character_description=60, page_text=120, scene_prompt=80, beat=60)
 
 
 class Character(BaseModel):
@@ -43,6 +45,26 @@ class StoryPlan(BaseModel):
     cover_prompt: str
     characters: list[Character]
     pages: list[PlanPage]
+
+
+class OutlinePage(BaseModel):
+    beat: str
+    scene_prompt: str
+
+
+class StoryOutline(BaseModel):
+    title: str
+    cover_prompt: str
+    characters: list[Character]
+    pages: list[OutlinePage]
+
+    def as_plan(self, texts: list[str] | None = None) -> "StoryPlan":
+        """The plan with the given page texts (the beats stand in until the texts exist)."""
+        texts = texts or [page.beat for page in self.pages]
+        return StoryPlan(
+            title=self.title, cover_prompt=self.cover_prompt, characters=self.characters,
+            pages=[PlanPage(text=text, scene_prompt=page.scene_prompt) for text, page in zip(texts, self.pages)],
+        )
 
 
 class Translation(BaseModel):
@@ -69,6 +91,32 @@ def plan_model(pages: int, budget: LengthBudget) -> type[BaseModel]:
         characters=(list[character], Field(min_length=1, max_length=4)),  # type: ignore[valid-type]
         pages=(list[page], Field(min_length=pages, max_length=pages)),  # type: ignore[valid-type]
     )
+
+
+def outline_model(pages: int, budget: LengthBudget) -> type[BaseModel]:
+    """The outline's schema: pins the page count and every length."""
+    character = create_model(
+        "OutlineCharacter",
+        name=(str, Field(min_length=1, max_length=budget.character_name)),
+        description=(str, Field(min_length=1, max_length=budget.character_description)),
+    )
+    page = create_model(
+        "OutlinePageSchema",
+        beat=(str, Field(min_length=1, max_length=budget.beat)),
+        scene_prompt=(str, Field(min_length=1, max_length=budget.scene_prompt)),
+    )
+    return create_model(
+        "StoryOutlineSchema",
+        title=(str, Field(min_length=1, max_length=budget.title)),
+        cover_prompt=(str, Field(min_length=1, max_length=budget.scene_prompt)),
+        characters=(list[character], Field(min_length=1, max_length=4)),  # type: ignore[valid-type]
+        pages=(list[page], Field(min_length=pages, max_length=pages)),  # type: ignore[valid-type]
+    )
+
+
+def texts_model(count: int, max_chars: int) -> type[BaseModel]:
+    text = Annotated[str, StringConstraints(min_length=1, max_length=max_chars)]
+    return create_model("TextsSchema", texts=(list[text], Field(min_length=count, max_length=count)))  # type: ignore[valid-type]
 
 
 def translation_model(pages: int, budget: LengthBudget) -> type[BaseModel]:

@@ -20,13 +20,17 @@ from shared.errors import FabulaError, UpstreamError
 from webapp.story import prompts
 from webapp.story.options import StoryOptions
 from webapp.story.plan import (
+    Character,
     LengthBudget,
+    OutlinePage,
     PlanPage,
+    StoryOutline,
     StoryPlan,
     Translation,
-    pages_model,
+    outline_model,
     page_text_model,
-    plan_model,
+    pages_model,
+    texts_model,
     translation_model,
 )
 
@@ -64,12 +68,32 @@ class StoryWriter:
         self.max_tokens = max_tokens
         self.structured_output = True  # switched off once a server says it does not support it
 
-    async def plan(self, caption: str, options: StoryOptions) -> StoryPlan:
-        schema_model = plan_model(options.pages, self.budget)
-        messages = prompts.plan_messages(caption, options, schema_model.model_json_schema(), self.budget)
-        raw = await self._structured(messages, schema_model, "story_plan")
-        plan = StoryPlan.model_validate(raw.model_dump())
-        return _clean_plan(plan)
+    async def outline(self, caption: str, options: StoryOptions) -> StoryOutline:
+        """Title, character sheet, and a beat and a scene prompt per page: one structured call."""
+        schema_model = outline_model(options.pages, self.budget)
+        messages = prompts.outline_messages(caption, options, schema_model.model_json_schema(), self.budget)
+        raw = await self._structured(messages, schema_model, "story_outline")
+        outline = StoryOutline.model_validate(raw.model_dump())
+        return StoryOutline(
+            title=clean_text(outline.title) or "Untitled",
+            cover_prompt=clean_text(outline.cover_prompt),
+            characters=[Character(name=clean_text(c.name), description=clean_text(c.description)) for c in outline.characters],
+            pages=[OutlinePage(beat=clean_text(page.beat), scene_prompt=clean_text(page.scene_prompt)) for page in outline.pages],
+        )
+
+    async def write_page(self, caption: str, options: StoryOptions, outline: StoryOutline, page_number: int) -> str:
+        """One page's text from the outline; pages are written concurrently."""
+        schema_model = page_text_model(self.budget)
+        messages = prompts.page_messages(caption, options, outline, page_number, schema_model.model_json_schema(), self.budget)
+        raw = await self._structured(messages, schema_model, "page_text")
+        return clean_text(raw.text) or outline.pages[page_number - 1].beat  # type: ignore[attr-defined]
+
+    async def translate_texts(self, texts: list[str], language: str, names: list[str]) -> list[str]:
+        """Translate a few texts (a title, a page) without the rest of the book."""
+        schema_model = texts_model(len(texts), max(self.budget.page_text, self.budget.title) * 2)
+        messages = prompts.translate_texts_messages(texts, language, names, schema_model.model_json_schema())
+        raw = await self._structured(messages, schema_model, "translation")
+        return [clean_text(text) for text in raw.texts]  # type: ignore[attr-defined]
 
     async def translate(self, plan: StoryPlan, language: str) -> Translation:
         schema_model = translation_model(len(plan.pages), self.budget)
@@ -89,16 +113,6 @@ class StoryWriter:
         messages = prompts.continue_messages(plan, more_pages, schema_model.model_json_schema(), self.budget)
         raw = await self._structured(messages, schema_model, "more_pages")
         return [PlanPage(text=clean_text(page.text), scene_prompt=clean_text(page.scene_prompt)) for page in raw.pages]  # type: ignore[attr-defined]
-
-    async def translate_texts(self, texts: list[str], title: str, language: str, characters: list) -> list[str]:
-        """Translate a few pages (a rewritten or added page) without redoing the rest."""
-        from webapp.story.plan import Character
-
-        stand_in = StoryPlan(
-            title=title, cover_prompt="-", characters=[Character.model_validate(c) if not isinstance(c, Character) else c for c in characters] or [Character(name="-", description="-")],
-            pages=[PlanPage(text=text, scene_prompt="-") for text in texts],
-        )
-        return (await self.translate(stand_in, language)).pages
 
     async def _structured(self, messages: list[dict], schema_model: type[ModelT], name: str) -> ModelT:
         reply = await self._complete(messages, schema_model.model_json_schema(), name)
@@ -153,12 +167,3 @@ def _validate(reply: str, schema_model: type[ModelT]) -> ModelT:
         return schema_model.model_validate(data)
     except ValidationError as exc:
         raise ValueError(str(exc)) from None
-
-
-def _clean_plan(plan: StoryPlan) -> StoryPlan:
-    return StoryPlan(
-        title=clean_text(plan.title) or "Untitled",
-        cover_prompt=clean_text(plan.cover_prompt),
-        characters=[character.model_copy(update={"name": clean_text(character.name), "description": clean_text(character.description)}) for character in plan.characters],
-        pages=[PlanPage(text=clean_text(page.text), scene_prompt=clean_text(page.scene_prompt)) for page in plan.pages],
-    )
