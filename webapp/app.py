@@ -20,7 +20,7 @@ from shared.metrics import ServiceMetrics
 from shared.request_context import RequestContextMiddleware
 from shared.settings import Profile, Settings
 from webapp.api import WebState, api_router, books_router
-from webapp.launcher import SERVICES, InProcessServices
+from webapp.launcher import InProcessServices
 from webapp.studio import build_studio
 from webapp.ui import mount_ui
 
@@ -34,21 +34,14 @@ DESCRIPTION = (
 
 
 def start_tiny_services(settings: Settings, started: list[InProcessServices]) -> Settings:
-    """The three tiny services on loopback threads, one after another.
-
-    One at a time because loading models concurrently in one process is not thread-safe: a model built while
-    another thread's loader has patched module creation onto the meta device fails with "Cannot copy out of
-    meta tensor". `started` collects what is running, so a failure part-way stops those too.
-    """
+    """The three tiny services on loopback threads; `started` collects them so shutdown (or a failure) stops them."""
+    group = InProcessServices(settings)
+    started.append(group)
     try:
-        for name in SERVICES:
-            group = InProcessServices(settings, names=(name,))
-            started.append(group)
-            settings = group.start()
+        return group.start()
     except BaseException:
         stop_services(started)
         raise
-    return settings
 
 
 def stop_services(started: list[InProcessServices]) -> None:

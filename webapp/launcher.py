@@ -81,10 +81,14 @@ class InProcessServices:
     def start(self, timeout_s: float = 120.0) -> Settings:
         for name in self.names:
             check_models(name, self.settings)
-        for name in self.names:
-            self.servers[name] = ServerThread(create_service_app(name, self.settings, self.device)).start()
-        for name, server in self.servers.items():
-            wait_ready(server.url, name=name, timeout_s=timeout_s)
+        try:
+            for name in self.names:
+                self.servers[name] = ServerThread(create_service_app(name, self.settings, self.device)).start()
+            for name, server in self.servers.items():
+                wait_ready(server.url, name=name, timeout_s=timeout_s)
+        except BaseException:
+            self.stop()
+            raise
         return self.settings.model_copy(update={SERVICES[name].url_setting: server.url for name, server in self.servers.items()})
 
     def stop(self) -> None:
