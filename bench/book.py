@@ -4,9 +4,9 @@
     python bench/book.py --latency                 # the latency-injected stand-ins (bench/latency_services.py)
     python bench/book.py --latency --markdown      # tables to paste into docs/benchmarks.md
 
-With the stand-ins the injected latencies are known, so the report adds Fabula's critical path (caption + plan +
-max(translate, illustrate) + book, from the injected times and the measured book stage) and how close the
-measured book time comes to it.
+With the stand-ins the injected latencies are known, so the report adds Fabula's critical path (caption + outline +
+max(longest page text + longest page translation, illustrate) + book, from the injected times and the measured book
+stage) and how close the measured book time comes to it.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import asyncio
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -26,11 +27,12 @@ import httpx  # noqa: E402
 from bench.book_report import BookReport, CriticalPath, assess, render_markdown, render_text  # noqa: E402
 from bench.common import RunResult, batch_counters, machine_description, quiet_libraries  # noqa: E402
 from bench.gpu_common import limit_cpu_threads  # noqa: E402
-from bench.latency_services import InjectedCall, LatencyProfile, LatencyServices  # noqa: E402
+from bench.latency_services import InjectedCall, LatencyProfile, LatencyServices, peak_in_flight  # noqa: E402
 from bench.sequential import run_sequential, warm_up_book  # noqa: E402
 from shared.errors import FabulaError  # noqa: E402
 from shared.settings import Profile, Settings  # noqa: E402
 from webapp.jobs.models import JobStatus  # noqa: E402
+from webapp.jobs.pipeline import image_name  # noqa: E402
 from webapp.story.options import StoryOptions  # noqa: E402
 from webapp.studio import Studio, build_studio  # noqa: E402
 
@@ -40,16 +42,25 @@ PUBLIC_URL = "http://127.0.0.1:7860"
 
 
 async def run_fabula(studio: Studio, photo: bytes, options: StoryOptions) -> RunResult:
-    """One book through the runner and the pipeline; seconds per stage come from `pipeline.stage_seconds`."""
+    """One book through the runner and the pipeline; seconds per stage come from `pipeline.stage_seconds`.
+
+    A page is finished when its picture is saved and its text (translated, for a book not in English) is saved;
+    the pipeline writes and paints pages independently, so both are checked at every event it publishes."""
     started = time.perf_counter()
     record = studio.runner.submit(photo, options)
     events = studio.events.subscribe(record.id)
     first_page: list[float] = []
+    text_step = "text" if options.language == "en" else "translation"
+
+    def a_page_is_finished() -> bool:
+        steps = studio.store.steps(record.id)
+        return any(f"{text_step}:{page}" in steps and studio.artifacts.exists(record.id, image_name(page))
+                   for page in range(1, options.pages + 1))
 
     async def watch() -> None:
         while True:
             event = await events.get()
-            if event.page is not None and event.page >= 1 and not first_page:
+            if not first_page and a_page_is_finished():
                 first_page.append(time.perf_counter() - started)
             if event.status in (JobStatus.done, JobStatus.failed):
                 return
@@ -69,26 +80,38 @@ async def run_fabula(studio: Studio, photo: bytes, options: StoryOptions) -> Run
 async def warm_up(studio: Studio, photo: bytes) -> None:
     """One caption, one picture at the book's size and one short LLM call, so first-call costs are not timed."""
     from shared.schemas import ImageGenerationRequest
-    from webapp.story.plan import StoryPlan
 
     config = studio.pipeline.config
     await studio.captioner.caption(photo, max_new_tokens=8)
     await studio.illustrator.generate(ImageGenerationRequest(
         prompt="warm-up", size=f"{config.image_size}x{config.image_size}", num_inference_steps=config.image_steps, seed=0))
-    plan = StoryPlan(title="Warm-up", cover_prompt="-", characters=[], pages=[])
-    await studio.writer.translate(plan, "fr")
+    await studio.writer.translate_texts(["Warm-up"], "fr", [])
 
 
 def critical_path(calls: list[InjectedCall], profile: LatencyProfile, fabula: RunResult, images: int) -> CriticalPath:
-    """Fabula's critical path from the latencies injected during its run and its measured book stage."""
-    def injected(service: str, name: str | None = None) -> float:
-        return sum(call.injected_seconds for call in calls if call.service == service and (name is None or call.name == name))
+    """Fabula's critical path from the latencies injected during its run and its measured book stage.
 
-    caption, plan, translate = injected("caption"), injected("llm", "story_plan"), injected("llm", "translation")
+    Every page's text → translation chain runs beside the others, so the writing branch is the longest page text
+    plus the longest translation (the title's translation runs beside them and is shorter than a page's)."""
+    def llm(name: str) -> list[InjectedCall]:
+        return [call for call in calls if call.service == "llm" and call.name == name]
+
+    def longest(name: str) -> InjectedCall | None:
+        return max(llm(name), key=lambda call: call.injected_seconds, default=None)
+
+    caption = sum(call.injected_seconds for call in calls if call.service == "caption")
+    outline, page_text, translation = longest("story_outline"), longest("page_text"), longest("translation")
+    write = sum(call.injected_seconds for call in (page_text, translation) if call is not None)
     illustrate = profile.image_seconds(images)
     book = fabula.stages.get("book", 0.0)
-    return CriticalPath(caption=caption, plan=plan, translate=translate, illustrate=illustrate, book=book,
-                        total=caption + plan + max(translate, illustrate) + book)
+    outline_seconds = outline.injected_seconds if outline else 0.0
+    return CriticalPath(
+        caption=caption, outline=outline_seconds, page_text=page_text.injected_seconds if page_text else 0.0,
+        translation=translation.injected_seconds if translation else 0.0, write=write, illustrate=illustrate, book=book,
+        total=caption + outline_seconds + max(write, illustrate) + book,
+        outline_tokens=outline.tokens if outline else 0, page_text_tokens=page_text.tokens if page_text else 0,
+        translation_tokens=translation.tokens if translation else 0,
+    )
 
 
 async def benchmark(settings: Settings, photo: bytes, options: StoryOptions, *, mode: str,
@@ -114,15 +137,20 @@ async def benchmark(settings: Settings, photo: bytes, options: StoryOptions, *, 
     image_calls, image_requests = after[0] - before[0], after[1] - before[1]
     critical = None
     sequential_injected = None
+    llm_calls: dict[str, int] = {}
+    llm_peak = None
     if stand_ins is not None:
-        critical = critical_path(stand_ins.log.since(fabula_started), stand_ins.profile, fabula, images)
+        fabula_calls = stand_ins.log.since(fabula_started)
+        critical = critical_path(fabula_calls, stand_ins.profile, fabula, images)
         sequential_injected = sum(call.injected_seconds for call in sequential_calls) + sequential.stages.get("book", 0.0)
+        llm_calls = dict(Counter(call.name for call in fabula_calls if call.service == "llm"))
+        llm_peak = peak_in_flight(fabula_calls, "llm")
     report = BookReport(
         mode=mode, machine=machine_description(), pages=options.pages, language=options.language, images=images,
         image_size=config.image_size, image_steps=config.image_steps, max_concurrent_images=config.max_concurrent_images,
         profile=stand_ins.profile if stand_ins else None, sequential=sequential, fabula=fabula,
         image_calls=int(image_calls), image_requests=int(image_requests), critical_path=critical,
-        sequential_injected_seconds=sequential_injected,
+        sequential_injected_seconds=sequential_injected, llm_calls=llm_calls, llm_peak_in_flight=llm_peak,
     )
     return assess(report)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import math
 import threading
@@ -83,6 +84,7 @@ class InjectedCall:
     injected_seconds: float
     queue_seconds: float
     finished_at: float
+    started_at: float = 0.0  # when the simulated work began (after any queueing)
 
 
 @dataclass
@@ -99,6 +101,14 @@ class CallLog:
     def since(self, started_at: float) -> list[InjectedCall]:
         with self._lock:
             return [call for call in self.calls if call.finished_at >= started_at]
+
+
+def peak_in_flight(calls: list[InjectedCall], service: str) -> int:
+    """The most calls of `service` whose simulated work overlapped at one moment: how many requests the stand-in
+    really served side by side (a continuous-batching LLM server decodes all of them at once)."""
+    edges = sorted((moment, change) for call in calls if call.service == service
+                   for moment, change in ((call.started_at, 1), (call.finished_at, -1)))
+    return max(itertools.accumulate(change for _, change in edges), default=0)
 
 
 @dataclass(frozen=True)
@@ -145,7 +155,9 @@ def create_caption_app(profile: LatencyProfile, settings: Settings, log: CallLog
             raise InvalidRequest(f"`max_new_tokens` must be between 1 and {settings.max_caption_tokens}, not {max_new_tokens}.", param="max_new_tokens")
         outcome = await accelerator.submit(1)
         text = profile.caption_text[: (max_new_tokens or 10**6) * 4]
-        log.add(InjectedCall("caption", "caption", 1, profile.tokens(text), outcome.inference_seconds, outcome.queue_seconds, time.perf_counter()))
+        finished = time.perf_counter()
+        log.add(InjectedCall("caption", "caption", 1, profile.tokens(text), outcome.inference_seconds, outcome.queue_seconds, finished,
+                             finished - outcome.inference_seconds))
         timings = Timings(queue_seconds=outcome.queue_seconds, inference_seconds=outcome.inference_seconds, total_seconds=time.perf_counter() - started)
         return CaptionResponse(caption=text, model=STAND_IN_MODEL, prompt=prompt or "Describe this photo.", new_tokens=profile.tokens(text), timings=timings)
 
@@ -188,7 +200,9 @@ def create_illustrate_app(profile: LatencyProfile, settings: Settings, log: Call
         outcome = await accelerator.submit(body.n)
         seed = body.seed if body.seed is not None else int.from_bytes(hashlib.sha256(body.prompt.encode()).digest()[:4], "little")
         data = [ImageData(b64_json=stand_in_png(width, height, seed + index, profile.image_pixels), seed=seed + index) for index in range(body.n)]
-        log.add(InjectedCall("illustrate", "image", body.n, 0, outcome.inference_seconds, outcome.queue_seconds, time.perf_counter()))
+        finished = time.perf_counter()
+        log.add(InjectedCall("illustrate", "image", body.n, 0, outcome.inference_seconds, outcome.queue_seconds, finished,
+                             finished - outcome.inference_seconds))
         timings = Timings(queue_seconds=outcome.queue_seconds, inference_seconds=outcome.inference_seconds, total_seconds=time.perf_counter() - started)
         return ImageGenerationResponse(created=int(time.time()), data=data, model=STAND_IN_MODEL, timings=timings)
 
@@ -253,7 +267,7 @@ def create_llm_app(profile: LatencyProfile, settings: Settings, log: CallLog) ->
             if limit is not None:
                 limit.release()
         metrics.observe_batch(1, [started - queued])
-        log.add(InjectedCall("llm", name, 1, tokens, profile.llm_seconds(tokens), started - queued, time.perf_counter()))
+        log.add(InjectedCall("llm", name, 1, tokens, profile.llm_seconds(tokens), started - queued, time.perf_counter(), started))
         prompt_tokens = profile.tokens("".join(str(message.get("content", "")) for message in body.messages))
         return {
             "id": f"chatcmpl-{time.monotonic_ns()}", "object": "chat.completion", "created": int(time.time()), "model": body.model,

@@ -1,9 +1,10 @@
 """The original demo's order, as the baseline Fabula is measured against: every step waits for the one before.
 
 caption → story → title → scene list → translation (four separate LLM calls) → each picture in turn (pages,
-then the cover) → the PDF. It uses the same clients, services, picture prompts, sizes, translation call and book
-renderer as Fabula's pipeline (taken from a built `Studio`), so only the order and the number of LLM round-trips
-differ. Each LLM call asks for schema-constrained JSON with the same length budgets as Fabula's plan.
+then the cover) → the PDF. It uses the same clients, services, picture prompts, sizes and book renderer as
+Fabula's pipeline (taken from a built `Studio`); the whole book is translated in one call (`StoryWriter.translate`),
+as the original demo did, where Fabula translates each page on its own. Each LLM call asks for schema-constrained
+JSON with the same length budgets (`LengthBudget`) as Fabula's outline and pages.
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ reports every stage of both orders, and the GPU harness's tiny mode produces num
 from __future__ import annotations
 
 import asyncio
+import json
 import math
+from pathlib import Path
 
 import httpx
 import openai
@@ -12,16 +14,18 @@ import pytest
 import torch
 
 from bench.book import run_latency
+from bench.book_projections import streamed_pictures_seconds
 from bench.book_report import render_markdown, render_text
 from bench.common import batch_counters, percentile
-from bench.latency_services import LatencyProfile, LatencyServices
+from bench.latency_services import CallLog, LatencyProfile, LatencyServices, create_llm_app, peak_in_flight
 from bench.schema_instance import schema_instance
 from shared.clients import CaptionClient, IllustrateClient, RetryPolicy
 from shared.images import from_b64_png
 from shared.schemas import ImageGenerationRequest
+from shared.server_thread import ServerThread
 from shared.settings import Settings
 from webapp.story.options import StoryOptions
-from webapp.story.plan import LengthBudget, plan_model, translation_model
+from webapp.story.plan import LengthBudget, page_text_model, plan_model, translation_model
 
 # Short injected latencies and a wide batching window, so requests sent together always share a call.
 FAST = LatencyProfile(caption_seconds=0.02, llm_seconds_per_token=0.0002, image_seconds_per_call=0.05, image_batch_size=4,
@@ -114,15 +118,52 @@ async def test_latency_caption_checks_the_photo_like_the_real_service(stand_ins,
 def test_book_benchmark_reports_every_stage_of_both_orders_and_the_critical_path(photo_bytes: bytes) -> None:
     report = run_latency(FAST, StoryOptions(pages=2, language="fr", seed=3), photo_bytes)
     assert set(report.sequential.stages) == {"caption", "story", "title", "scenes", "translate", "illustrate", "book"}
-    assert set(report.fabula.stages) == {"caption", "plan", "translate", "illustrate", "book"}
+    assert set(report.fabula.stages) == {"caption", "plan", "write", "illustrate", "book"}
+    assert report.llm_calls == {"story_outline": 1, "page_text": 2, "translation": 3}  # a translation per page and the title
     critical = report.critical_path
-    assert critical is not None and critical.plan > 0 and critical.translate > 0
+    assert critical is not None and critical.outline > 0 and critical.page_text > 0 and critical.translation > 0
+    assert critical.write == pytest.approx(critical.page_text + critical.translation)
+    assert critical.outline_tokens > critical.page_text_tokens > 0
     assert critical.illustrate == FAST.image_seconds(3)
+    assert critical.total == pytest.approx(critical.caption + critical.outline + max(critical.write, critical.illustrate) + critical.book)
     assert report.image_requests == 3 and report.image_calls >= 1
     assert report.fabula.first_page_seconds and report.sequential.first_page_seconds
     assert report.ratio_to_critical_path and report.speedup and len(report.targets) == 2
-    assert report.findings and len(report.projections) == 2
+    assert report.findings and len(report.projections) == 4  # FAST batches up to 4 pictures: the book's 3 fit one call
     assert "critical path" in render_text(report) and "| stage |" in render_markdown(report)
+
+
+async def test_latency_llm_decodes_concurrent_requests_side_by_side(tmp_path: Path) -> None:
+    """Like a continuous-batching server (vLLM), the stand-in LLM serves every request at once, not in turn."""
+    profile = FAST.model_copy(update={"llm_prefill_seconds": 1.0})
+    log = CallLog()
+    server = ServerThread(create_llm_app(profile, Settings(data_dir=tmp_path, api_key=None), log)).start()
+    client = openai.AsyncOpenAI(base_url=server.url + "/v1", api_key="unused")
+    schema = {"name": "page_text", "schema": page_text_model(LengthBudget.compact()).model_json_schema(), "strict": True}
+    try:
+        await asyncio.gather(*(
+            client.chat.completions.create(model="any", messages=[{"role": "user", "content": f"page {page}"}],
+                                           response_format={"type": "json_schema", "json_schema": schema})
+            for page in range(6)
+        ))
+    finally:
+        await client.close()
+        server.stop()
+    assert [call.name for call in log.calls] == ["page_text"] * 6
+    assert peak_in_flight(log.calls, "llm") == 6
+
+
+def test_streamed_outline_projection_replays_the_stand_in_batching() -> None:
+    profile = LatencyProfile(llm_seconds_per_token=0.0, image_seconds_per_call=2.0, image_batch_size=4, batch_window_ms=0)
+    outline = {"title": "T", "cover_prompt": "cover", "characters": [{"name": "A", "description": "a"}],
+               "pages": [{"beat": "b", "scene_prompt": f"scene {page}"} for page in range(7)]}
+    seconds, last_picture = streamed_pictures_seconds(outline, profile)
+    assert seconds == 0.0 and last_picture == profile.image_seconds(8)  # all arrive at once: two full calls
+    slow_text = profile.model_copy(update={"llm_seconds_per_token": 0.5, "image_seconds_per_call": 0.1})
+    seconds, last_picture = streamed_pictures_seconds(outline, slow_text)
+    text = json.dumps(outline)
+    last_prompt_ready = seconds * (text.index('"scene 6"') + len('"scene 6"')) / len(text)
+    assert last_picture == pytest.approx(last_prompt_ready + 0.1)  # each picture painted while the outline is still being written
 
 
 def test_gpu_sdxl_harness_tiny_mode_times_both_recipes(tiny_settings: Settings, one_cpu_thread: None) -> None:
