@@ -72,46 +72,33 @@ class Translation(BaseModel):
     pages: list[str]
 
 
-def plan_model(pages: int, budget: LengthBudget) -> type[BaseModel]:
-    """A pydantic model whose JSON schema pins the page count and every length."""
+def _bounded(max_chars: int) -> tuple[type[str], object]:
+    return (str, Field(min_length=1, max_length=max_chars))
+
+
+def _book_schema(name: str, pages: int, budget: LengthBudget, page_fields: dict[str, int]) -> type[BaseModel]:
+    """Title, cover prompt, 1–4 characters and exactly `pages` pages with the given bounded string fields."""
     character = create_model(
-        "PlanCharacter",
-        name=(str, Field(min_length=1, max_length=budget.character_name)),
-        description=(str, Field(min_length=1, max_length=budget.character_description)),
+        f"{name}Character", name=_bounded(budget.character_name), description=_bounded(budget.character_description)
     )
-    page = create_model(
-        "PlanPageSchema",
-        text=(str, Field(min_length=1, max_length=budget.page_text)),
-        scene_prompt=(str, Field(min_length=1, max_length=budget.scene_prompt)),
-    )
+    page = create_model(f"{name}Page", **{field: _bounded(limit) for field, limit in page_fields.items()})  # type: ignore[call-overload]
     return create_model(
-        "StoryPlanSchema",
-        title=(str, Field(min_length=1, max_length=budget.title)),
-        cover_prompt=(str, Field(min_length=1, max_length=budget.scene_prompt)),
+        f"{name}Schema",
+        title=_bounded(budget.title),
+        cover_prompt=_bounded(budget.scene_prompt),
         characters=(list[character], Field(min_length=1, max_length=4)),  # type: ignore[valid-type]
         pages=(list[page], Field(min_length=pages, max_length=pages)),  # type: ignore[valid-type]
     )
+
+
+def plan_model(pages: int, budget: LengthBudget) -> type[BaseModel]:
+    """The whole plan in one schema (texts included): pins the page count and every length."""
+    return _book_schema("StoryPlan", pages, budget, {"text": budget.page_text, "scene_prompt": budget.scene_prompt})
 
 
 def outline_model(pages: int, budget: LengthBudget) -> type[BaseModel]:
-    """The outline's schema: pins the page count and every length."""
-    character = create_model(
-        "OutlineCharacter",
-        name=(str, Field(min_length=1, max_length=budget.character_name)),
-        description=(str, Field(min_length=1, max_length=budget.character_description)),
-    )
-    page = create_model(
-        "OutlinePageSchema",
-        beat=(str, Field(min_length=1, max_length=budget.beat)),
-        scene_prompt=(str, Field(min_length=1, max_length=budget.scene_prompt)),
-    )
-    return create_model(
-        "StoryOutlineSchema",
-        title=(str, Field(min_length=1, max_length=budget.title)),
-        cover_prompt=(str, Field(min_length=1, max_length=budget.scene_prompt)),
-        characters=(list[character], Field(min_length=1, max_length=4)),  # type: ignore[valid-type]
-        pages=(list[page], Field(min_length=pages, max_length=pages)),  # type: ignore[valid-type]
-    )
+    """The outline's schema: a beat and a scene prompt per page; pins the page count and every length."""
+    return _book_schema("StoryOutline", pages, budget, {"beat": budget.beat, "scene_prompt": budget.scene_prompt})
 
 
 def texts_model(count: int, max_chars: int) -> type[BaseModel]:
