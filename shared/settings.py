@@ -17,8 +17,20 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 class Profile(str, Enum):
     tiny = "tiny"
+    offline = "offline"
     cpu = "cpu"
     gpu = "gpu"
+
+    @property
+    def self_contained(self) -> bool:
+        """Needs no downloaded weights: its models are built locally or ship inside a Python package, so the
+        web app and `fabula story` can start its services themselves."""
+        return self in (Profile.tiny, Profile.offline)
+
+    @property
+    def tiny_pictures(self) -> bool:
+        """Paints with the tiny random SDXL (no real diffusion weights can be had offline)."""
+        return self in (Profile.tiny, Profile.offline)
 
 
 def _default_cache_dir() -> Path:
@@ -68,7 +80,7 @@ class Settings(BaseSettings):
 
     # Captioning
     blocked_words: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Words the caption model may never generate (comma-separated or a JSON list)."
+        default_factory=list, description="Words that never reach a book: the caption model may not generate them, and a generated text with one is written again (comma-separated or a JSON list)."
     )
 
     # Illustration
@@ -93,6 +105,7 @@ class Settings(BaseSettings):
     book_link_ttl_hours: float | None = None
     max_book_pages: int = 24
     book_image_size: int | None = Field(default=None, description="Picture size in pixels; default 64 (tiny), 512 (cpu), 1024 (gpu).")
+    writer_attempts: int = Field(default=3, ge=1, le=6, description="How often the writer asks for a piece that breaks the rules before it uses a safe fallback.")
     service_timeout_s: float = 600.0
     service_retries: int = 3
 

@@ -1,11 +1,13 @@
-"""The benchmarks run for real at small sizes: the latency stand-ins honour the services' wire, the book benchmark
-reports every stage of both orders, and the GPU harness's tiny mode produces numbers on the CPU."""
+"""The benchmarks run for real at small sizes: the latency stand-ins honour the services' wire (the LLM's plain text
+passes the writer's own rules, whole or streamed), the book benchmark reports both orders and Fabula's timeline, and
+the GPU harness's tiny mode produces numbers on the CPU."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import math
+import time
 from pathlib import Path
 
 import httpx
@@ -14,22 +16,24 @@ import pytest
 import torch
 
 from bench.book import run_latency
-from bench.book_projections import streamed_pictures_seconds
 from bench.book_report import render_markdown, render_text
 from bench.common import batch_counters, percentile
 from bench.latency_services import CallLog, LatencyProfile, LatencyServices, create_llm_app, peak_in_flight
-from bench.schema_instance import schema_instance
+from bench.schema_instance import filler_text, schema_instance
 from shared.clients import CaptionClient, IllustrateClient, RetryPolicy
 from shared.images import from_b64_png
 from shared.schemas import ImageGenerationRequest
 from shared.server_thread import ServerThread
 from shared.settings import Settings
+from webapp.jobs.pipeline import COVER
+from webapp.story import prompts
 from webapp.story.options import StoryOptions
 from webapp.story.plan import LengthBudget, page_text_model, plan_model, translation_model
+from webapp.story.writer import StoryWriter
 
 # Short injected latencies and a wide batching window, so requests sent together always share a call.
 FAST = LatencyProfile(caption_seconds=0.02, llm_seconds_per_token=0.0002, image_seconds_per_call=0.05, image_batch_size=4,
-                      batch_window_ms=150, image_pixels=48, string_chars=60)
+                      batch_window_ms=150, image_pixels=48)
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +63,8 @@ def test_schema_instance_respects_counts_lengths_and_references() -> None:
     short = schema_instance({"type": "object", "properties": {"tag": {"type": "string", "minLength": 5}, "kind": {"enum": ["a", "b"]},
                                                                "count": {"type": "integer", "exclusiveMinimum": 2}}}, string_chars=1)
     assert short == {"tag": short["tag"], "kind": "a", "count": 3} and len(short["tag"]) == 5
+    assert all(len(filler_text(length, offset)) == length for length in range(80) for offset in range(5))
+    assert filler_text(60).endswith(".") and not filler_text(60).startswith(" ")
 
 
 async def test_latency_llm_gives_the_openai_client_valid_json_for_the_requested_schema(stand_ins) -> None:
@@ -84,6 +90,72 @@ async def test_latency_llm_gives_the_openai_client_valid_json_for_the_requested_
     assert refused.value.body["param"] == "response_format"  # type: ignore[index]
     logged = [call for call in services.log.calls if call.name == "translation"]
     assert logged and logged[-1].injected_seconds == pytest.approx(FAST.llm_seconds(completion.usage.completion_tokens))
+
+
+async def test_latency_llm_plain_text_passes_the_writers_rules_without_fallbacks(stand_ins) -> None:
+    """The writer's own outline (streamed), page and translation calls against the stand-in: nothing is regenerated."""
+    services, settings = stand_ins
+    client = openai.AsyncOpenAI(base_url=settings.resolved_llm_base_url, api_key="unused")
+    writer = StoryWriter(client, model="any", budget=LengthBudget())
+    options = StoryOptions(pages=4, language="fr", idea="A lost kite on a windy day", character_names=["Mia", "Leo"])
+    beats_seen: list[int] = []
+
+    async def on_beat(draft, page: int) -> None:
+        beats_seen.append(page)
+
+    started = time.perf_counter()
+    try:
+        outline = await writer.outline("A girl and her dog in the rain.", options, seed=5, on_beat=on_beat)
+        brief = writer.brief("A girl and her dog in the rain.", options, tuple(outline.names))
+        beats = {page: item.beat for page, item in enumerate(outline.pages, start=1)}
+        page = await writer.write_page(brief, outline.title, beats, 1, 4, seed=5)
+        translated = await writer.translate(page.text, "ko", outline.names)
+        title = await writer.translate(outline.title, "fr", outline.names, what="title")
+    finally:
+        await client.close()
+    assert outline.fallbacks == [] and beats_seen == [1, 2, 3, 4]
+    assert outline.names == ["Mia", "Leo"] and all(character.description for character in outline.characters)
+    assert not page.fallback and "Mia" in page.text and "kite" in page.text
+    assert not translated.fallback and "Mia" in translated.text and translated.text != page.text
+    assert not title.fallback
+    calls = [call for call in services.log.since(started) if call.service == "llm"]
+    assert [call.name for call in calls] == ["outline", "page", "translation", "translation"]  # one call each: no retries
+    assert calls[1].subject == beats[1] and calls[2].subject == page.text
+
+
+async def test_latency_llm_streams_chunks_at_the_token_pace_and_ends_with_done(tmp_path: Path) -> None:
+    profile = FAST.model_copy(update={"llm_seconds_per_token": 0.005})
+    log = CallLog()
+    server = ServerThread(create_llm_app(profile, Settings(data_dir=tmp_path, api_key=None), log)).start()
+    brief = prompts.Brief(options=StoryOptions(pages=6), names=("Ruby",), photo=None, idea=None)
+    request = {"model": "any", "messages": prompts.outline_messages(brief, 6), "seed": 3, "top_p": 0.9,
+               "frequency_penalty": 0.4, "presence_penalty": 0.2}
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            whole = (await http.post("/v1/chat/completions", json=request)).json()["choices"][0]["message"]["content"]
+            arrivals: list[tuple[float, dict | str]] = []
+            began = time.perf_counter()
+            async with http.stream("POST", "/v1/chat/completions", json=request | {"stream": True}) as response:
+                assert response.headers["content-type"].startswith("text/event-stream")
+                async for line in response.aiter_lines():
+                    if line.startswith("data: "):
+                        payload = line.removeprefix("data: ")
+                        arrivals.append((time.perf_counter() - began, payload if payload == "[DONE]" else json.loads(payload)))
+    finally:
+        server.stop()
+    chunks = [payload for _, payload in arrivals if isinstance(payload, dict)]
+    assert arrivals[-1][1] == "[DONE]" and all(chunk["object"] == "chat.completion.chunk" for chunk in chunks)
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant" and chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    assert "".join(chunk["choices"][0]["delta"].get("content", "") for chunk in chunks) == whole
+    lines = whole.split("\n")
+    assert lines[0].startswith("Title: ") and lines[1].startswith("Characters: Ruby (")
+    assert [line.split(".")[0] for line in lines[2:]] == [str(page) for page in range(1, 7)]  # one numbered line per page
+    streamed, plain = log.calls[1], log.calls[0]
+    assert [call.name for call in log.calls] == ["outline", "outline"] and streamed.tokens == plain.tokens == math.ceil(len(whole) / 4)
+    assert len(streamed.marks) == len(lines) and streamed.subject == whole
+    total = arrivals[-1][0]
+    first_line = next(moment for moment, payload in arrivals if isinstance(payload, dict) and "\n" in payload["choices"][0]["delta"].get("content", ""))
+    assert total >= profile.llm_seconds(streamed.tokens) * 0.9 and first_line < total / 3  # same total time; the title line arrives early
 
 
 async def test_latency_illustrate_returns_pngs_and_batches_requests_sent_together(stand_ins) -> None:
@@ -115,22 +187,29 @@ async def test_latency_caption_checks_the_photo_like_the_real_service(stand_ins,
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "image"
 
 
-def test_book_benchmark_reports_every_stage_of_both_orders_and_the_critical_path(photo_bytes: bytes) -> None:
+def test_book_benchmark_reports_both_orders_the_goals_and_fabulas_timeline(photo_bytes: bytes) -> None:
     report = run_latency(FAST, StoryOptions(pages=2, language="fr", seed=3), photo_bytes)
     assert set(report.sequential.stages) == {"caption", "story", "title", "scenes", "translate", "illustrate", "book"}
     assert set(report.fabula.stages) == {"caption", "plan", "write", "illustrate", "book"}
-    assert report.llm_calls == {"story_outline": 1, "page_text": 2, "translation": 3}  # a translation per page and the title
-    critical = report.critical_path
-    assert critical is not None and critical.outline > 0 and critical.page_text > 0 and critical.translation > 0
-    assert critical.write == pytest.approx(critical.page_text + critical.translation)
-    assert critical.outline_tokens > critical.page_text_tokens > 0
-    assert critical.illustrate == FAST.image_seconds(3)
-    assert critical.total == pytest.approx(critical.caption + critical.outline + max(critical.write, critical.illustrate) + critical.book)
-    assert report.image_requests == 3 and report.image_calls >= 1
-    assert report.fabula.first_page_seconds and report.sequential.first_page_seconds
-    assert report.ratio_to_critical_path and report.speedup and len(report.targets) == 2
-    assert report.findings and len(report.projections) == 4  # FAST batches up to 4 pictures: the book's 3 fit one call
-    assert "critical path" in render_text(report) and "| stage |" in render_markdown(report)
+    assert report.llm_calls == {"outline": 1, "page": 2, "translation": 3}  # a translation per page and the title, none retried
+    assert report.sequential_llm_calls == {"story": 1, "title": 1, "scenes": 1, "translation": 3}
+    assert report.image_requests == 3 and report.image_calls >= 1 and report.mean_batch == report.image_requests / report.image_calls
+    timeline = report.timeline
+    assert timeline is not None and timeline.caption and timeline.outline and timeline.title_translation
+    pages = {page.page: page for page in timeline.pages}
+    assert set(pages) == {1, 2, COVER} and pages[COVER].picture is not None
+    for number in (1, 2):
+        page = pages[number]
+        assert page.beat and page.picture and page.text and page.translation and page.finished
+        assert timeline.outline.start < page.beat <= page.picture.start <= page.picture.end <= page.finished + 0.01
+        assert page.text.end <= page.translation.start + 0.01 and page.translation.end <= page.finished + 0.01
+    assert pages[1].text.start >= pages[2].beat - 0.01  # a page's text waits for the next beat
+    assert report.fabula.first_page_seconds == pytest.approx(min(pages[1].finished, pages[2].finished))
+    assert report.first_page_share == pytest.approx(report.fabula.first_page_seconds / report.fabula.total_seconds)
+    assert [target.name.split()[0] for target in report.targets] == ["speed-up", "first"] and report.speedup
+    assert any(finding.startswith("Page ") and "first finished" in finding for finding in report.findings)
+    text, markdown = render_text(report), render_markdown(report)
+    assert "Fabula's timeline" in text and "first page / total" in text and "| stage |" in markdown and "| page |" in markdown
 
 
 async def test_latency_llm_decodes_concurrent_requests_side_by_side(tmp_path: Path) -> None:
@@ -151,19 +230,6 @@ async def test_latency_llm_decodes_concurrent_requests_side_by_side(tmp_path: Pa
         server.stop()
     assert [call.name for call in log.calls] == ["page_text"] * 6
     assert peak_in_flight(log.calls, "llm") == 6
-
-
-def test_streamed_outline_projection_replays_the_stand_in_batching() -> None:
-    profile = LatencyProfile(llm_seconds_per_token=0.0, image_seconds_per_call=2.0, image_batch_size=4, batch_window_ms=0)
-    outline = {"title": "T", "cover_prompt": "cover", "characters": [{"name": "A", "description": "a"}],
-               "pages": [{"beat": "b", "scene_prompt": f"scene {page}"} for page in range(7)]}
-    seconds, last_picture = streamed_pictures_seconds(outline, profile)
-    assert seconds == 0.0 and last_picture == profile.image_seconds(8)  # all arrive at once: two full calls
-    slow_text = profile.model_copy(update={"llm_seconds_per_token": 0.5, "image_seconds_per_call": 0.1})
-    seconds, last_picture = streamed_pictures_seconds(outline, slow_text)
-    text = json.dumps(outline)
-    last_prompt_ready = seconds * (text.index('"scene 6"') + len('"scene 6"')) / len(text)
-    assert last_picture == pytest.approx(last_prompt_ready + 0.1)  # each picture painted while the outline is still being written
 
 
 def test_gpu_sdxl_harness_tiny_mode_times_both_recipes(tiny_settings: Settings, one_cpu_thread: None) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import logging
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -274,3 +276,108 @@ def test_resolve_models_builds_tiny_and_fails_fast_without_weights(service_setti
     with pytest.raises(ModelUnavailable) as raised:
         resolve_illustrate_models(gpu)
     assert raised.value.param == "FABULA_ILLUSTRATE_MODEL"
+
+
+# Common words, one tiny-tokenizer token each as in CLIP: prompt plus `style` come to 85 tokens, past the 77 read.
+LONG_PROMPT = (
+    "a small red fox and a little girl share a picnic under a big oak tree at sunset, two birds sing in the branches, "
+    "a blue river runs past the old stone bridge, three sheep sleep on the green hill"
+)
+LONG_STYLE = (
+    "soft watercolor children's book illustration, gentle washes, paper texture, warm light, detailed background, "
+    "bold ink lines, flat vivid colors, cel shading, studio quality, golden light, wide shot"
+)
+WARNING_SENTENCE = re.compile(r"^The (prompt|negative prompt) is (\d+) tokens; the text encoders read 77, so the words after '([^']+)' were not used\.$")
+
+
+def test_prompt_past_the_text_encoders_window_is_painted_with_a_warning(
+    service: ServerThread, engine: IllustrateEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="services.illustrate.app")
+    body = {"prompt": LONG_PROMPT, "style": LONG_STYLE, "size": "64x64", "seed": 3}
+    response = httpx.post(service.url + ENDPOINT, json=body, headers={"x-request-id": "long-prompt-1"}, timeout=120)
+    assert response.status_code == 200
+    full_prompt = f"{LONG_PROMPT}, {LONG_STYLE}"
+    [warning] = response.json()["warnings"]
+    match = WARNING_SENTENCE.match(warning)
+    assert match, warning
+    assert match.group(1) == "prompt" and int(match.group(2)) == len(engine.base.tokenizer(full_prompt, verbose=False).input_ids) > 77
+    read_until = full_prompt.index(match.group(3)) + len(match.group(3))
+    assert len(engine.base.tokenizer(full_prompt[:read_until], verbose=False).input_ids) <= 77
+    assert len(engine.base.tokenizer(full_prompt[: read_until + 12], verbose=False).input_ids) > 77 - 2
+    [record] = [record for record in caplog.records if record.levelno == logging.WARNING and "text encoders" in record.getMessage()]
+    assert record.fields["request_id"] == response.headers["x-request-id"] == "long-prompt-1"
+    assert record.fields["field"] == "prompt" and record.fields["tokens"] == int(match.group(2)) and record.fields["window"] == 77
+    assert full_prompt.endswith(record.fields["unused_text"])
+
+
+def test_negative_prompt_past_the_window_is_reported_too(service: ServerThread) -> None:
+    negative = ", ".join(["red", "bad", "dim", "low", "odd"] * 8)  # 80 words and commas in 198 characters
+    response = _post(service, {"prompt": "a fox", "negative_prompt": negative, "size": "64x64"})
+    assert response.status_code == 200
+    [warning] = response.json()["warnings"]
+    assert warning.startswith("The negative prompt is ")
+
+
+def test_openai_client_parses_the_warnings(service: ServerThread) -> None:
+    client = openai.OpenAI(base_url=service.url + "/v1", api_key="x")
+    result = client.images.generate(prompt=LONG_PROMPT, size="64x64", response_format="b64_json", extra_body={"style": LONG_STYLE})
+    assert len(result.data) == 1 and base64.b64decode(result.data[0].b64_json).startswith(PNG_SIGNATURE)
+    assert WARNING_SENTENCE.match(result.model_extra["warnings"][0])
+
+
+def test_prompt_within_the_window_gets_no_warning(service: ServerThread, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="services.illustrate.app")
+    response = _post(service, {"prompt": LONG_PROMPT, "negative_prompt": "blurry, text, letters", "size": "64x64"})
+    assert response.status_code == 200
+    assert response.json()["warnings"] == []
+    assert not [record for record in caplog.records if "text encoders" in record.getMessage()]
+
+
+def test_book_picture_prompts_fit_the_tiny_text_encoders(engine: IllustrateEngine) -> None:
+    from webapp.story.picture_prompt import picture_prompt
+    from webapp.story.styles import STYLES
+
+    characters = [("Milo", "Milo is a small red fox with a green scarf and a bushy tail"), ("Ada", "a little girl with curly brown hair, a yellow dress and red boots")]
+    for style in STYLES:
+        picture = picture_prompt("Milo and Ada share a picnic under a big oak tree at sunset, two birds sing in the branches", characters, style.id)
+        assert engine.prompt_window.overflows(picture.prompt, picture.negative_prompt) == [], style.id
+
+
+def test_tiny_tokenizer_reads_common_words_as_one_token_like_clip(engine: IllustrateEngine) -> None:
+    from services.illustrate.tiny import CONTRACTIONS, VOCABULARY_WORDS, _vocabulary_and_merges
+
+    tokenizer = engine.base.tokenizer
+    assert [word for word in [*VOCABULARY_WORDS, *CONTRACTIONS] if len(tokenizer.tokenize(word)) != 1] == []
+    # Counts CLIP ViT-L/14's tokenizer gives: 22 and 15; an unknown word falls into letter pairs, not bytes (CLIP: 3).
+    assert len(tokenizer.tokenize("a little girl with curly red hair climbs a rope ladder into a treehouse, her grey cat watching from a branch")) == 22
+    assert len(tokenizer.tokenize("soft watercolor children's book illustration, gentle washes, paper texture, warm light")) == 15
+    assert len(tokenizer.tokenize("xylophone")) <= 5
+    vocabulary, merges = _vocabulary_and_merges()
+    assert tokenizer.get_vocab() == vocabulary
+    for merge in merges:
+        left, right = merge.split(" ")
+        assert left in vocabulary and right in vocabulary and left + right in vocabulary, merge
+    for encoder in (engine.base.text_encoder, engine.base.text_encoder_2):
+        assert encoder.config.vocab_size == len(tokenizer) == len(vocabulary)
+
+
+def test_an_older_tiny_build_is_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.illustrate import tiny
+
+    old = tmp_path / "illustrate"
+    (old / "refiner").mkdir(parents=True)
+    (old / "refiner" / "model_index.json").write_text("{}")  # the marker of the first build, without the vocabulary
+    monkeypatch.setattr(tiny, "_write_tiny_sdxl", lambda folder: (folder / tiny._MARKER).write_text("{}"))
+    assert tiny.build_tiny_sdxl(old) == old
+    assert (old / tiny._MARKER).is_file() and not (old / "refiner").exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["illustrate"]
+
+
+def test_a_word_cut_in_two_by_the_window_counts_as_not_used(engine: IllustrateEngine) -> None:
+    text = "a " * 74 + "xylophone fox"  # 74 one-token words, then a word of several tokens across the 75th
+    overflow = engine.prompt_window.overflow("prompt", text)
+    assert overflow is not None and overflow.window == 77 and overflow.tokens > 77
+    assert overflow.unused_text == "xylophone fox"
+    assert overflow.message.endswith("so the words after 'a a a a a' were not used.")
+    assert engine.prompt_window.overflow("prompt", "a " * 75) is None  # exactly the window: all of it is read

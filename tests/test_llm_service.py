@@ -263,6 +263,24 @@ def test_json_schema_with_enums_ranges_patterns_and_formats(client: openai.OpenA
         assert answer["note"] is None or len(answer["note"]) <= 20
 
 
+def test_schema_strings_refuse_raw_control_bytes_and_encoded_surrogates(tiny_settings: Settings) -> None:
+    """`json.loads` rejects a raw control character, and an encoded surrogate decodes to U+FFFD and breaks
+    `maxLength`: no string rule may let either through (the service relies on the grammar library for this)."""
+    from transformers import AutoTokenizer
+
+    from services.llm.constrained import GrammarLibrary
+
+    tokenizer = AutoTokenizer.from_pretrained(build_tiny_chat_model(tiny_dir("llm", tiny_settings)))
+    library = GrammarLibrary(tokenizer, vocab_size=len(tokenizer), stop_token_ids=[tokenizer.eos_token_id])
+    assert all(library.vocabulary.spell(bytes([byte])) for byte in [*range(0x20), 0xED, 0xA0, 0x80])  # each byte has a token
+    for rule in ({"type": "string"}, {"type": "string", "maxLength": 5}, {"type": "string", "pattern": "^.*$"}):
+        matcher = library.compile({"type": "object", "properties": {"a": rule}, "required": ["a"]}).fork()
+        assert matcher.accept_bytes(b'{"a":"')
+        assert not any(matcher.allows(bytes([byte])) for byte in range(0x20)), rule
+        assert not matcher.allows("\ud800".encode("utf-8", "surrogatepass")), rule
+        assert matcher.allows("\ud7ff".encode()) and matcher.completes(b'\\u0001"}'), rule
+
+
 def test_json_object_gives_parseable_json(client: openai.OpenAI) -> None:
     for seed in (0, 1):
         completion = client.chat.completions.create(

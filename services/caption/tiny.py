@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from shared.atomic_build import build_once
+from shared.tiny_tokenizer import train_byte_level_bpe
 
 IMAGE_TOKEN = "<image>"
 SPECIAL_TOKENS = ["<unk>", "<pad>", "<s>", "</s>", IMAGE_TOKEN]
@@ -109,19 +110,10 @@ def _write_tiny_llava(folder: Path) -> None:
 
 
 def _train_tokenizer():  # -> PreTrainedTokenizerFast
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import processors
     from transformers import PreTrainedTokenizerFast
 
-    backend = Tokenizer(models.BPE(unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=300,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    backend.train_from_iterator(TRAINING_SENTENCES, trainer=trainer)
+    backend = train_byte_level_bpe(TRAINING_SENTENCES, vocab_size=300, special_tokens=SPECIAL_TOKENS, unk_token="<unk>")
     bos_id = backend.token_to_id("<s>")
     backend.post_processor = processors.TemplateProcessing(
         single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos_id)]

@@ -2,6 +2,8 @@
 
 `openai.OpenAI(base_url=<service>/v1).images.generate(...)` works unchanged; Fabula's extras (negative prompt,
 steps, guidance, seed, refiner hand-off, style) travel in `extra_body`. Concurrent requests are micro-batched.
+A prompt longer than the text encoders read is still painted, and the response's `warnings` says which words
+were not used.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from services.illustrate.tiny import BASE_FOLDER, REFINER_FOLDER, build_tiny_sdx
 from services.illustrate.validation import build_job, check_limits, max_body_bytes, parse_generation_request
 from shared.errors import InvalidRequest, ModelUnavailable, PayloadTooLarge
 from shared.images import to_b64_png
+from shared.logs import request_id_var
 from shared.metrics import ServiceMetrics
 from shared.model_holder import ModelHolder
 from shared.profiles import TINY, model_id_for, resolve_model_path, tiny_dir
@@ -157,6 +160,7 @@ async def generate_images(
     size = check_limits(body, settings)
     engine = holder.require()
     job = build_job(body, size, engine.defaults)
+    warnings = _window_warnings(engine, job)
     outcome = await batcher.submit(job)
     encoded = await asyncio.to_thread(lambda: [to_b64_png(image) for image in outcome.images])
     metrics.generated_items.labels(SERVICE).inc(len(encoded))
@@ -169,7 +173,24 @@ async def generate_images(
             inference_seconds=round(outcome.inference_seconds, 4),
             total_seconds=round(time.perf_counter() - started, 4),
         ),
+        warnings=warnings,
     )
+
+
+def _window_warnings(engine: IllustrateEngine, job: GenerationJob) -> list[str]:
+    """A sentence for each text longer than the text encoders read (diffusers drops the rest), also logged."""
+    if engine.prompt_window is None:
+        return []
+    overflows = engine.prompt_window.overflows(job.prompt, job.negative_prompt)
+    for overflow in overflows:
+        logger.warning(
+            "text longer than the text encoders read; the rest is not used",
+            extra={"fields": {
+                "request_id": request_id_var.get(), "field": overflow.field, "tokens": overflow.tokens,
+                "window": overflow.window, "tokenizer": overflow.tokenizer, "unused_text": overflow.unused_text[:200],
+            }},
+        )
+    return [overflow.message for overflow in overflows]
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

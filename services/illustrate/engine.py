@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from services.illustrate.performance import apply_performance_settings
+from services.illustrate.prompt_window import PromptWindow
 from shared.model_holder import EngineInfo
 from shared.settings import Settings
 
@@ -89,6 +90,7 @@ class IllustrateEngine:
     dtype: torch.dtype
     defaults: GenerationDefaults
     optimisations: list[str] = field(default_factory=list)
+    prompt_window: PromptWindow | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _handoffs: dict[tuple[int, float], tuple[int, int]] = field(default_factory=dict, repr=False)
 
@@ -151,7 +153,10 @@ class IllustrateEngine:
             width=native,
             height=native,
         )
-        engine = cls(base=base, refiner=refiner, model_id=model_id, device=device, dtype=dtype, defaults=defaults, optimisations=optimisations)
+        engine = cls(
+            base=base, refiner=refiner, model_id=model_id, device=device, dtype=dtype, defaults=defaults,
+            optimisations=optimisations, prompt_window=PromptWindow.from_pipelines(pipelines),
+        )
         logger.info("illustration engine ready to warm up", extra={"fields": engine.info().model_dump()})
         if settings.torch_compile or device.startswith("cuda"):
             engine.warm_up()

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
 
 from services.llm.engine import FINISH_LENGTH, ChatEngine
+from services.llm.gguf import convert_gguf, gguf_file_for, is_gguf_model_id
 from services.llm.preparation import prepare_generation
 from services.llm.schemas import AssistantMessage, ChatCompletion, ChatCompletionRequest, Choice, ModelCard, ModelList
 from services.llm.streaming import stream_completion, usage_of
@@ -28,7 +29,7 @@ from shared.settings import Settings
 
 DESCRIPTION = (
     "An OpenAI-compatible chat service on transformers for self-hosting small models offline. "
-    "`response_format` with a JSON schema is enforced by constrained decoding (xgrammar)."
+    "`response_format` with a JSON schema is enforced by constrained decoding (llguidance)."
 )
 
 
@@ -39,6 +40,8 @@ def resolve_llm_model(settings: Settings) -> tuple[str, Path]:
         raise ModelUnavailable("FABULA_LLM_MODEL is empty; name a chat model or a local folder.", param="FABULA_LLM_MODEL")
     if model_id == TINY:
         return TINY, build_tiny_chat_model(tiny_dir("llm", settings))
+    if is_gguf_model_id(model_id):
+        return model_id, convert_gguf(gguf_file_for(model_id), settings.models_dir)
     return model_id, resolve_model_path(model_id, role="llm", settings=settings)
 
 
@@ -89,7 +92,7 @@ def build_router() -> APIRouter:
 
 
 def _card(engine: ChatEngine) -> ModelCard:
-    return ModelCard(id=engine.model_id, created=int(engine.loaded_at))
+    return ModelCard(id=engine.model_id, created=int(engine.loaded_at), max_model_len=engine.context_length)
 
 
 def create_app(settings: Settings, *, device: str = "cpu") -> FastAPI:

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
 import torch
-import xgrammar as xgr
 
 from services.llm.constrained import GrammarLibrary, JsonConstraint
 from services.llm.decoding import IncrementalDecoder, StopSequences, sample_token
+from services.llm.matcher import GrammarMatcher
 from shared.errors import InvalidRequest, ModelUnavailable
 from shared.logs import log_fields
 from shared.metrics import ServiceMetrics
@@ -50,7 +50,9 @@ class GenerationRequest:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
-    grammar: xgr.CompiledGrammar | None = None
+    grammar: GrammarMatcher | None = None  # from `GrammarLibrary.compile`
+    frequency_penalty: float = 0.0  # OpenAI's penalties: subtracted from a token's logit per use / once used
+    presence_penalty: float = 0.0
 
 
 @dataclass
@@ -73,7 +75,7 @@ class ChatEngine:
         self.metrics = metrics
         self.loaded_at = time.time()
         self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
-        self.context_length = int(getattr(model.config, "max_position_embeddings", 0) or 0) or None
+        self.context_length = _context_length(model, tokenizer)
         self.stop_token_ids = _stop_token_ids(model, tokenizer)
         self.grammars = GrammarLibrary(tokenizer, vocab_size=self.vocab_size, stop_token_ids=self.stop_token_ids)
         self._forbidden = self._never_sampled()
@@ -108,7 +110,7 @@ class ChatEngine:
             dtype=dtype,
             extra={
                 "context_length": self.context_length,
-                "structured_output": f"xgrammar {version('xgrammar')}",
+                "structured_output": f"llguidance {version('llguidance')}",
                 "grammars_compiled": self.grammars.compilations,
                 "grammars_cached": self.grammars.cached,
             },
@@ -217,6 +219,8 @@ class ChatEngine:
         generated = 0
         if constraint is not None and constraint.start(budget=request.max_tokens) is None:
             log_fields(logger, "no completion found for the schema; generating without the budget guarantee", level=logging.WARNING)
+        penalised = request.frequency_penalty != 0.0 or request.presence_penalty != 0.0
+        counts = torch.zeros(self.vocab_size) if penalised else None
         with torch.inference_mode():
             input_ids = torch.tensor([prompt_ids], device=self.device)
             cache = None
@@ -228,6 +232,8 @@ class ChatEngine:
                 cache = outputs.past_key_values
                 logits = outputs.logits[0, -1].float().cpu()
                 logits[self._forbidden] = float("-inf")
+                if counts is not None:
+                    logits -= request.frequency_penalty * counts + request.presence_penalty * (counts > 0)
                 if constraint is not None:
                     constraint.mask(logits)
                 token = sample_token(logits, temperature=request.temperature, top_p=request.top_p, generator=generator)
@@ -243,6 +249,8 @@ class ChatEngine:
                     finish = FINISH_STOP if constraint.completed else FINISH_LENGTH
                     break
                 generated += 1
+                if counts is not None:
+                    counts[token] += 1
                 emit([token])
                 if stops.stopped or (constraint is not None and constraint.only_stop_allowed()):
                     finish = FINISH_STOP
@@ -287,6 +295,16 @@ class ChatEngine:
             if token_id < self.vocab_size and token_id not in self.stop_token_ids:
                 forbidden[token_id] = True
         return forbidden
+
+
+def _context_length(model: Any, tokenizer: Any) -> int | None:
+    """The model's context: its position embeddings, else the tokenizer's limit (which many tokenizers leave at a
+    huge placeholder value; that counts as unknown)."""
+    configured = int(getattr(model.config, "max_position_embeddings", 0) or 0)
+    if configured > 0:
+        return configured
+    limit = int(getattr(tokenizer, "model_max_length", 0) or 0)
+    return limit if 0 < limit < 10_000_000 else None
 
 
 def _stop_token_ids(model: Any, tokenizer: Any) -> list[int]:

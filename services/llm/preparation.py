@@ -7,10 +7,10 @@ whose `param` is the field, as OpenAI does.
 from __future__ import annotations
 
 from starlette.concurrency import run_in_threadpool
-from xgrammar import CompiledGrammar
 
 from services.llm.engine import ChatEngine, GenerationRequest
 from services.llm.json_closing import SEARCH_LIMIT
+from services.llm.matcher import GrammarMatcher
 from services.llm.schemas import ChatCompletionRequest
 from shared.errors import InvalidRequest
 from shared.settings import Settings
@@ -41,6 +41,8 @@ async def prepare_generation(body: ChatCompletionRequest, engine: ChatEngine, se
         max_tokens=max_tokens,
         temperature=DEFAULT_TEMPERATURE if body.temperature is None else body.temperature,
         top_p=DEFAULT_TOP_P if body.top_p is None else body.top_p,
+        frequency_penalty=body.frequency_penalty or 0.0,
+        presence_penalty=body.presence_penalty or 0.0,
         stop=body.stop_sequences(),
         seed=None if body.seed is None else body.seed & SEED_MASK,
         grammar=grammar,
@@ -69,7 +71,7 @@ def _requested_max_tokens(body: ChatCompletionRequest, settings: Settings) -> tu
     return value, param
 
 
-async def _grammar_for(body: ChatCompletionRequest, engine: ChatEngine, *, max_tokens: int, max_tokens_param: str) -> CompiledGrammar | None:
+async def _grammar_for(body: ChatCompletionRequest, engine: ChatEngine, *, max_tokens: int, max_tokens_param: str) -> GrammarMatcher | None:
     response_format = body.response_format
     if response_format is None or response_format.type == "text":
         return None

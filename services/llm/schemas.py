@@ -73,6 +73,8 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0, description="OpenAI's: lowers a token's logit by this much for every time it was already written.")
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0, description="OpenAI's: lowers a token's logit by this much once it was written.")
     n: int | None = Field(default=None, ge=1)
     stop: str | list[str] | None = None
     seed: int | None = None
@@ -152,6 +154,7 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str = "fabula"
+    max_model_len: int | None = Field(default=None, description="The model's context in tokens (prompt and answer together), as vLLM reports it.")
 
 
 class ModelList(BaseModel):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from shared.atomic_build import build_once
+from shared.tiny_tokenizer import train_byte_level_bpe
 
 BOS_TOKEN = "<s>"
 PAD_TOKEN = "<pad>"
@@ -88,19 +89,9 @@ def _write_tiny_chat_model(folder: Path) -> None:
 
 
 def _train_tokenizer():  # -> PreTrainedTokenizerFast
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=TOKENIZER_VOCAB_SIZE,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    backend.train_from_iterator(TRAINING_SENTENCES, trainer=trainer)
+    backend = train_byte_level_bpe(TRAINING_SENTENCES, vocab_size=TOKENIZER_VOCAB_SIZE, special_tokens=SPECIAL_TOKENS)
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         bos_token=BOS_TOKEN,

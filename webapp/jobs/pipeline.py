@@ -1,10 +1,12 @@
-"""The main job: photo → caption → outline → (write and translate each page ‖ illustrate cover and pages) → book.
+"""The main job: photo → caption → outline, streamed → (each page: its picture ‖ its text → translation) → book.
 
-The outline (title, character sheet, a beat and a scene prompt per page) is one short structured call; as soon as
-it exists every picture is requested at once (the image service batches them on its GPU) while each page's text
-is written and translated in its own concurrent LLM call, so the LLM's long writing overlaps the painting instead
-of preceding it. Every step's result is saved the moment it exists, and every step first looks for its saved
-result, so running a job again (after a crash, a restart or a fault) redoes only what is missing.
+The outline is read line by line as the model writes it (`StoryWriter.outline`, `on_beat`): the moment a page's
+beat is settled its picture is requested (the beat is the scene; the image service batches concurrent requests
+on its GPU), and once the next beat exists too (so the page can lead into it) its prose is written and then
+translated, each page in its own concurrent LLM calls. So the first page is finished long before the plan's last
+line, and nothing waits for anything it does not need. Every piece is saved the moment it exists (the outline
+draft too), and every step first looks for its saved result, so running a job again (after a crash, a restart or
+a fault) redoes only what is missing.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import asyncio
 import base64
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from shared.clients import CaptionClient, IllustrateClient
 from shared.errors import FabulaError, UpstreamError
@@ -24,8 +28,10 @@ from webapp.jobs.events import EventBus
 from webapp.jobs.models import JobEvent, JobRecord, JobStatus, Stage
 from webapp.jobs.store import JobStore
 from webapp.story.options import StoryOptions
-from webapp.story.plan import StoryOutline, StoryPlan, Translation
-from webapp.story.prompts import scene_image_prompt
+from webapp.story.picture_prompt import picture_prompt
+from webapp.story.plan import Character, OutlineDraft, StoryOutline, StoryPlan, Translation
+from webapp.story.prompts import Brief
+from webapp.story.rules import is_language
 from webapp.story.writer import StoryWriter
 
 logger = logging.getLogger(__name__)
@@ -66,6 +72,7 @@ class StoryPipeline:
         self.writer = writer
         self.config = config
         self.stage_seconds: dict[str, dict[str, float]] = {}
+        self._image_slots: asyncio.Semaphore | None = None
 
     # ---- running a whole job -------------------------------------------------------------------------------
     async def run(self, job_id: str) -> JobRecord:
@@ -83,18 +90,9 @@ class StoryPipeline:
             caption = await self._timed(job_id, "caption", self.caption(job_id))
             saved_plan = self.store.steps(job_id).get("plan")
             if saved_plan is None:
-                outline = await self._timed(job_id, "plan", self.outline(job_id, caption, options))
-                sketch = outline.as_plan()
-                results = await asyncio.gather(
-                    self._timed(job_id, "write", self.write(job_id, caption, outline, options)),
-                    self._timed(job_id, "illustrate", self.illustrate(job_id, sketch, options)),
-                    return_exceptions=True,
-                )
+                await self.tell(job_id, caption, options)
             else:
-                results = [await self._timed(job_id, "illustrate", self.illustrate(job_id, StoryPlan.model_validate(saved_plan), options))]
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result
+                await self._timed(job_id, "illustrate", self.illustrate(job_id, StoryPlan.model_validate(saved_plan), options))
             await self._timed(job_id, "book", self.build_book(job_id))
         except FabulaError as exc:
             return self._fail(job_id, exc.message, exc.error_type)
@@ -115,94 +113,119 @@ class StoryPipeline:
         self._emit(self._set(job_id, stage=Stage.caption), "Looking at the photo…")
         response = await self.captioner.caption(self.artifacts.read(job_id, "photo.jpg"), max_new_tokens=self.config.caption_tokens)
         caption = response.caption.strip() or "A photo."
-        self.store.save_step(job_id, "caption", {"caption": caption, "model": response.model})
+        usable = is_language(caption)
+        if not usable:
+            logger.info("the caption does not read as language; the story follows the idea and the options")
+        self.store.save_step(job_id, "caption", {"caption": caption, "model": response.model, "usable": usable})
         return caption
 
-    async def outline(self, job_id: str, caption: str, options: StoryOptions) -> StoryOutline:
-        saved = self.store.steps(job_id).get("outline")
-        if saved:
-            return StoryOutline.model_validate(saved)
+    async def tell(self, job_id: str, caption: str, options: StoryOptions) -> StoryPlan:
+        """Outline, pictures, texts and translations, each started the moment what it needs exists."""
+        seed = self.book_seed(job_id, options)
+        pages = options.pages
+        started = time.perf_counter()
+        pictures: dict[int, asyncio.Task] = {}
+        texts: dict[int, asyncio.Task] = {}
+        title: dict[str, str] = {}
+
+        def start_ready(draft: OutlineDraft, complete: bool) -> None:
+            characters = draft.characters or []
+            for page in sorted(draft.beats):
+                if page not in pictures:
+                    pictures[page] = asyncio.ensure_future(self.paint_page(job_id, draft.beats[page], characters, options, page, seed))
+                if page not in texts and (page + 1 in draft.beats or page == pages or complete):
+                    brief = self.writer.brief(caption, options, tuple(character.name for character in characters))
+                    texts[page] = asyncio.ensure_future(self.write_page(job_id, brief, draft.title or "", dict(draft.beats), page, pages, seed))
+
+        async def on_beat(draft: OutlineDraft, page: int) -> None:
+            self.store.save_step(job_id, "outline_draft", draft.model_dump(mode="json"))
+            start_ready(draft, complete=False)
+
         self._emit(self._set(job_id, stage=Stage.plan), "Planning the story…")
-        outline = await self.writer.outline(caption, options)
+        try:
+            outline = await self.outline(job_id, caption, options, seed, on_beat, start_ready)
+            self.stage_seconds.setdefault(job_id, {})["plan"] = time.perf_counter() - started
+            start_ready(_as_draft(outline), complete=True)
+            pictures[COVER] = asyncio.ensure_future(self.paint_page(job_id, f"{outline.title}: {outline.cover_prompt}", outline.characters, options, COVER, seed))
+            self._emit(self._set(job_id, stage=Stage.illustrate), "Writing and painting the pages…")
+            title["text"] = await self.translated(job_id, "title", outline.title, options, outline.names, what="title")
+            written = await _gather_all([texts[page] for page in range(1, pages + 1)])
+            self.stage_seconds[job_id]["write"] = time.perf_counter() - started
+            plan = outline.as_plan([english for english, _ in written])
+            translation = Translation(title=title["text"], pages=[translated for _, translated in written])
+            self.store.save_step(job_id, "translation", translation.model_dump())
+            self.store.save_step(job_id, "plan", plan.model_dump())
+            await _gather_all(list(pictures.values()))
+            self.stage_seconds[job_id]["illustrate"] = time.perf_counter() - started
+        finally:
+            for task in [*pictures.values(), *texts.values()]:
+                task.cancel()
+        return plan
+
+    async def outline(self, job_id: str, caption: str, options: StoryOptions, seed: int, on_beat: Any, start_ready: Any) -> StoryOutline:
+        steps = self.store.steps(job_id)
+        if steps.get("outline"):
+            return StoryOutline.model_validate(steps["outline"])
+        draft = OutlineDraft.model_validate(steps["outline_draft"]) if steps.get("outline_draft") else None
+        if draft is not None:
+            start_ready(draft, complete=False)  # the pieces a previous run settled go on at once
+        outline = await self.writer.outline(caption, options, seed=seed, draft=draft, on_beat=on_beat)
         self.store.save_step(job_id, "outline", outline.model_dump())
-        self._set(job_id, pages_total=len(outline.pages))
+        if outline.fallbacks:
+            logger.info("outline pieces replaced by fallbacks", extra={"fields": {"pieces": outline.fallbacks}})
         return outline
 
-    async def write(self, job_id: str, caption: str, outline: StoryOutline, options: StoryOptions) -> StoryPlan:
-        """Write every page's text (and its translation) concurrently, then save the whole plan and translation."""
-        names = [character.name for character in outline.characters]
-        translating = options.language != "en"
-        self._emit(self._require(job_id), "Writing and translating the pages…" if translating else "Writing the pages…", stage=Stage.translate if translating else Stage.plan)
+    async def write_page(self, job_id: str, brief: Brief, title: str, beats: dict[int, str], page: int, pages: int, seed: int) -> tuple[str, str]:
+        """One page's English text and its translation (the same text for English books), each saved once written."""
+        saved = self.store.steps(job_id).get(f"text:{page}")
+        if saved is None:
+            written = await self.writer.write_page(brief, title, beats, page, pages, seed=seed)
+            saved = {"text": written.text, "fallback": written.fallback}
+            self.store.save_step(job_id, f"text:{page}", saved)
+        translated = await self.translated(job_id, str(page), saved["text"], brief.options, brief.names)
+        self._emit(self._require(job_id), f"Page {page} written.", page=page)
+        return saved["text"], translated
 
-        async def page(number: int) -> tuple[str, str]:
-            steps = self.store.steps(job_id)
-            text = (steps.get(f"text:{number}") or {}).get("text")
-            if text is None:
-                text = await self.writer.write_page(caption, options, outline, number)
-                self.store.save_step(job_id, f"text:{number}", {"text": text})
-            translated = text
-            if translating:
-                translated = (steps.get(f"translation:{number}") or {}).get("text")
-                if translated is None:
-                    translated = (await self.writer.translate_texts([text], options.language, names))[0]
-                    self.store.save_step(job_id, f"translation:{number}", {"text": translated})
-            self._emit(self._require(job_id), f"Page {number} written.")
-            return text, translated
-
-        async def title() -> str:
-            if not translating:
-                return outline.title
-            saved = (self.store.steps(job_id).get("translation:title") or {}).get("text")
-            if saved is None:
-                saved = (await self.writer.translate_texts([outline.title], options.language, names))[0]
-                self.store.save_step(job_id, "translation:title", {"text": saved})
-            return saved
-
-        results = await asyncio.gather(title(), *(page(number) for number in range(1, len(outline.pages) + 1)), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        translated_title, pages = results[0], results[1:]
-        plan = outline.as_plan([text for text, _ in pages])  # type: ignore[misc]
-        translation = Translation(title=translated_title, pages=[translated for _, translated in pages])  # type: ignore[arg-type, misc]
-        self.store.save_step(job_id, "translation", translation.model_dump())
-        self.store.save_step(job_id, "plan", plan.model_dump())
-        return plan
+    async def translated(self, job_id: str, key: str, text: str, options: StoryOptions, names: Any, *, what: str = "page") -> str:
+        if options.language == "en":
+            return text
+        saved = self.store.steps(job_id).get(f"translation:{key}")
+        if saved is None:
+            written = await self.writer.translate(text, options.language, names, what=what, seed=self.book_seed(job_id, options) + len(key))
+            saved = {"text": written.text, "fallback": written.fallback}
+            self.store.save_step(job_id, f"translation:{key}", saved)
+        return saved["text"]
 
     async def illustrate(self, job_id: str, plan: StoryPlan, options: StoryOptions, pages: list[int] | None = None) -> None:
         """Paint the cover and every page whose picture is not saved yet, all requests in flight at once."""
         wanted = pages if pages is not None else [COVER, *range(1, len(plan.pages) + 1)]
-        missing = [page for page in wanted if not self.artifacts.exists(job_id, image_name(page))]
-        self._emit(self._set(job_id, stage=Stage.illustrate, pages_done=self._pages_done(job_id, plan)), "Painting the pictures…")
-        limit = asyncio.Semaphore(self.config.max_concurrent_images)
-        seed = self._book_seed(job_id, options)
+        self._emit(self._set(job_id, stage=Stage.illustrate), "Painting the pictures…")
+        seed = self.book_seed(job_id, options)
 
-        async def paint(page: int) -> None:
-            async with limit:
-                await self.paint_page(job_id, plan, options, page, seed)
+        def scene(page: int) -> str:
+            return f"{plan.title}: {plan.cover_prompt}" if page == COVER else plan.pages[page - 1].scene_prompt
 
-        results = await asyncio.gather(*(paint(page) for page in missing), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        await _gather_all([self.paint_page(job_id, scene(page), plan.characters, options, page, seed) for page in wanted])
 
-    async def paint_page(self, job_id: str, plan: StoryPlan, options: StoryOptions, page: int, seed: int) -> None:
-        scene = plan.cover_prompt if page == COVER else plan.pages[page - 1].scene_prompt
-        if page == COVER:
-            scene = f"Book cover illustration for '{plan.title}': {scene}"
-        prompt, negative = scene_image_prompt(scene, plan, options.style)
+    async def paint_page(self, job_id: str, scene: str, characters: list[Character], options: StoryOptions, page: int, seed: int) -> None:
+        if self.artifacts.exists(job_id, image_name(page)):
+            return
+        picture = picture_prompt(scene, [(character.name, character.description) for character in characters], options.style)
         redo = self.store.steps(job_id).get(f"redo:{page}", {}).get("count", 0)
         size = self.config.image_size
         request = ImageGenerationRequest(
-            prompt=prompt[:3500], negative_prompt=negative, n=1, size=f"{size}x{size}",
+            prompt=picture.prompt, negative_prompt=picture.negative_prompt, n=1, size=f"{size}x{size}",
             num_inference_steps=self.config.image_steps, seed=seed + 7919 * redo, response_format="b64_json",
         )
-        response = await self.illustrator.generate(request)
+        if self._image_slots is None:
+            self._image_slots = asyncio.Semaphore(self.config.max_concurrent_images)
+        async with self._image_slots:
+            response = await self.illustrator.generate(request)
         if not response.data:
             raise UpstreamError("The image service answered without an image.", transient=True)
         self.artifacts.write(job_id, image_name(page), base64.b64decode(response.data[0].b64_json))
-        self.store.save_step(job_id, f"image:{page}", {"seed": response.data[0].seed, "prompt": prompt})
-        record = self._set(job_id, pages_done=self._pages_done(job_id, plan))
+        self.store.save_step(job_id, f"image:{page}", {"seed": response.data[0].seed, "prompt": picture.prompt})
+        record = self._set(job_id, pages_done=self._pages_done(job_id, self._require(job_id).pages_total))
         self._emit(record, "Cover painted." if page == COVER else f"Page {page} painted.", page=page)
 
     async def build_book(self, job_id: str) -> bytes:
@@ -217,13 +240,13 @@ class StoryPipeline:
         return pdf
 
     # ---- helpers -------------------------------------------------------------------------------------------
-    def _book_seed(self, job_id: str, options: StoryOptions) -> int:
+    def book_seed(self, job_id: str, options: StoryOptions) -> int:
         if options.seed is not None:
             return options.seed
         return int.from_bytes(job_id.encode()[-8:], "little") % (2**31 - 8000)
 
-    def _pages_done(self, job_id: str, plan: StoryPlan) -> int:
-        return sum(1 for page in range(1, len(plan.pages) + 1) if self.artifacts.exists(job_id, image_name(page)))
+    def _pages_done(self, job_id: str, pages: int) -> int:
+        return sum(1 for page in range(1, pages + 1) if self.artifacts.exists(job_id, image_name(page)))
 
     def _require(self, job_id: str) -> JobRecord:
         record = self.store.get(job_id)
@@ -249,9 +272,25 @@ class StoryPipeline:
         self._emit(record, message)
         return record
 
-    async def _timed(self, job_id: str, stage: str, step: "asyncio.Future | object") -> object:
+    async def _timed(self, job_id: str, stage: str, step: Coroutine[Any, Any, Any]) -> Any:
         started = time.perf_counter()
         try:
-            return await step  # type: ignore[misc]
+            return await step
         finally:
             self.stage_seconds.setdefault(job_id, {})[stage] = time.perf_counter() - started
+
+
+def _as_draft(outline: StoryOutline) -> OutlineDraft:
+    return OutlineDraft(title=outline.title, characters=outline.characters, beats={page: item.beat for page, item in enumerate(outline.pages, start=1)})
+
+
+async def _gather_all(awaitables: list) -> list:
+    """Wait for all; the first failure is raised once every one has ended (so none is left running unseen)."""
+    results = await asyncio.gather(*awaitables, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
+
+
+__all__ = ["COVER", "PipelineConfig", "StoryPipeline", "image_name"]

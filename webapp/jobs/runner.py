@@ -176,15 +176,15 @@ class JobRunner:
         options = StoryOptions.model_validate(record.options)
 
         async def rewrite() -> None:
-            text = await self.pipeline.writer.rewrite_page(plan, page, instruction)
-            plan.pages[page - 1].text = text
+            caption = self.store.steps(job_id).get("caption", {}).get("caption", "")
+            redo = self.store.steps(job_id).get(f"rewrite:{page}", {}).get("count", 0) + 1
+            self.store.save_step(job_id, f"rewrite:{page}", {"count": redo})
+            written = await self.pipeline.writer.rewrite_page(plan, options, caption, page, instruction, seed=self.pipeline.book_seed(job_id, options) + redo)
+            plan.pages[page - 1].text = written.text
             self.store.save_step(job_id, "plan", plan.model_dump())
             translation = Translation.model_validate(self.store.steps(job_id)["translation"])
-            if options.language == "en":
-                translation.pages[page - 1] = text
-            else:
-                translated = await self.pipeline.writer.translate_texts([text], options.language, [c.name for c in plan.characters])
-                translation.pages[page - 1] = translated[0]
+            translated = await self.pipeline.writer.translate(written.text, options.language, [c.name for c in plan.characters], seed=redo)
+            translation.pages[page - 1] = translated.text
             self.store.save_step(job_id, "translation", translation.model_dump())
 
         self.store.update(job_id, status=JobStatus.running, stage=Stage.plan)
@@ -201,7 +201,8 @@ class JobRunner:
         options = StoryOptions.model_validate(record.options)
 
         async def extend() -> None:
-            new_pages = await self.pipeline.writer.continue_story(plan, more)
+            caption = self.store.steps(job_id).get("caption", {}).get("caption", "")
+            new_pages = await self.pipeline.writer.continue_story(plan, options, caption, more, seed=self.pipeline.book_seed(job_id, options) + len(plan.pages))
             first_new = len(plan.pages) + 1
             plan.pages.extend(new_pages)
             self.store.save_step(job_id, "plan", plan.model_dump())

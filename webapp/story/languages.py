@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 
@@ -11,6 +12,18 @@ class Language:
     name: str
     native: str
     rtl: bool = False
+
+    @property
+    def script(self) -> tuple[str, ...] | None:
+        """The Unicode name prefixes of the letters the language is written in; None for the Latin alphabet
+        (a check of the script then says nothing: English is Latin too)."""
+        first = next(character for character in self.native if character.isalpha())
+        family = unicodedata.name(first, "LATIN").split()[0]
+        if family == "LATIN":
+            return None
+        if self.code == "ja":
+            return ("CJK", "HIRAGANA", "KATAKANA")
+        return (family,)
 
 
 LANGUAGES: tuple[Language, ...] = (

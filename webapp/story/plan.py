@@ -1,8 +1,8 @@
-"""What the LLM writes: an outline in one structured call (title, character sheet, a beat and a scene prompt per
-page), then each page's text and its translation in concurrent calls, assembled into the story plan.
+"""What the LLM writes: an outline (title, characters, one beat per page, streamed line by line), then each page's
+text and its translation in concurrent calls, assembled into the story plan.
 
-String and list lengths are bounded in the JSON schema itself, so a schema-constrained server always finishes
-the JSON within its token budget, and an unconstrained one is told the limits.
+`LengthBudget` bounds, in characters, what each piece may take; the JSON-schema builders below serve the benchmark's
+baseline (the original demo's order asks for JSON), not the writer, which asks for plain text.
 """
 
 from __future__ import annotations
@@ -23,6 +23,11 @@ class LengthBudget:
     page_text: int = 700
     scene_prompt: int = 200
     beat: int = 200
+
+    @classmethod
+    def small_model(cls) -> "LengthBudget":
+        """For a small model on a CPU (the offline profile): full pages, fewer tokens spent on each try."""
+        return cls(page_text=520, beat=160, title=70)
 
     @classmethod
     def compact(cls) -> "LengthBudget":
@@ -57,6 +62,11 @@ class StoryOutline(BaseModel):
     cover_prompt: str
     characters: list[Character]
     pages: list[OutlinePage]
+    fallbacks: list[str] = Field(default_factory=list, description="Pieces the model could not write within the rules (e.g. 'title', 'beat:3').")
+
+    @property
+    def names(self) -> list[str]:
+        return [character.name for character in self.characters]
 
     def as_plan(self, texts: list[str] | None = None) -> "StoryPlan":
         """The plan with the given page texts (the beats stand in until the texts exist)."""
@@ -65,6 +75,15 @@ class StoryOutline(BaseModel):
             title=self.title, cover_prompt=self.cover_prompt, characters=self.characters,
             pages=[PlanPage(text=text, scene_prompt=page.scene_prompt) for text, page in zip(texts, self.pages)],
         )
+
+
+class OutlineDraft(BaseModel):
+    """The outline while it is being written: saved as each piece arrives, so a restarted job goes on from it."""
+
+    title: str | None = None
+    characters: list[Character] | None = None
+    beats: dict[int, str] = Field(default_factory=dict)
+    fallbacks: list[str] = Field(default_factory=list)
 
 
 class Translation(BaseModel):

@@ -1,169 +1,357 @@
-"""The LLM step, through the `openai` client, against any OpenAI-compatible server.
+"""The writer: every piece of a book asked for in plain words, checked by the rules, regenerated, or replaced.
 
-Structured output first (`response_format` json_schema); a server that refuses it gets the schema in the prompt
-and its JSON is parsed from the text; either way a reply that does not validate gets exactly one repair request.
-A plan that still fails ends the job with a `StoryWriterError` that says so in plain words.
+The outline (title, the characters' looks, one beat per page) is streamed and read line by line, so the pipeline
+can paint page 1 while the model is still planning page 8 (`on_beat`). Whatever the plan lacks or gets wrong is
+asked again more simply, piece by piece (a title, one page's beat), and what still breaks the rules is replaced by
+a safe fallback (`fallbacks`). Each page's prose and each translation is its own call, checked the same way.
+Nothing in here is tuned to one model: the prompts are plain instructions, the budgets come from the model's
+context, and the rules judge the text, not the model.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
 import re
-import unicodedata
-from typing import TypeVar
+import zlib
+from collections.abc import Awaitable, Callable
+from contextlib import aclosing
+from dataclasses import dataclass, replace
 
 import openai
-from pydantic import BaseModel, ValidationError
 
-from shared.errors import FabulaError, UpstreamError
-from webapp.story import prompts
+from shared.errors import UpstreamError
+from shared.logs import log_fields
+from webapp.story import fallbacks, prompts
+from webapp.story.chat import ChatCaller, Sampling, StoryWriterError
+from webapp.story.languages import find_language
 from webapp.story.options import StoryOptions
-from webapp.story.plan import (
-    Character,
-    LengthBudget,
-    OutlinePage,
-    PlanPage,
-    StoryOutline,
-    StoryPlan,
-    Translation,
-    outline_model,
-    page_text_model,
-    pages_model,
-    texts_model,
-    translation_model,
-)
+from webapp.story.outline_lines import LineSplitter, read_line, read_looks
+from webapp.story.plan import Character, LengthBudget, OutlineDraft, OutlinePage, PlanPage, StoryOutline, StoryPlan, Translation
+from webapp.story.prompts import Brief, Messages
+from webapp.story.rules import Expectations, Piece, Verdict, Violation, best, check, content_words, is_language, tidy, words
 
 logger = logging.getLogger(__name__)
-ModelT = TypeVar("ModelT", bound=BaseModel)
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+__all__ = ["StoryWriter", "StoryWriterError", "Written", "pick_names"]
 
-
-class StoryWriterError(FabulaError):
-    status_code = 502
-    error_type = "story_writer_error"
-
-
-def clean_text(text: str) -> str:
-    """Generated text as it may be printed: no control characters, normalised Unicode, trimmed."""
-    return unicodedata.normalize("NFC", _CONTROL.sub("", text)).strip()
+# Names for a book whose reader gave none: short, friendly, easy in every language.
+DEFAULT_NAMES = ("Pip", "Mia", "Leo", "Luna", "Kit", "Nora", "Sam", "Ruby", "Theo", "Ada")
+OnBeat = Callable[[OutlineDraft, int], Awaitable[None]]
+# A plan whose first lines are none of title, characters or a numbered beat is not coming in the asked form.
+STRAY_LINES = 3
 
 
-def extract_json(text: str) -> object:
-    """The JSON object in a model's reply, with or without code fences or prose around it."""
-    fenced = re.search(r"```(?:json)?\s*(.*?)```", text, re.DOTALL)
-    candidate = fenced.group(1) if fenced else text
-    start, end = candidate.find("{"), candidate.rfind("}")
-    if start < 0 or end <= start:
-        raise ValueError("the reply holds no JSON object")
-    return json.loads(candidate[start : end + 1])
+@dataclass(frozen=True)
+class Written:
+    """One piece as it goes into the book; `fallback` says the model could not write it within the rules."""
+
+    text: str
+    fallback: bool = False
+
+
+def pick_names(options: StoryOptions, seed: int) -> tuple[str, ...]:
+    return tuple(options.character_names) or (DEFAULT_NAMES[seed % len(DEFAULT_NAMES)],)
 
 
 class StoryWriter:
-    def __init__(self, client: openai.AsyncOpenAI, *, model: str, budget: LengthBudget, max_tokens: int = 6000) -> None:
-        self.client = client
+    def __init__(
+        self,
+        client: openai.AsyncOpenAI,
+        *,
+        model: str,
+        budget: LengthBudget,
+        attempts: int = 3,
+        blocked_words: tuple[str, ...] = (),
+        sampling: Sampling | None = None,
+    ) -> None:
+        self.chat = ChatCaller(client, model=model, sampling=sampling)
         self.model = model
         self.budget = budget
-        self.max_tokens = max_tokens
-        self.structured_output = True  # switched off once a server says it does not support it
+        self.attempts = max(1, attempts)
+        self.blocked_words = tuple(word.lower() for word in blocked_words if word.strip())
 
-    async def outline(self, caption: str, options: StoryOptions) -> StoryOutline:
-        """Title, character sheet, and a beat and a scene prompt per page: one structured call."""
-        schema_model = outline_model(options.pages, self.budget)
-        messages = prompts.outline_messages(caption, options, schema_model.model_json_schema(), self.budget)
-        raw = await self._structured(messages, schema_model, "story_outline")
-        outline = StoryOutline.model_validate(raw.model_dump())
+    # ---- the brief ------------------------------------------------------------------------------------------
+    def brief(self, caption: str, options: StoryOptions, names: tuple[str, ...]) -> Brief:
+        """The shared material of one book; a caption that is not language (a tiny or failing vision model) is left
+        out, so the story leans on the idea and the options."""
+        return Brief(options=options, names=names, photo=caption if is_language(caption) else None, idea=fallbacks.short_idea(options.idea, 16))
+
+    def expectations(self, brief: Brief, **changes: object) -> Expectations:
+        idea_words = tuple(content_words(brief.options.idea or "")[:8])
+        base = Expectations(names=brief.names, idea_words=idea_words, blocked_words=self.blocked_words, max_chars=self.budget.page_text)
+        return replace(base, **changes)  # type: ignore[arg-type]
+
+    def facts(self, brief: Brief) -> fallbacks.StoryFacts:
+        return fallbacks.StoryFacts(names=brief.names, idea=fallbacks.short_idea(brief.options.idea))
+
+    # ---- the outline ----------------------------------------------------------------------------------------
+    async def outline(
+        self, caption: str, options: StoryOptions, *, seed: int = 0, draft: OutlineDraft | None = None, on_beat: OnBeat | None = None,
+    ) -> StoryOutline:
+        """The whole outline; `on_beat(draft, page)` runs as each page's beat is settled (in any order), and the
+        draft it gets is the outline so far (save it to resume from it)."""
+        names = tuple(character.name for character in draft.characters) if draft and draft.characters else pick_names(options, seed)
+        brief = self.brief(caption, options, names)
+        draft = draft.model_copy(deep=True) if draft else OutlineDraft()
+        pages = options.pages
+
+        async def settle(page: int, text: str, fallback: bool) -> None:
+            draft.beats[page] = text
+            if fallback:
+                draft.fallbacks.append(f"beat:{page}")
+            if on_beat is not None:
+                await on_beat(draft, page)
+
+        if not draft.beats:
+            await self._stream_outline(brief, pages, seed, draft, settle)
+        if draft.characters is None:
+            draft.characters = self._characters(brief, {})
+        missing = [page for page in range(1, pages + 1) if page not in draft.beats]
+        title_task = asyncio.ensure_future(self._title(brief, draft, seed)) if draft.title is None else None
+        # Each missing beat sees the beats around it that exist now; filled concurrently.
+        known = dict(draft.beats)
+
+        async def fill(page: int) -> None:
+            written = await self._beat(brief, page, pages, known, seed)
+            await settle(page, written.text, written.fallback)
+
+        await asyncio.gather(*(fill(page) for page in missing))
+        if title_task is not None:
+            written = await title_task
+            draft.title = written.text
+            if written.fallback:
+                draft.fallbacks.append("title")
+        beats = [draft.beats[page] for page in range(1, pages + 1)]
         return StoryOutline(
-            title=clean_text(outline.title) or "Untitled",
-            cover_prompt=clean_text(outline.cover_prompt),
-            characters=[Character(name=clean_text(c.name), description=clean_text(c.description)) for c in outline.characters],
-            pages=[OutlinePage(beat=clean_text(page.beat), scene_prompt=clean_text(page.scene_prompt)) for page in outline.pages],
+            title=draft.title or fallbacks.title(self.facts(brief)),
+            cover_prompt=beats[0],
+            characters=draft.characters,
+            pages=[OutlinePage(beat=beat, scene_prompt=beat) for beat in beats],
+            fallbacks=draft.fallbacks,
         )
 
-    async def write_page(self, caption: str, options: StoryOptions, outline: StoryOutline, page_number: int) -> str:
-        """One page's text from the outline; pages are written concurrently."""
-        schema_model = page_text_model(self.budget)
-        messages = prompts.page_messages(caption, options, outline, page_number, schema_model.model_json_schema(), self.budget)
-        raw = await self._structured(messages, schema_model, "page_text")
-        return clean_text(raw.text) or outline.pages[page_number - 1].beat  # type: ignore[attr-defined]
+    async def _stream_outline(self, brief: Brief, pages: int, seed: int, draft: OutlineDraft, settle: Callable[[int, str, bool], Awaitable[None]]) -> None:
+        messages = prompts.outline_messages(brief, pages)
+        wanted = 24 + 24 * len(brief.names) + pages * (self.budget.beat // 4 + 8)
+        expect = self.expectations(brief, instructions=messages[-1]["content"], material=" ".join(brief.material()))
+        looks_text = ""
+        splitter = LineSplitter()
+        next_page = 1
+        stray = 0  # lines that are neither title, characters nor a numbered beat, before the first beat
+        seen_lines = 0
+        accepted: list[str] = []
 
-    async def translate_texts(self, texts: list[str], language: str, names: list[str]) -> list[str]:
-        """Translate a few texts (a title, a page) without the rest of the book."""
-        schema_model = texts_model(len(texts), max(self.budget.page_text, self.budget.title) * 2)
-        messages = prompts.translate_texts_messages(texts, language, names, schema_model.model_json_schema())
-        raw = await self._structured(messages, schema_model, "translation")
-        return [clean_text(text) for text in raw.texts]  # type: ignore[attr-defined]
+        async def take(line_text: str) -> None:
+            nonlocal looks_text, next_page, stray, seen_lines
+            line = read_line(line_text)
+            if not line.text:
+                return
+            seen_lines += 1
+            if line.kind == "title" or (line.kind == "other" and seen_lines == 1):
+                if draft.title is None:
+                    verdict = check(tidy(line.text, Piece.title, max_chars=self.budget.title), Piece.title, expect)
+                    if verdict.usable:
+                        draft.title = verdict.text
+                return
+            if line.kind == "other":
+                stray += 1 if next_page == 1 else 0
+                return
+            if line.kind == "characters":
+                looks_text = line.text
+                return
+            if line.kind != "beat" or next_page > pages:
+                return
+            if draft.characters is None:
+                draft.characters = self._characters(brief, read_looks(looks_text, brief.names))
+            verdict = self._check_beat(line.text, expect, accepted)
+            page = next_page
+            next_page += 1
+            if verdict.usable:
+                accepted.append(verdict.text)
+                await settle(page, verdict.text, False)
 
-    async def translate(self, plan: StoryPlan, language: str) -> Translation:
-        schema_model = translation_model(len(plan.pages), self.budget)
-        messages = prompts.translate_messages(plan, language, schema_model.model_json_schema())
-        raw = await self._structured(messages, schema_model, "translation")
-        translation = Translation.model_validate(raw.model_dump())
-        return Translation(title=clean_text(translation.title), pages=[clean_text(page) for page in translation.pages])
-
-    async def rewrite_page(self, plan: StoryPlan, page_number: int, instruction: str | None) -> str:
-        schema_model = page_text_model(self.budget)
-        messages = prompts.rewrite_page_messages(plan, page_number, instruction, schema_model.model_json_schema())
-        raw = await self._structured(messages, schema_model, "page_text")
-        return clean_text(raw.text)  # type: ignore[attr-defined]
-
-    async def continue_story(self, plan: StoryPlan, more_pages: int) -> list[PlanPage]:
-        schema_model = pages_model(more_pages, self.budget)
-        messages = prompts.continue_messages(plan, more_pages, schema_model.model_json_schema(), self.budget)
-        raw = await self._structured(messages, schema_model, "more_pages")
-        return [PlanPage(text=clean_text(page.text), scene_prompt=clean_text(page.scene_prompt)) for page in raw.pages]  # type: ignore[attr-defined]
-
-    async def _structured(self, messages: list[dict], schema_model: type[ModelT], name: str) -> ModelT:
-        reply = await self._complete(messages, schema_model.model_json_schema(), name)
         try:
-            return _validate(reply, schema_model)
-        except ValueError as first_problem:
-            logger.warning("LLM reply did not validate; asking once for a repair", extra={"fields": {"step": name, "problem": str(first_problem)[:300]}})
-            repair = [*messages, {"role": "assistant", "content": reply}, prompts.repair_message(reply, str(first_problem))]
-            second = await self._complete(repair, schema_model.model_json_schema(), name)
-            try:
-                return _validate(second, schema_model)
-            except ValueError as problem:
-                raise StoryWriterError(
-                    f"The language model did not return a usable {name.replace('_', ' ')} after one repair request ({str(problem)[:200]}). "
-                    "Try again, or use a stronger model (FABULA_LLM_MODEL)."
-                ) from None
+            async with aclosing(self.chat.stream(messages, max_tokens=wanted, seed=seed)) as deltas:
+                async for delta in deltas:
+                    for line in splitter.push(delta):
+                        await take(line)
+                    if next_page > pages:
+                        break  # the plan is complete: stop the model writing past it
+                    if stray >= STRAY_LINES:
+                        log_fields(logger, "the model is not writing the plan in the asked form; asking for it piece by piece", level=logging.INFO)
+                        break
+            for line in splitter.flush():
+                await take(line)
+        except UpstreamError as exc:
+            if not exc.transient:
+                raise
+            # A broken stream loses only the beats not read yet; they are asked for one by one.
+            log_fields(logger, "the outline stream broke; the missing pieces are asked for one by one", error=exc.message, level=logging.WARNING)
 
-    async def _complete(self, messages: list[dict], schema: dict, name: str) -> str:
-        kwargs: dict = {"model": self.model, "messages": messages, "max_tokens": self.max_tokens, "temperature": 0.8}
-        if self.structured_output:
-            kwargs["response_format"] = {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
-        try:
-            completion = await self.client.chat.completions.create(**kwargs)
-        except openai.BadRequestError as exc:
-            if self.structured_output and "response_format" in str(exc).lower():
-                logger.info("server does not support json_schema; parsing JSON from text instead")
-                self.structured_output = False
-                return await self._complete(messages, schema, name)
-            raise StoryWriterError(f"The language model refused the request: {_openai_message(exc)}") from None
-        except openai.AuthenticationError as exc:
-            raise UpstreamError(f"The language model server refused the API key (FABULA_LLM_API_KEY): {_openai_message(exc)}") from None
-        except (openai.APIConnectionError, openai.APITimeoutError) as exc:
-            raise UpstreamError(f"The language model server cannot be reached: {exc}", transient=True) from None
-        except openai.APIStatusError as exc:
-            transient = exc.status_code >= 500 or exc.status_code == 429
-            raise UpstreamError(f"The language model server failed: {_openai_message(exc)}", transient=transient) from None
-        return completion.choices[0].message.content or ""
+    def _check_beat(self, text: str, expect: Expectations, accepted: list[str]) -> Verdict:
+        verdict = check(tidy(text, Piece.beat, max_chars=self.budget.beat, max_sentences=2), Piece.beat, expect)
+        mine = {word.lower() for word in words(verdict.text)}
+        for earlier in accepted:
+            theirs = {word.lower() for word in words(earlier)}
+            if mine and len(mine & theirs) / len(mine | theirs) >= 0.7:
+                verdict.violations.append(_duplicate())
+                break
+        return verdict
+
+    def _characters(self, brief: Brief, looks: dict[str, str]) -> list[Character]:
+        characters = []
+        for index, name in enumerate(brief.names):
+            look = looks.get(name, "")
+            if look:
+                verdict = check(tidy(look, Piece.look, max_chars=self.budget.character_description), Piece.look, self.expectations(brief))
+                look = verdict.text if verdict.usable else ""
+            if not look and index == 0 and brief.photo:
+                look = tidy(brief.photo, Piece.look, max_chars=self.budget.character_description)
+            characters.append(Character(name=name[: self.budget.character_name], description=look))
+        return characters
+
+    async def _beat(self, brief: Brief, page: int, pages: int, known: dict[int, str], seed: int) -> Written:
+        messages = prompts.beat_messages(brief, page, pages, known)
+        expect = self.expectations(brief, material=" ".join([*brief.material(), *known.values()]))
+        tokens = self.budget.beat // 3 + 16
+        verdict = await self._attempts(Piece.beat, [messages] * min(2, self.attempts), expect, tokens, seed + 101 * page, max_sentences=2, max_chars=self.budget.beat)
+        if verdict is not None:
+            return Written(verdict.text)
+        return self._fallback("beat", page, fallbacks.beat(page, pages, self.facts(brief)))
+
+    async def _title(self, brief: Brief, draft: OutlineDraft, seed: int) -> Written:
+        beats = [draft.beats[page] for page in sorted(draft.beats)]
+        messages = prompts.title_messages(brief, beats)
+        expect = self.expectations(brief, material=" ".join([*brief.material(), *beats]))
+        verdict = await self._attempts(Piece.title, [messages] * min(2, self.attempts), expect, self.budget.title // 3 + 8, seed + 7, max_chars=self.budget.title)
+        if verdict is not None:
+            return Written(verdict.text)
+        return self._fallback("title", 0, fallbacks.title(self.facts(brief)))
+
+    # ---- pages ----------------------------------------------------------------------------------------------
+    async def write_page(self, brief: Brief, title: str, beats: dict[int, str], page: int, pages: int, *, seed: int = 0) -> Written:
+        """One page's prose from its beat, with the plan around it; the opening page must keep the names and the idea."""
+        full = prompts.page_messages(brief, title, beats, page, pages)
+        simple = prompts.simple_page_messages(brief, beats[page])
+        variants = [full, simple, full, simple][: self.attempts]
+        material = " ".join([*brief.material(), title, *beats.values()])
+        expect = self.expectations(brief, material=material, must_keep=page == 1)
+        verdict = await self._attempts(Piece.page, variants, expect, self._page_tokens(brief), seed + 1009 * page, max_sentences=brief.sentences[1] + 1)
+        if verdict is not None:
+            return Written(verdict.text)
+        return self._fallback("page", page, fallbacks.page_text(beats[page], page, pages, self.facts(brief)))
+
+    def _page_tokens(self, brief: Brief) -> int:
+        return min(self.budget.page_text // 3, 28 * (brief.sentences[1] + 1)) + 16
+
+    async def translate(self, text: str, language: str, names: tuple[str, ...] | list[str], *, what: str = "page", seed: int = 0) -> Written:
+        """One text in the book's language; the English stays (and is marked a fallback) when no translation passes."""
+        if language == "en" or not text.strip():
+            return Written(text)
+        messages = prompts.translate_messages(text, language, names, what=what)
+        expect = Expectations(
+            names=(), blocked_words=self.blocked_words, source=text, script=find_language(language).script, max_chars=self.budget.page_text * 3,
+            instructions=messages[-1]["content"], material=text,
+        )
+        wanted = min(2 * len(text) // 3 + 32, self.budget.page_text)
+        verdict = await self._attempts(Piece.translation, [messages] * min(2, self.attempts), expect, wanted, seed + 4099, max_chars=self.budget.page_text * 3)
+        if verdict is not None:
+            return Written(verdict.text)
+        return self._fallback("translation", 0, text)
+
+    async def translate_texts(self, texts: list[str], language: str, names: list[str] | tuple[str, ...]) -> list[str]:
+        """Several texts, each on its own (concurrently)."""
+        written = await asyncio.gather(*(self.translate(text, language, names, seed=index) for index, text in enumerate(texts)))
+        return [piece.text for piece in written]
+
+    async def translate_plan(self, plan: StoryPlan, language: str) -> Translation:
+        """A whole plan (title and pages) in the book's language."""
+        title = await self.translate(plan.title, language, [c.name for c in plan.characters], what="title")
+        pages = await self.translate_texts([page.text for page in plan.pages], language, [c.name for c in plan.characters])
+        return Translation(title=title.text, pages=pages)
+
+    # ---- edits ----------------------------------------------------------------------------------------------
+    async def rewrite_page(self, plan: StoryPlan, options: StoryOptions, caption: str, page: int, instruction: str | None, *, seed: int = 0) -> Written:
+        brief = self.brief(caption, options, tuple(c.name for c in plan.characters))
+        texts = [item.text for item in plan.pages]
+        messages = prompts.rewrite_messages(brief, plan.title, texts, page, instruction)
+        simple = prompts.simple_page_messages(brief, plan.pages[page - 1].scene_prompt)
+        expect = self.expectations(brief, material=" ".join([*brief.material(), plan.title, *texts, instruction or ""]))
+        verdict = await self._attempts(Piece.page, [messages, simple][: self.attempts], expect, self._page_tokens(brief), seed + 31 * page, max_sentences=brief.sentences[1] + 1)
+        if verdict is not None:
+            return Written(verdict.text)
+        return self._fallback("page", page, texts[page - 1])
+
+    async def continue_story(self, plan: StoryPlan, options: StoryOptions, caption: str, more: int, *, seed: int = 0) -> list[PlanPage]:
+        """`more` pages after the last: their beats (one streamed plan, gaps asked one by one), then their prose."""
+        brief = self.brief(caption, options, tuple(c.name for c in plan.characters))
+        texts = [item.text for item in plan.pages]
+        total, first = len(texts) + more, len(texts) + 1
+        messages = prompts.continue_messages(brief, plan.title, texts, more)
+        expect = self.expectations(brief, instructions=messages[-1]["content"], material=" ".join([*brief.material(), *texts]))
+        beats: dict[int, str] = {number: item.scene_prompt for number, item in enumerate(plan.pages, start=1)}
+        accepted: list[str] = list(beats.values())
+        splitter = LineSplitter()
+        reply = await self.chat.complete(messages, max_tokens=more * (self.budget.beat // 3 + 8) + 16, seed=seed)
+        for line_text in [*splitter.push(reply), *splitter.flush()]:
+            line = read_line(line_text)
+            if line.kind == "beat" and first <= (line.number or 0) <= total and line.number not in beats:
+                verdict = self._check_beat(line.text, expect, accepted)
+                if verdict.usable:
+                    beats[line.number] = verdict.text  # type: ignore[index]
+                    accepted.append(verdict.text)
+        for page in range(first, total + 1):
+            if page not in beats:
+                beats[page] = (await self._beat(brief, page, total, dict(beats), seed)).text
+        written = await asyncio.gather(*(self.write_page(brief, plan.title, beats, page, total, seed=seed) for page in range(first, total + 1)))
+        return [PlanPage(text=piece.text, scene_prompt=beats[page]) for page, piece in zip(range(first, total + 1), written)]
+
+    # ---- the loop every piece goes through -------------------------------------------------------------------
+    async def _attempts(
+        self, piece: Piece, variants: list[Messages], expect: Expectations, max_tokens: int, seed: int,
+        *, max_chars: int | None = None, max_sentences: int | None = None,
+    ) -> Verdict | None:
+        """Ask each variant in turn (each with its own seed) until one breaks no rule; the best usable answer, or None."""
+        verdicts: list[Verdict] = []
+        for attempt, messages in enumerate(variants):
+            reply = await self.chat.complete(messages, max_tokens=max_tokens, seed=_seed(seed, attempt))
+            text = tidy(reply, piece, max_chars=max_chars or expect.max_chars, max_sentences=max_sentences)
+            verdict = check(text, piece, replace(expect, instructions=messages[-1]["content"]) if not expect.instructions else expect)
+            verdicts.append(verdict)
+            if verdict.usable and not verdict.misses:
+                return verdict
+            log_fields(
+                logger, "generated text broke the rules; asking again", piece=piece.value, attempt=attempt + 1,
+                rules=[str(violation) for violation in verdict.violations][:4], level=logging.INFO,
+            )
+        chosen = best(verdicts)
+        if chosen is None and self.blocked_words:
+            chosen = _without_blocked(verdicts, piece, expect)
+        return chosen
+
+    def _fallback(self, piece: str, page: int, text: str) -> Written:
+        log_fields(logger, "using the safe fallback for a piece the model could not write within the rules", piece=piece, page=page, level=logging.WARNING)
+        return Written(text, fallback=True)
 
 
-def _openai_message(exc: openai.APIStatusError) -> str:
-    body = exc.body if isinstance(exc.body, dict) else {}
-    error = body.get("error", body) if isinstance(body, dict) else {}
-    return str(error.get("message") if isinstance(error, dict) and error.get("message") else exc.message)
+def _seed(seed: int, attempt: int) -> int:
+    return zlib.crc32(f"{seed}:{attempt}".encode()) & 0x7FFFFFFF
 
 
-def _validate(reply: str, schema_model: type[ModelT]) -> ModelT:
-    try:
-        data = extract_json(reply)
-    except (ValueError, json.JSONDecodeError) as exc:
-        raise ValueError(f"the reply is not JSON: {exc}") from None
-    try:
-        return schema_model.model_validate(data)
-    except ValidationError as exc:
-        raise ValueError(str(exc)) from None
+def _duplicate() -> Violation:
+    return Violation("duplicate", "it repeats another page's beat")
+
+
+def _without_blocked(verdicts: list[Verdict], piece: Piece, expect: Expectations) -> Verdict | None:
+    """When blocked words are all that stand in the way, the candidate with them removed."""
+    for verdict in verdicts:
+        if all(violation.rule == "blocked word" or not violation.hard for violation in verdict.violations):
+            text = verdict.text
+            for word in expect.blocked_words:
+                text = re.sub(r"(?<!\w)" + re.escape(word) + r"(?!\w)", "", text, flags=re.IGNORECASE)
+            text = re.sub(r"\s{2,}", " ", text).strip()
+            cleaned = check(text, piece, expect)
+            if cleaned.usable:
+                return cleaned
+    return None

@@ -63,6 +63,8 @@ def build_ui(state: WebState) -> gr.Blocks:
         gr.Markdown(look.INTRO, elem_id="intro")
         if settings.profile == Profile.tiny:
             gr.Markdown(look.DEMO_BANNER, elem_id="demo-banner")
+        elif settings.profile == Profile.offline:
+            gr.Markdown(look.OFFLINE_BANNER, elem_id="demo-banner")
 
         with gr.Row(equal_height=False):
             with gr.Column(scale=5):

@@ -10,7 +10,15 @@ INTRO = (
     "Turn one photo into an illustrated storybook: Fabula looks at your photo, writes a story around it in the "
     "language you choose, paints every page, and binds a PDF you can download or share with a QR code."
 )
-DEMO_BANNER = "Demo mode: tiny random models — text is gibberish and pictures are noise; the flow is real."
+DEMO_BANNER = (
+    "Demo mode: tiny random models. Their text never passes Fabula's rules, so the story is Fabula's safe "
+    "fallback text, and the pictures are noise; the flow is real."
+)
+OFFLINE_BANNER = (
+    "Offline mode: the story is written by a real small language model (SmolLM2-135M-Instruct); the photo's "
+    "description and the pictures come from tiny random models (noise), because no real vision or painting "
+    "weights are on this machine. Get them with `fabula models pull cpu`."
+)
 
 AUDIENCE_LABELS = {
     "young-children": "Young children (3–5)",

