@@ -99,8 +99,13 @@ def _findings(report: BookReport) -> list[str]:
         )
     if report.speedup is not None and report.speedup < SPEEDUP_TARGET:
         budget = report.sequential.total_seconds / SPEEDUP_TARGET
-        findings.append(f"{SPEEDUP_TARGET:.0f}× needs Fabula's book in {budget:.2f} s, "
-                        f"{report.fabula.total_seconds - budget:.2f} s sooner than measured.")
+        text = f"{SPEEDUP_TARGET:.0f}× needs Fabula's book in {budget:.2f} s, {report.fabula.total_seconds - budget:.2f} s sooner than measured"
+        if report.profile:
+            pictures = report.profile.caption_seconds + report.profile.image_seconds(report.images)
+            if pictures >= budget:
+                text += (f"; the caption and the {report.images} pictures alone take {pictures:.2f} s on one device that paints "
+                         f"{report.profile.image_batch_size} at a time, so only more picture throughput can reach it")
+        findings.append(text + ".")
     return findings
 
 

@@ -84,3 +84,18 @@ def test_the_instructions_must_not_be_echoed_but_the_material_may_be() -> None:
 )
 def test_a_caption_that_is_not_language_is_recognised(caption: str, usable: bool) -> None:
     assert is_language(caption) is usable
+
+
+def test_no_text_whatever_it_holds_makes_the_rules_fail() -> None:
+    """Generated text is untrusted: tidying and checking any string must return a verdict, never raise."""
+    import random
+
+    alphabet = "ab Mia.!?\"'“”«»{}[]<>_:\n\t\x00\u202e한글عربي😀-–—*#1234567890"
+    rng = random.Random(7)
+    samples = ["", " ", '"', "“", "''", "\n\n", "...", "Title:", "1.", *("".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80))) for _ in range(400))]
+    for text in samples:
+        for piece in Piece:
+            tidied = tidy(text, piece)
+            verdict = check(tidied, piece, Expectations(names=("Mia",), idea_words=("kite",), source=text, script=("HANGUL",)))
+            assert isinstance(verdict.usable, bool)
+        is_language(text)

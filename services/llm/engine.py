@@ -228,8 +228,8 @@ class ChatEngine:
                 if cancelled is not None and cancelled.is_set():
                     finish = FINISH_CANCELLED
                     break
-                outputs = self.model(input_ids=input_ids, past_key_values=cache, use_cache=True)
-                cache = outputs.past_key_values
+                outputs = self.model(input_ids=input_ids, cache=cache, use_cache=True)
+                cache = outputs.cache
                 logits = outputs.logits[0, -1].float().cpu()
                 logits[self._forbidden] = float("-inf")
                 if counts is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-TITLE_LINE = re.compile(r"^\W*title\W*[:\-–—]\s*(?P<text>.+)$", re.IGNORECASE)
+TITLE_LINE = re.compile(r"^\W*(?:the\s+|book\s+|story\s+)?title\W*[:\-–—]\s*(?P<text>.*)$", re.IGNORECASE)
 CHARACTERS_LINE = re.compile(r"^\W*(?:main\s+)?characters?\W*[:\-–—]\s*(?P<text>.+)$", re.IGNORECASE)
 BEAT_LINE = re.compile(r"^\W*(?:page|part|scene)?\s*(?P<number>\d{1,2})\s*(?:[.):\-–—]|\s*of\s*\d+\s*[:.])\s*(?P<text>.+)$", re.IGNORECASE)
 LOOK = re.compile(r"^\s*(?P<name>[^()\-–—:,]+?)\s*(?:\((?P<paren>[^)]*)\)?|[\-–—:,]\s*(?P<dash>.+))\s*$")

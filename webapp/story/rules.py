@@ -169,9 +169,9 @@ def _unwrapped(text: str) -> str:
     """Without quotes around the whole text, or a lone opening or closing quote left by a cut."""
     while len(text) >= 2 and text[0] in QUOTES and text[-1] in QUOTES:
         text = text[1:-1].strip()
-    if text[:1] in QUOTES and _unbalanced(text, text[0]):
+    if text and text[0] in QUOTES and _unbalanced(text, text[0]):
         text = text[1:].strip()
-    if text[-1:] in QUOTES and _unbalanced(text, text[-1]):
+    if text and text[-1] in QUOTES and _unbalanced(text, text[-1]):
         text = text[:-1].strip()
     return text
 
@@ -211,7 +211,7 @@ def check(text: str, piece: Piece, expect: Expectations) -> Verdict:
         count = len(words(text))
         if not 1 <= count <= 16:
             found.append(Violation("title length", f"a title has 1–16 words, this has {count}"))
-        if text.lower().strip() in {"title", "untitled", "the title", "story", "a story", "the story"}:
+        if re.search(r"\b(title|untitled)\b", text, re.IGNORECASE) or text.lower().strip() in {"story", "a story", "the story"} or text.endswith(":"):
             found.append(Violation("title", "it is a label, not a title"))
     elif piece is Piece.look:
         if not 1 <= len(words(text)) <= 24:

@@ -140,15 +140,20 @@ class StoryWriter:
         next_page = 1
         stray = 0  # lines that are neither title, characters nor a numbered beat, before the first beat
         seen_lines = 0
+        title_next = False  # "Title:" alone on its line: the title is the next line
         accepted: list[str] = []
 
         async def take(line_text: str) -> None:
-            nonlocal looks_text, next_page, stray, seen_lines
+            nonlocal looks_text, next_page, stray, seen_lines, title_next
             line = read_line(line_text)
+            if line.kind == "title" and not line.text:
+                title_next = True
+                return
             if not line.text:
                 return
             seen_lines += 1
-            if line.kind == "title" or (line.kind == "other" and seen_lines == 1):
+            if line.kind == "title" or (line.kind == "other" and (seen_lines == 1 or title_next)):
+                title_next = False
                 if draft.title is None:
                     verdict = check(tidy(line.text, Piece.title, max_chars=self.budget.title), Piece.title, expect)
                     if verdict.usable:

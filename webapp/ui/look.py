@@ -11,8 +11,8 @@ INTRO = (
     "language you choose, paints every page, and binds a PDF you can download or share with a QR code."
 )
 DEMO_BANNER = (
-    "Demo mode: tiny random models. Their text never passes Fabula's rules, so the story is Fabula's safe "
-    "fallback text, and the pictures are noise; the flow is real."
+    "Demo mode: tiny random models. Their text does not pass Fabula's rules, so the story is Fabula's safe "
+    "fallback text, and the pictures are noise; the flow is real. The offline profile writes real words."
 )
 OFFLINE_BANNER = (
     "Offline mode: the story is written by a real small language model (SmolLM2-135M-Instruct); the photo's "
