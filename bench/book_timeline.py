@@ -97,6 +97,9 @@ def build_timeline(
             page = next((number for number, text in texts.items() if text and text == call.subject), None)
             if page is not None and (entry := timeline.page(page)) is not None:
                 entry.translation = widen(entry.translation, call)
+    opening = timeline.page(1)
+    if (steps.get("outline_draft") or {}).get("opening") and opening is not None and timeline.caption is not None:
+        opening.beat = timeline.caption.end  # page 1 is the photo's own scene: settled when the caption came back
     return timeline
 
 

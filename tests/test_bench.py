@@ -201,9 +201,11 @@ def test_book_benchmark_reports_both_orders_the_goals_and_fabulas_timeline(photo
     for number in (1, 2):
         page = pages[number]
         assert page.beat and page.picture and page.text and page.translation and page.finished
-        assert timeline.outline.start < page.beat <= page.picture.start <= page.picture.end <= page.finished + 0.01
+        assert page.beat <= page.picture.start <= page.picture.end <= page.finished + 0.01
         assert page.text.end <= page.translation.start + 0.01 and page.translation.end <= page.finished + 0.01
-    assert pages[1].text.start >= pages[2].beat - 0.01  # a page's text waits for the next beat
+    # Page 1 is the photo's own scene: it starts when the caption is back, beside the plan; page 2 waits for its beat.
+    assert pages[1].beat == pytest.approx(timeline.caption.end) and pages[1].text.start < timeline.outline.end
+    assert timeline.outline.start < pages[2].beat
     assert report.fabula.first_page_seconds == pytest.approx(min(pages[1].finished, pages[2].finished))
     assert report.first_page_share == pytest.approx(report.fabula.first_page_seconds / report.fabula.total_seconds)
     assert [target.name.split()[0] for target in report.targets] == ["speed-up", "first"] and report.speedup

@@ -55,6 +55,9 @@ async def test_a_plain_text_plan_becomes_the_outline_and_each_beat_is_announced_
     assert [page.beat for page in outline.pages][2] == "Mia and Leo find the kite stuck high in an old oak tree."
     assert {c.name: c.description for c in outline.characters} == {"Mia": "a girl in a yellow raincoat", "Leo": "a small brown dog"}
     assert announced == [1, 2, 3, 4] and outline.fallbacks == []
+    # The photo's own scene is page 1, settled before the plan was asked for; the plan goes on from page 2.
+    assert outline.pages[0].beat == "A girl and a dog in a park."
+    assert "Page 1 is the photo itself" in server.calls[0]["messages"][-1]["content"]
     assert server.calls[0]["stream"] is True and len(server.calls) == 1
 
 
@@ -66,6 +69,7 @@ async def test_a_server_that_cannot_stream_gets_the_same_plan_in_one_answer() ->
     finally:
         thread.stop()
     assert outline.title == "Mia and the Runaway Kite" and len(outline.pages) == 4
+    assert outline.pages[0].beat == "Mia and Leo play in the windy park with a red kite."  # "A photo." is too short to open with
     assert writer.chat.streaming is False
     assert [call.get("stream") for call in server.calls] == [True, False]
 

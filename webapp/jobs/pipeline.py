@@ -133,7 +133,8 @@ class StoryPipeline:
             for page in sorted(draft.beats):
                 if page not in pictures:
                     pictures[page] = asyncio.ensure_future(self.paint_page(job_id, draft.beats[page], characters, options, page, seed))
-                if page not in texts and (page + 1 in draft.beats or page == pages or complete):
+                opening = page == 1 and draft.opening  # the photo's scene: it needs no plan around it
+                if page not in texts and (page + 1 in draft.beats or page == pages or complete or opening):
                     brief = self.writer.brief(caption, options, tuple(character.name for character in characters))
                     texts[page] = asyncio.ensure_future(self.write_page(job_id, brief, draft.title or "", dict(draft.beats), page, pages, seed))
 

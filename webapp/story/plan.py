@@ -84,6 +84,7 @@ class OutlineDraft(BaseModel):
     characters: list[Character] | None = None
     beats: dict[int, str] = Field(default_factory=dict)
     fallbacks: list[str] = Field(default_factory=list)
+    opening: bool = Field(default=False, description="Page 1 is the photo's own scene, settled before the plan was asked for.")
 
 
 class Translation(BaseModel):

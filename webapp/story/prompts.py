@@ -100,19 +100,26 @@ class Brief:
         return lines
 
 
-def outline_messages(brief: Brief, pages: int) -> Messages:
-    """The plan: a title, the characters' looks and one line per page, numbered, streamed line by line."""
-    example = "\n".join(f"{page}. …" for page in range(1, pages + 1)) if pages <= 3 else f"1. …\n2. …\n…\n{pages}. …"
+def outline_messages(brief: Brief, pages: int, *, opening: str | None = None) -> Messages:
+    """The plan: a title, the characters' looks and one line per page, numbered, streamed line by line. With an
+    `opening` (the photo's scene) page 1 is given, and the plan goes on from page 2."""
+    first = 2 if opening else 1
+    numbers = list(range(first, pages + 1))
+    example = "\n".join(f"{page}. …" for page in numbers) if len(numbers) <= 3 else f"{first}. …\n{first + 1}. …\n…\n{pages}. …"
+    given = [f"1. {opening}"] if opening else []
     user = "\n".join([
         f"Plan a picture book of {pages} page{'s' if pages > 1 else ''} for {brief.audience}.",
         *brief.material(),
         "",
         "Write the title on the first line. On the second line, say in a few words what each main character looks "
-        f"like. Then write one line for each of the {pages} pages, numbered, saying in one sentence what happens on "
-        "that page and where, something an illustrator can paint. The story needs a beginning, a problem, and a happy ending.",
+        f"like. Then write one line for each {'of the pages from 2 to ' + str(pages) if opening else f'of the {pages} pages'}, "
+        "numbered, saying in one sentence what happens on that page and where, something an illustrator can paint. "
+        + ("Page 1 is the photo itself, as given below. " if opening else "")
+        + "The story needs a beginning, a problem, and a happy ending.",
         "",
         "Title: …",
         "Characters: " + "; ".join(f"{name} (…)" for name in brief.names),
+        *given,
         example,
     ])
     return [brief.system(), {"role": "user", "content": user}]

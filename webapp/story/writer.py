@@ -104,6 +104,12 @@ class StoryWriter:
                 await on_beat(draft, page)
 
         if not draft.beats:
+            opening = self._opening(brief, pages)
+            if opening is not None:
+                # Page 1 is the photo's own scene: its picture and its prose start now, beside the plan.
+                draft.opening = True
+                draft.characters = self._characters(brief, {})
+                await settle(1, opening, False)
             await self._stream_outline(brief, pages, seed, draft, settle)
         if draft.characters is None:
             draft.characters = self._characters(brief, {})
@@ -131,13 +137,20 @@ class StoryWriter:
             fallbacks=draft.fallbacks,
         )
 
+    def _opening(self, brief: Brief, pages: int) -> str | None:
+        """The photo's description as page 1's scene, when it reads as language and the book has pages after it."""
+        if brief.photo is None or pages < 2:
+            return None
+        scene = tidy(brief.photo, Piece.beat, max_chars=self.budget.beat, max_sentences=1)
+        return scene if len(words(scene)) >= 4 else None
+
     async def _stream_outline(self, brief: Brief, pages: int, seed: int, draft: OutlineDraft, settle: Callable[[int, str, bool], Awaitable[None]]) -> None:
-        messages = prompts.outline_messages(brief, pages)
+        messages = prompts.outline_messages(brief, pages, opening=draft.beats.get(1) if draft.opening else None)
         wanted = 24 + 24 * len(brief.names) + pages * (self.budget.beat // 4 + 8)
         expect = self.expectations(brief, instructions=messages[-1]["content"], material=" ".join(brief.material()))
         looks_text = ""
         splitter = LineSplitter()
-        next_page = 1
+        next_page = 2 if draft.opening else 1
         stray = 0  # lines that are neither title, characters nor a numbered beat, before the first beat
         seen_lines = 0
         title_next = False  # "Title:" alone on its line: the title is the next line
@@ -160,15 +173,16 @@ class StoryWriter:
                         draft.title = verdict.text
                 return
             if line.kind == "other":
-                stray += 1 if next_page == 1 else 0
+                stray += 0 if accepted else 1
                 return
             if line.kind == "characters":
                 looks_text = line.text
                 return
-            if line.kind != "beat" or next_page > pages:
-                return
-            if draft.characters is None:
-                draft.characters = self._characters(brief, read_looks(looks_text, brief.names))
+            if line.kind != "beat" or next_page > pages or (line.number is not None and line.number < next_page):
+                return  # not a beat, past the plan's end, or a page already settled (the opening)
+            looks = read_looks(looks_text, brief.names)
+            if draft.characters is None or (looks and not accepted):
+                draft.characters = self._characters(brief, looks)
             verdict = self._check_beat(line.text, expect, accepted)
             page = next_page
             next_page += 1
