@@ -61,3 +61,32 @@ def test_last_page_qr_code_scans_to_the_download_url(tmp_path: Path, branded: bo
     subprocess.run(command, check=True)
     pixels = np.asarray(Image.open(tmp_path / "last.png").convert("L"))
     assert decode(pixels) == DOWNLOAD_URL
+
+
+@pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="needs poppler-utils (pdftoppm)")
+def test_qr_codes_drawn_in_the_pdf_decode_for_many_random_links(tmp_path: Path) -> None:
+    """Hundreds of book links, drawn as the last page draws them and rendered at 150 dpi: every one decodes.
+    (Overlapping module rows filled with the even-odd rule would leave white seams that break some codes.)"""
+    import secrets
+
+    from reportlab.pdfgen.canvas import Canvas
+
+    from webapp.book.pages import PAGE_HEIGHT, PAGE_WIDTH, QR_SIZE, draw_qr
+
+    hosts = ["http://127.0.0.1:7860", "http://192.168.1.23:7860", "https://books.example.org", "https://fabula.example.com:8443/prefix"]
+    urls = [f"{hosts[index % len(hosts)]}/books/{secrets.token_urlsafe(32)}.pdf" for index in range(200)]
+    pdf = tmp_path / "codes.pdf"
+    canvas = Canvas(str(pdf), pagesize=(PAGE_WIDTH, PAGE_HEIGHT))
+    for url in urls:
+        draw_qr(canvas, url, x=(PAGE_WIDTH - QR_SIZE) / 2, y=(PAGE_HEIGHT - QR_SIZE) / 2, size=QR_SIZE)
+        canvas.showPage()
+    canvas.save()
+    subprocess.run(["pdftoppm", "-r", "150", "-gray", "-png", str(pdf), str(tmp_path / "code")], check=True)
+    pages = sorted(tmp_path.glob("code-*.png"))
+    assert len(pages) == len(urls)
+    # OpenCV's Aruco-based detector, which finds codes as a phone's scanner does; the older `QRCodeDetector`
+    # misses about 1 % of these clean renders (measured: 2 of 200) where the Aruco one reads all.
+    detector = cv2.QRCodeDetectorAruco()
+    decoded = [detector.detectAndDecode(np.asarray(Image.open(page).convert("L")))[0] for page in pages]
+    failures = [url for url, text in zip(urls, decoded) if text != url]
+    assert not failures, f"{len(failures)} of {len(urls)} codes did not decode, e.g. {failures[:2]}"

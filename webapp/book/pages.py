@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from reportlab.lib.colors import HexColor, white
 from reportlab.lib.units import inch
-from reportlab.pdfgen.canvas import Canvas
+from reportlab.pdfgen.canvas import FILL_NON_ZERO, Canvas
 
 from webapp.book.content import BookBrand, BookContent, BookPage
 from webapp.book.fonts import FontLibrary
@@ -71,7 +71,8 @@ def draw_qr(canvas: Canvas, url: str, *, x: float, y: float, size: float) -> Non
             else:
                 column += 1
     canvas.setFillColor(HexColor("#000000"))
-    canvas.drawPath(path, stroke=0, fill=1)
+    # Non-zero winding: with the default even-odd rule the overlaps between rows would be holes (white seams).
+    canvas.drawPath(path, stroke=0, fill=1, fillMode=FILL_NON_ZERO)
     canvas.linkURL(url, (x, y, x + size, y + size), relative=0, thickness=0)
 
 
