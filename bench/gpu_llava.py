@@ -38,7 +38,7 @@ LLAVA_13B_TEXT: dict[str, Any] = {
 LLAVA_13B: dict[str, Any] = {"image_token_index": 32000, "projector_hidden_act": "gelu", "vision_feature_layer": -2,
                               "vision_feature_select_strategy": "default"}
 
-# The tiny LLaVA of the tests (shared MODEL_NOTES): 32 px images in 8 px patches (16 image tokens).
+# The tiny LLaVA of the tests (docs/models.md): 32 px images in 8 px patches (16 image tokens).
 TINY_VISION: dict[str, Any] = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
                                "image_size": 32, "patch_size": 8, "projection_dim": 32}
 TINY_TEXT: dict[str, Any] = {"vocab_size": 300, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,

@@ -85,7 +85,7 @@ SDXL_SCHEDULER: dict[str, Any] = {
     "use_karras_sigmas": False,
 }
 
-# Published figures this harness reports against (see shared MODEL_NOTES): 40 steps, hand-off at 0.8, 1024².
+# Published figures this harness reports against (see docs/models.md): 40 steps, hand-off at 0.8, 1024².
 FULL_SIZE_IMAGE_TFLOP = 560.0
 FULL_SIZE_UNET_PARAMETERS = {"base": 2.567e9, "refiner": 2.260e9}
 

@@ -1,6 +1,6 @@
 """How much GPU memory each service needs on the gpu profile, and the smaller variants to fall back on.
 
-The figures are estimates from published parameter counts (see MODEL_NOTES.md and each model card), not
+The figures are estimates from published parameter counts (see docs/models.md and each model card), not
 measurements: weights at their stored precision, plus working memory (KV cache, activations, the VAE
 decode) at the batch sizes Fabula plans for, plus the CUDA context each service process pays once.
 They are deliberately round and a little generous; `fabula doctor` shows them so nobody has to guess.
@@ -67,7 +67,7 @@ _LLAVA_7B_KV = kv_cache_gib(layers=32, kv_heads=32, head_dim=128, tokens=CAPTION
 # bitsandbytes 4-bit: 0.5 byte per weight plus one fp32 scale per 64 weights; embeddings and lm_head stay fp16.
 _LLAVA_7B_4BIT = weights_gib(6.80, 0.5625) + weights_gib(0.262, 2)
 
-# SDXL (MODEL_NOTES.md): base UNet 2.567 B, refiner UNet 2.260 B, CLIP-L 0.123 B, OpenCLIP-bigG 0.695 B,
+# SDXL (docs/models.md): base UNet 2.567 B, refiner UNet 2.260 B, CLIP-L 0.123 B, OpenCLIP-bigG 0.695 B,
 # VAE 0.084 B. Base and refiner share text_encoder_2 and the VAE.
 _SDXL_BASE_UNET = weights_gib(2.567, 2)
 _SDXL_REFINER_UNET = weights_gib(2.260, 2)

@@ -1,6 +1,6 @@
 """A random tiny SDXL base and refiner, built by code and saved like real weights, for tests and offline demos.
 
-The configs are diffusers' own test components (see MODEL_NOTES.md). Both pipelines are written with
+The configs are diffusers' own test components (see docs/models.md). Both pipelines are written with
 `save_pretrained` and loaded back through the same `from_pretrained` path as real checkpoints, so the
 service's hand-off, batching and decoding run for real; only the pictures are noise. The tokenizer reads common
 prompt words as one token each, as CLIP does, so prompt lengths (and the service's window warnings) come out

@@ -116,16 +116,6 @@ def plan_model(pages: int, budget: LengthBudget) -> type[BaseModel]:
     return _book_schema("StoryPlan", pages, budget, {"text": budget.page_text, "scene_prompt": budget.scene_prompt})
 
 
-def outline_model(pages: int, budget: LengthBudget) -> type[BaseModel]:
-    """The outline's schema: a beat and a scene prompt per page; pins the page count and every length."""
-    return _book_schema("StoryOutline", pages, budget, {"beat": budget.beat, "scene_prompt": budget.scene_prompt})
-
-
-def texts_model(count: int, max_chars: int) -> type[BaseModel]:
-    text = Annotated[str, StringConstraints(min_length=1, max_length=max_chars)]
-    return create_model("TextsSchema", texts=(list[text], Field(min_length=count, max_length=count)))  # type: ignore[valid-type]
-
-
 def translation_model(pages: int, budget: LengthBudget) -> type[BaseModel]:
     # Translations can run longer than the English (German, Russian); give them room.
     page_text = Annotated[str, StringConstraints(min_length=1, max_length=budget.page_text * 2)]
@@ -138,12 +128,3 @@ def translation_model(pages: int, budget: LengthBudget) -> type[BaseModel]:
 
 def page_text_model(budget: LengthBudget) -> type[BaseModel]:
     return create_model("PageTextSchema", text=(str, Field(min_length=1, max_length=budget.page_text)))
-
-
-def pages_model(pages: int, budget: LengthBudget) -> type[BaseModel]:
-    page = create_model(
-        "MorePage",
-        text=(str, Field(min_length=1, max_length=budget.page_text)),
-        scene_prompt=(str, Field(min_length=1, max_length=budget.scene_prompt)),
-    )
-    return create_model("MorePagesSchema", pages=(list[page], Field(min_length=pages, max_length=pages)))  # type: ignore[valid-type]
