@@ -110,7 +110,11 @@ async def warm_up(studio: Studio, photo: bytes) -> None:
 
 async def benchmark(settings: Settings, photo: bytes, options: StoryOptions, *, mode: str,
                     stand_ins: LatencyServices | None = None) -> BookReport:
-    """Both orders against the services `settings` points at; `stand_ins` when they are the latency stand-ins."""
+    """Both orders against the services `settings` points at; `stand_ins` when they are the latency stand-ins.
+
+    The orders compared are caption → words → pictures → PDF, so the book is not read aloud (narration runs beside
+    the pictures; the narrate service's own metrics time it)."""
+    options = options.model_copy(update={"narrate": False})
     studio = build_studio(settings, public_url=PUBLIC_URL)
     try:
         if stand_ins is None:

@@ -1,19 +1,18 @@
-"""BENCHMARK ONLY: a simulated accelerator that sleeps instead of computing, with the services' micro-batching.
+"""BENCHMARK ONLY: a simulated accelerator that sleeps instead of computing, behind the services' own micro-batcher.
 
-One call runs at a time. The first waiting request opens a batch; requests that arrive within `window_seconds`
-join it while their items fit in `max_batch`; the call then takes `seconds_per_call` plus
-`seconds_per_extra_item` for every item past the first. A request larger than `max_batch` runs alone and takes
-as many calls as it needs.
+One call runs at a time (the shared `MicroBatcher`). The first waiting request opens a batch; requests that
+arrive within `window_seconds` join it while their items fit in `max_batch`; the call then takes
+`seconds_per_call` plus `seconds_per_extra_item` for every item past the first. A request larger than
+`max_batch` runs alone and takes as many calls as it needs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from shared.errors import ModelNotReady
+from shared.batching import MicroBatcher
 from shared.metrics import ServiceMetrics
 
 
@@ -23,13 +22,6 @@ class BatchOutcome:
     inference_seconds: float
     batch_requests: int
     batch_items: int
-
-
-@dataclass
-class _Waiting:
-    items: int
-    future: asyncio.Future[BatchOutcome]
-    enqueued_at: float = field(default_factory=time.perf_counter)
 
 
 class SimulatedAccelerator:
@@ -43,59 +35,26 @@ class SimulatedAccelerator:
         self.max_batch = max(1, max_batch)
         self.window_seconds = max(0.0, window_seconds)
         self.metrics = metrics
-        self._queue: asyncio.Queue[_Waiting] = asyncio.Queue()
-        self._consumer: asyncio.Task[None] | None = None
+        self._batcher: MicroBatcher[int, int] = MicroBatcher(
+            self._sleep, name=name, metrics=metrics, window_seconds=self.window_seconds, max_batch_weight=self.max_batch,
+        )
 
     def call_seconds(self, items: int) -> float:
         calls = math.ceil(items / self.max_batch)
         return calls * self.seconds_per_call + self.seconds_per_extra_item * (items - calls)
 
     def start(self) -> None:
-        if self._consumer is None:
-            self._consumer = asyncio.get_running_loop().create_task(self._consume(), name=f"{self.name}-simulated-accelerator")
+        self._batcher.start()
 
     async def stop(self) -> None:
-        if self._consumer is not None:
-            self._consumer.cancel()
-            await asyncio.gather(self._consumer, return_exceptions=True)
-            self._consumer = None
-        while not self._queue.empty():
-            waiting = self._queue.get_nowait()
-            if not waiting.future.done():
-                waiting.future.set_exception(ModelNotReady(f"The {self.name} stand-in is shutting down."))
+        await self._batcher.stop()
 
     async def submit(self, items: int) -> BatchOutcome:
-        if self._consumer is None or self._consumer.done():
-            raise ModelNotReady(f"The {self.name} stand-in is not accepting work.")
-        future: asyncio.Future[BatchOutcome] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Waiting(items, future))
-        return await future
+        batched = await self._batcher.submit(items, weight=items)
+        return BatchOutcome(batched.queue_seconds, batched.inference_seconds, batched.batch_requests, batched.batch_weight)
 
-    async def _consume(self) -> None:
-        held: _Waiting | None = None
-        while True:
-            first = held or await self._queue.get()
-            held = None
-            batch, items = [first], first.items
-            if self.window_seconds and items < self.max_batch:
-                await asyncio.sleep(self.window_seconds)
-            while not self._queue.empty():
-                candidate = self._queue.get_nowait()
-                if items + candidate.items > self.max_batch:
-                    held = candidate
-                    break
-                batch.append(candidate)
-                items += candidate.items
-            batch = [waiting for waiting in batch if not waiting.future.done()]
-            if not batch:
-                continue
-            items = sum(waiting.items for waiting in batch)
-            started = time.perf_counter()
-            seconds = self.call_seconds(items)
-            await asyncio.sleep(seconds)
-            waits = [started - waiting.enqueued_at for waiting in batch]
-            self.metrics.observe_batch(len(batch), waits)
-            self.metrics.generated_items.labels(self.name).inc(items)
-            for waiting, waited in zip(batch, waits):
-                if not waiting.future.done():
-                    waiting.future.set_result(BatchOutcome(waited, seconds, len(batch), items))
+    async def _sleep(self, requests: list[int]) -> list[int]:
+        items = sum(requests)
+        await asyncio.sleep(self.call_seconds(items))
+        self.metrics.generated_items.labels(self.name).inc(items)
+        return requests

@@ -11,16 +11,17 @@ import os
 import platform
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
 from gpu_setup.assignment import Assignment, GpuInfo, plan_for_settings
-from gpu_setup.hub_errors import offline_variable
 from gpu_setup.memory import GIB
 from gpu_setup.models import ModelStatus, model_status
 from shared.settings import Profile, Settings
 
+_TRUE = {"1", "true", "yes", "on"}
 CPU_PROFILE_MEMORY_GIB = 16.0  # SDXL-Turbo, a 0.5B LLaVA and a 1.5B LLM in CPU memory, with room to work
 
 
@@ -45,7 +46,7 @@ class DoctorReport(BaseModel):
     gpu_assignment: Assignment | None = Field(default=None, description="The gpu profile's plan, when another is configured.")
     models: list[ModelStatus]
     disks: list[DiskSpace]
-    offline: str | None = Field(description="The variable that keeps the hub client offline, if set.")
+    offline: str | None = Field(description="The variable that keeps `fabula models pull` offline, if the environment sets it.")
     notes: list[str] = Field(default_factory=list)
 
 
@@ -70,8 +71,31 @@ def collect_gpus() -> list[GpuInfo]:
     return gpus
 
 
-def doctor_report(settings: Settings, *, gpus: list[GpuInfo] | None = None) -> DoctorReport:
-    """Everything `fabula doctor` prints; `gpus` defaults to what `collect_gpus` finds."""
+def launch_environment() -> Mapping[str, str]:
+    """The environment this process was started with, before `fabula` switched the hub client off for itself.
+
+    `fabula` sets HF_HUB_OFFLINE=1 for every command but `fabula models`, so `os.environ` would blame the shell for
+    a variable the CLI set. Linux keeps the starting environment in /proc/self/environ; elsewhere `os.environ` is
+    the best there is.
+    """
+    try:
+        raw = Path("/proc/self/environ").read_bytes()
+    except OSError:
+        return dict(os.environ)
+    pairs = (entry.decode(errors="replace").partition("=") for entry in raw.split(b"\0") if entry)
+    return {name: value for name, _, value in pairs}
+
+
+def offline_setting(environment: Mapping[str, str]) -> str | None:
+    """The variable in `environment` that would keep `fabula models pull` offline, read as the hub client reads it:
+    HF_HUB_OFFLINE when it is set at all, else TRANSFORMERS_OFFLINE."""
+    name = "HF_HUB_OFFLINE" if environment.get("HF_HUB_OFFLINE") else "TRANSFORMERS_OFFLINE"
+    return name if environment.get(name, "").strip().lower() in _TRUE else None
+
+
+def doctor_report(settings: Settings, *, gpus: list[GpuInfo] | None = None, environment: Mapping[str, str] | None = None) -> DoctorReport:
+    """Everything `fabula doctor` prints; `gpus` defaults to what `collect_gpus` finds and `environment` (read for
+    the hub's offline switches) to `os.environ`."""
     gpus = collect_gpus() if gpus is None else gpus
     torch_version, cuda_build = _torch_versions()
     memory = _memory_gib()
@@ -85,7 +109,7 @@ def doctor_report(settings: Settings, *, gpus: list[GpuInfo] | None = None) -> D
         driver_version=_driver_version() if gpus else None, gpus=gpus, memory_gib=memory, profile=settings.profile,
         recommended_profile=recommended, recommendation=recommendation, assignment=assignment,
         gpu_assignment=gpu_plan if settings.profile != Profile.gpu else None, models=model_status(settings),
-        disks=_disks(settings), offline=offline_variable(), notes=_notes(gpus, settings),
+        disks=_disks(settings), offline=offline_setting(os.environ if environment is None else environment), notes=_notes(gpus, settings),
     )
 
 
@@ -119,8 +143,12 @@ def format_report(report: DoctorReport) -> str:
     lines += ["  " + status.describe() for status in report.models]
     lines += ["", "Disk:"]
     lines += [f"  {disk.label}: {disk.path}: {disk.free_gb:.1f} GB free of {disk.total_gb:.1f} GB" for disk in report.disks]
+    lines += ["", "Downloads: Fabula serves offline (it sets HF_HUB_OFFLINE=1 itself); only `fabula models pull` reaches the hub."]
     if report.offline:
-        lines += ["", f"{report.offline}=1 is set: the hub client is offline (right for serving; a pull needs it off)."]
+        lines += [
+            f"  {report.offline}=1 is set in this environment, so `fabula models pull` cannot download: run it with "
+            f"`{report.offline}=0 fabula models pull …`, or unset {report.offline} first."
+        ]
     if report.notes:
         lines += ["", "Notes:"] + [f"  - {note}" for note in report.notes]
     return "\n".join(lines)

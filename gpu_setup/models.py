@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from gpu_setup.hub_errors import ModelPullFailed, explain, known_failures, offline_error, offline_variable
 from gpu_setup.hub_files import MODEL_INDEX, SHARED_WITH_BASE, is_diffusers_repository, select_files
+from services.illustrate.tiny import REFINER_FOLDER
 from services.llm.gguf import converted_folder, gguf_file_for, is_gguf_model_id
 from shared.errors import InvalidRequest, ModelUnavailable
 from shared.profiles import SETTING_FOR_ROLE, TINY, model_id_for, resolve_model_path, tiny_dir
@@ -59,7 +60,10 @@ class ModelStatus(BaseModel):
         return self.state == "present"
 
     def describe(self) -> str:
-        size = f", {self.size_bytes / GB:.1f} GB" if self.size_bytes else ""
+        size = ""
+        if self.size_bytes:
+            # Tiny models weigh a few megabytes; "0.0 GB" would read as empty.
+            size = f", {self.size_bytes / GB:.1f} GB" if self.size_bytes >= GB / 10 else f", {self.size_bytes / 1e6:.1f} MB"
         return f"{self.role:<10} {self.model_id or '-'}: {self.detail}{size}"
 
 
@@ -108,7 +112,7 @@ def pull_models(
         elif model_id is None:
             results.append(PulledModel(role=role, model_id=None, action="not_used"))
         elif model_id == TINY:
-            results.append(PulledModel(role=role, model_id=TINY, action="built_locally", path=str(tiny_dir(role, settings))))
+            results.append(PulledModel(role=role, model_id=TINY, action="built_locally", path=str(tiny_folder(role, settings))))
         elif role == "llm" and is_gguf_model_id(model_id):
             results.append(PulledModel(role=role, model_id=model_id, action="local_folder", path=str(gguf_file_for(model_id))))
             progress(f"{role}: {model_id} is a GGUF file on this machine: nothing to download.")
@@ -134,6 +138,13 @@ def model_status(settings: Settings) -> list[ModelStatus]:
     return [_status_of(role, settings) for role in ROLES]
 
 
+def tiny_folder(role: str, settings: Settings) -> Path:
+    """Where a tiny model lives once built: the illustration service builds its refiner beside its base."""
+    if role == "refiner":
+        return tiny_dir("illustrate", settings) / REFINER_FOLDER
+    return tiny_dir(role, settings)
+
+
 def _status_of(role: str, settings: Settings) -> ModelStatus:
     model_id = model_id_for(role, settings)
     setting = SETTING_FOR_ROLE[role]
@@ -144,7 +155,7 @@ def _status_of(role: str, settings: Settings) -> ModelStatus:
         detail = f"switched off by {setting}" if switched_off else f"not used by the {settings.profile.value} profile"
         return ModelStatus(role=role, model_id=None, state="not_used", detail=detail)
     if model_id == TINY:
-        folder = tiny_dir(role, settings)
+        folder = tiny_folder(role, settings)
         if folder.is_dir() and any(folder.iterdir()):
             return ModelStatus(
                 role=role, model_id=TINY, state="present", path=str(folder), size_bytes=_folder_bytes(folder),

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Debian/Ubuntu packages Fabula needs: fonts that cover every script the books are written in, poppler (PDF checks),
-# and Chromium for the browser test. Installs only what is missing; elsewhere it says what to install.
+# Chromium for the browser tests, espeak-ng (the offline voice), ffmpeg (audio) and epubcheck (EPUB checks). Installs only what is missing; elsewhere it says what to install.
 set -euo pipefail
-packages=(fonts-dejavu-core fonts-noto-core fonts-nanum fonts-ipafont-gothic fonts-wqy-zenhei poppler-utils chromium)
+packages=(fonts-dejavu-core fonts-noto-core fonts-nanum fonts-ipafont-gothic fonts-wqy-zenhei poppler-utils chromium espeak-ng ffmpeg epubcheck)
 missing=()
 if ! command -v dpkg >/dev/null 2>&1; then
   echo "Not a Debian-like system: install fonts (DejaVu, Noto, Nanum, IPA Gothic, WenQuanYi Zen Hei), poppler-utils and Chromium yourself." >&2

@@ -13,6 +13,7 @@ import random
 from dataclasses import dataclass
 
 import httpx
+from pydantic import BaseModel, ConfigDict
 
 from shared.errors import FabulaError, InvalidRequest, PayloadTooLarge, UpstreamError
 from shared.logs import job_id_var, request_id_var
@@ -130,3 +131,54 @@ class IllustrateClient(ServiceClient):
     async def generate(self, request: ImageGenerationRequest) -> ImageGenerationResponse:
         response = await self._request("POST", "/v1/images/generations", json=request.model_dump(exclude_none=True))
         return ImageGenerationResponse.model_validate(response.json())
+
+
+@dataclass(frozen=True)
+class SpeechResult:
+    """One clip from the narrate service: the encoded audio, its length in seconds and the voice that spoke."""
+
+    audio: bytes
+    duration: float
+    voice: str
+    format: str
+
+
+class SpeechVoice(BaseModel):
+    """One entry of the narrate service's voice listing (fields it may add later are ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    name: str
+    language: str
+    locale: str
+    gender: str | None = None
+    engine: str
+    licence: str
+    aliases: list[str] = []
+
+
+class NarrateClient(ServiceClient):
+    """The narrate service, in its OpenAI speech shape plus `language`; durations come from its headers."""
+
+    def __init__(self, base_url: str, *, model: str | None = None, **kwargs: object) -> None:
+        super().__init__(base_url, name="narrate", **kwargs)  # type: ignore[arg-type]
+        self.model = model
+
+    async def speech(
+        self, text: str, *, voice: str, language: str, response_format: str = "wav", speed: float = 1.0
+    ) -> SpeechResult:
+        body: dict[str, object] = {"input": text, "voice": voice, "language": language, "response_format": response_format, "speed": speed}
+        if self.model:
+            body["model"] = self.model
+        response = await self._request("POST", "/v1/audio/speech", json=body)
+        try:
+            duration = float(response.headers["X-Audio-Duration"])
+        except (KeyError, ValueError):
+            raise UpstreamError(f"The narrate service at {self.base_url} sent audio without a valid X-Audio-Duration header.") from None
+        return SpeechResult(audio=response.content, duration=duration, voice=response.headers.get("X-Voice", voice), format=response_format)
+
+    async def voices(self, language: str | None = None) -> list[SpeechVoice]:
+        params = {"language": language} if language else None
+        response = await self._request("GET", "/v1/audio/voices", params=params)
+        return [SpeechVoice.model_validate(item) for item in response.json()["data"]]

@@ -32,18 +32,30 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+# Libraries that narrate their own start-up and every request at INFO; their warnings and errors still show.
+CHATTY_LIBRARIES = ("httpx", "httpx2", "httpcore", "uvicorn", "uvicorn.access", "uvicorn.error", "gradio", "gradio_client", "huggingface_hub", "urllib3", "PIL")
+# Libraries whose warnings are advice to their own developers (a deprecation, "torchvision is not installed, using
+# the PIL backend"): only their errors are shown, unless Fabula itself logs at DEBUG.
+ADVISORY_LIBRARIES = ("transformers", "diffusers", "torch", "accelerate", "py.warnings")
+
+
 def configure_logging(level: str = "INFO") -> None:
-    """Send JSON lines to stderr; safe to call more than once."""
+    """Send JSON lines to stderr and quiet the libraries' chatter; safe to call more than once.
+
+    Python warnings (torch's, diffusers') go through logging too, so they follow the same levels.
+    """
     root = logging.getLogger()
-    if any(isinstance(handler.formatter, JsonFormatter) for handler in root.handlers):
-        root.setLevel(level.upper())
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    root.handlers = [handler]
+    if not any(isinstance(handler.formatter, JsonFormatter) for handler in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+        root.handlers = [handler]
     root.setLevel(level.upper())
-    for noisy in ("httpx", "httpcore", "uvicorn.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+    debugging = root.level <= logging.DEBUG
+    for name in CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.DEBUG if debugging else logging.WARNING)
+    for name in ADVISORY_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.DEBUG if debugging else logging.ERROR)
 
 
 def log_fields(logger: logging.Logger, message: str, level: int = logging.INFO, **fields: object) -> None:

@@ -1,4 +1,5 @@
-"""Prometheus metrics for one service: request latency, queue wait, batch size, pipeline calls, GPU memory.
+"""Prometheus metrics for one service: request latency, queue wait, batch size, pipeline calls, dropped requests,
+GPU memory.
 
 Each app owns its registry, so several services can live in one test process.
 """
@@ -32,6 +33,13 @@ class ServiceMetrics:
         self.generated_items = Counter(
             "fabula_generated_items", "Captions, images or completions produced.", ["service"], registry=self.registry,
         )
+        self.flagged_items = Counter(
+            "fabula_pictures_flagged", "Pictures the image safety classifier flagged (answered as calm placeholders).", ["service"], registry=self.registry,
+        )
+        self.dropped_requests = Counter(
+            "fabula_requests_dropped", "Queued requests never run: their client left, or their deadline passed.",
+            ["service", "reason"], registry=self.registry,
+        )
         self.in_flight = Gauge("fabula_requests_in_flight", "Requests being answered now.", ["service"], registry=self.registry)
         self.gpu_memory_bytes = Gauge(
             "fabula_gpu_memory_bytes", "GPU memory held by this process.", ["service", "device", "kind"], registry=self.registry,
@@ -42,6 +50,9 @@ class ServiceMetrics:
         self.batch_size.labels(self.service).observe(size)
         for wait in queue_waits:
             self.queue_wait_seconds.labels(self.service).observe(wait)
+
+    def observe_dropped(self, reason: str, count: int = 1) -> None:
+        self.dropped_requests.labels(self.service, reason).inc(count)
 
     def render(self) -> bytes:
         self._refresh_gpu_memory()

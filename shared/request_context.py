@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -10,6 +9,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.http_errors import internal_error, send_error
 from shared.logs import request_id_var
 from shared.metrics import ServiceMetrics
 
@@ -51,11 +51,7 @@ class RequestContextMiddleware:
             logger.exception("unexpected error")
             if status_holder.get("started"):
                 raise
-            body = json.dumps(
-                {"error": {"type": "internal_error", "message": f"Something went wrong on our side; the details were logged under request id {request_id}.", "param": None}}
-            ).encode()
-            await send_with_id({"type": "http.response.start", "status": 500, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-            await send_with_id({"type": "http.response.body", "body": body})
+            await send_error(send_with_id, internal_error(request_id))
         finally:
             request_id_var.reset(token)
             if self.metrics:

@@ -20,12 +20,18 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class ServerThread:
+    """The socket is bound here, before the app's start-up runs: uvicorn binds only after the lifespan, and a web
+    app that starts its own services in its lifespan would otherwise race them for the port it was given."""
+
     def __init__(self, app: object, *, host: str = "127.0.0.1", port: int | None = None) -> None:
         self.host = host
-        self.port = port or free_port(host)
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind((host, port or 0))
+        self.port = self.socket.getsockname()[1]
         config = uvicorn.Config(app, host=self.host, port=self.port, log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{self.port}", daemon=True)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, name=f"uvicorn-{self.port}", daemon=True)
 
     @property
     def url(self) -> str:
@@ -45,6 +51,7 @@ class ServerThread:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+        self.socket.close()
 
     def __enter__(self) -> "ServerThread":
         return self.start()

@@ -14,6 +14,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.blocked_words import DEFAULT_BLOCKED_WORDS
+
 
 class Profile(str, Enum):
     tiny = "tiny"
@@ -56,6 +58,7 @@ class Settings(BaseSettings):
     caption_url: str = "http://127.0.0.1:8101"
     illustrate_url: str = "http://127.0.0.1:8102"
     llm_url: str = "http://127.0.0.1:8103"
+    narrate_url: str = "http://127.0.0.1:8104"
     llm_base_url: str | None = Field(default=None, description="OpenAI-compatible base URL; default `<llm_url>/v1`. Point at vLLM or a hosted API.")
     llm_api_key: SecretStr | None = None
     public_url: str | None = Field(default=None, description="Absolute base URL printed in QR codes; default the web app's own address.")
@@ -65,6 +68,7 @@ class Settings(BaseSettings):
     illustrate_model: str | None = None
     refiner_model: str | None = None
     llm_model: str | None = None
+    narrate_model: str | None = Field(default=None, description="The speech engine: `espeak-ng` (offline, no weights, every profile).")
 
     # Upload and request limits
     max_upload_bytes: int = 20 * 1024 * 1024
@@ -77,10 +81,19 @@ class Settings(BaseSettings):
     max_image_size: int = 2048
     max_chat_tokens: int = 8192
     max_chat_messages_chars: int = 100_000
+    narrator_voice: str = Field(default="fable", description="The voice books are read in: an OpenAI voice name or a voice id from GET /v1/audio/voices.")
+    max_speech_chars: int = Field(default=4096, description="The longest `input` one speech request may have (OpenAI's own limit).")
+    max_pixel_steps: int | None = Field(
+        default=None, description="What one picture request may cost (width × height × steps × n); default per profile, so one request cannot block every book behind it."
+    )
 
     # Captioning
     blocked_words: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Words that never reach a book: the caption model may not generate them, and a generated text with one is written again (comma-separated or a JSON list)."
+        default_factory=lambda: list(DEFAULT_BLOCKED_WORDS),
+        description=(
+            "Words that never reach a book (comma-separated or a JSON list; replaces the default list, `[]` turns it off): "
+            "a reader's field with one is refused, a generated text with one is written again, then the word removed."
+        ),
     )
 
     # Illustration
@@ -90,12 +103,33 @@ class Settings(BaseSettings):
     batch_window_ms: int = 25
     max_batch_size: int = 8
 
+    # Likeness and picture safety
+    reference_strength: float = Field(default=0.6, ge=0.0, le=1.0, description="How strongly pages follow the photo (IP-Adapter scale); 0 turns the reference off.")
+    safety_checker: bool = Field(default=True, description="Every picture passes the image safety classifier; a flagged one is repainted, then replaced.")
+    likeness_model: str = Field(default="h94/IP-Adapter", description="The SDXL IP-Adapter (Apache-2.0) that carries the photo's likeness; the tiny profile builds its own.")
+    safety_model: str = Field(default="Falconsai/nsfw_image_detection", description="The image safety classifier (Apache-2.0); the tiny profile builds its own.")
+    max_safety_repaints: int = Field(default=2, ge=0, le=5, description="Repaints with another seed before a flagged picture is replaced by a calm placeholder.")
+
     # Performance switches (gpu profile)
+    model_dtype: str | None = Field(default=None, description="auto, float32, bfloat16 or float16; default fp32 on CPU, bf16/fp16 on GPUs by capability.")
     torch_compile: bool = False
     channels_last: bool = True
     fuse_qkv: bool = True
     attention: str = "sdpa"
     offload: bool = False
+
+    # Beyond one machine (unset: the one-machine defaults)
+    database_url: str | None = Field(
+        default=None, description="The job database: default SQLite in FABULA_DATA_DIR; `postgresql+psycopg://user:pass@host/db` for replicas and workers."
+    )
+    broker_url: str | None = Field(
+        default=None, description="Unset: books run inside the web process. `redis://host:6379/0`: books go through Celery to `fabula worker`s."
+    )
+    broker_visibility_timeout_s: float = Field(
+        default=600.0, gt=0, description="A book whose worker died is given to another worker after this many seconds (Redis visibility timeout)."
+    )
+    job_lease_s: float = Field(default=60.0, gt=0, description="How long a worker's hold on a running book lasts without renewal (it renews every third of it).")
+    worker_health_port: int = Field(default=8110, description="`fabula worker` answers /healthz and /metrics on this port (0: off).")
 
     # Web app
     web_host: str = "127.0.0.1"

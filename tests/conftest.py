@@ -62,3 +62,16 @@ def metric_value(metrics_text: str, name: str, **labels: str) -> float:
         if all(f'{key}="{expected}"' in label_text for key, expected in labels.items()):
             total += float(value)
     return total
+
+
+EPUBCHECK_JAR = Path("/usr/share/java/epubcheck.jar")
+
+
+def epubcheck_command() -> list[str] | None:
+    """Debian installs epubcheck as a jar that only runs through java."""
+    import shutil
+
+    if EPUBCHECK_JAR.is_file() and shutil.which("java"):
+        return ["java", "-jar", str(EPUBCHECK_JAR)]
+    found = shutil.which("epubcheck")
+    return [found] if found else None

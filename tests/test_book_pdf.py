@@ -108,7 +108,7 @@ def test_book_has_a_cover_one_page_per_story_page_and_a_qr_page(plain_book: Path
     assert "Maya and the Cat" in folded(page_text(plain_book, 1))
     assert "Maya found a small cat in the garden." in folded(page_text(plain_book, 2))
     last = folded(page_text(plain_book, 5))
-    assert "The End" in last and "Scan to download this book" in last and DOWNLOAD_URL in last
+    assert "The End" in last and "Scan to read this book on a phone" in last and DOWNLOAD_URL in last
 
 
 def test_metadata_names_title_author_subject_language_and_creator(tmp_path: Path) -> None:

@@ -20,7 +20,6 @@ from typing import NamedTuple
 import httpx
 import pytest
 from PIL import Image
-from pydantic import SecretStr
 
 from services.caption.app import create_app, resolve_caption_model
 from services.caption.batching import CaptionBatcher
@@ -223,14 +222,7 @@ def test_huge_body_is_refused_before_it_is_read(small_upload_url: str) -> None:
     assert response.status_code == 200, response.text
 
 
-# --- health, readiness, metrics, request ids, OpenAPI ----------------------------------------------------------------
-
-def test_health_and_readiness_report_the_loaded_model(client: httpx.Client) -> None:
-    assert client.get("/healthz").json()["status"] == "ok"
-    ready = client.get("/readyz")
-    assert ready.status_code == 200
-    assert ready.json() | {"status": "ready", "model": "tiny", "device": "cpu", "dtype": "float32"} == ready.json()
-
+# --- readiness, metrics, OpenAPI (the shared contract is in test_service_kit.py) ----------------------------------------------------------------
 
 def test_readiness_is_503_when_the_model_cannot_load(tmp_path: Path, photo_bytes: bytes) -> None:
     settings = Settings(profile=Profile.cpu, cache_dir=tmp_path / "cache", data_dir=tmp_path / "data",
@@ -256,42 +248,12 @@ def test_metrics_show_request_latency_and_batch_size(client: httpx.Client, photo
     assert metric_value(metrics, "fabula_pipeline_calls_total", service="caption") >= 1
 
 
-def test_request_id_is_echoed_or_made_up(client: httpx.Client) -> None:
-    assert client.get("/healthz", headers={"X-Request-ID": "book-42.caption"}).headers["x-request-id"] == "book-42.caption"
-    assert re.fullmatch(r"[0-9a-f]{32}", client.get("/healthz").headers["x-request-id"])
-
-
 def test_openapi_documents_the_multipart_fields(client: httpx.Client) -> None:
     document = client.get("/openapi.json").json()
     body = document["paths"]["/v1/caption"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
     schema = document["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]] if "$ref" in body else body
     assert {"image", "prompt", "max_new_tokens"} <= set(schema["properties"])
     assert schema["required"] == ["image"]
-
-
-# --- auth -------------------------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def keyed_url(tiny_settings: Settings, caption_model: tuple[str, Path]) -> Iterator[str]:
-    with caption_server(tiny_settings.model_copy(update={"api_key": SecretStr("correct-horse")})) as url:
-        yield url
-
-
-@pytest.mark.parametrize("header", [None, "Bearer wrong-key", "Basic correct-horse"], ids=["no-key", "wrong-key", "wrong-scheme"])
-def test_api_key_is_required_when_set(keyed_url: str, photo_bytes: bytes, header: str | None) -> None:
-    headers = {"Authorization": header} if header else {}
-    response = httpx.post(keyed_url + "/v1/caption", files=upload(photo_bytes), data=FAST, headers=headers)
-    assert response.status_code == 401
-    assert response.json()["error"]["type"] == "authentication_error"
-    assert response.headers["www-authenticate"] == "Bearer"
-
-
-def test_right_api_key_is_accepted_and_health_stays_open(keyed_url: str, photo_bytes: bytes) -> None:
-    response = httpx.post(keyed_url + "/v1/caption", files=upload(photo_bytes), data=FAST,
-                          headers={"Authorization": "Bearer correct-horse"})
-    assert response.status_code == 200, response.text
-    for path in ("/healthz", "/readyz", "/metrics"):
-        assert httpx.get(keyed_url + path).status_code == 200
 
 
 # --- blocked words, batching, disconnects --------------------------------------------------------------------------

@@ -509,3 +509,50 @@ def test_dockerfile_builds_one_image_with_torch_fonts_and_every_package() -> Non
         assert (ROOT / package / "__init__.py").is_file()
     ignored = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines() if not line.startswith("#")]
     assert ".venv" in ignored and ".env" in ignored and "README.md" not in ignored
+
+
+# ---- the command line tells the truth -------------------------------------------------------------------------------
+def _fabula(*args: str, **environment: str) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("FABULA_", "HF_", "TRANSFORMERS_"))}
+    env.update(environment)
+    return subprocess.run([sys.executable, "-m", "webapp.cli", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_models_status_lists_the_profile_named_on_the_command_line(tmp_path: Path) -> None:
+    finished = _fabula("models", "status", "cpu", FABULA_PROFILE="tiny", FABULA_CACHE_DIR=str(tmp_path), HF_HOME=str(tmp_path / "hf"))
+
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert "Models for the cpu profile" in finished.stdout
+    assert "llava-hf/llava-interleave-qwen-0.5b-hf" in finished.stdout and "fabula models pull cpu" in finished.stdout
+    assert "tiny:" not in finished.stdout
+
+
+def test_model_status_finds_the_tiny_refiner_the_illustration_service_built(tmp_path: Path) -> None:
+    from services.illustrate.tiny import build_tiny_sdxl
+    from shared.profiles import tiny_dir
+
+    settings = Settings(profile=Profile.tiny, cache_dir=tmp_path)
+    build_tiny_sdxl(tiny_dir("illustrate", settings))
+    statuses = {status.role: status for status in model_status(settings)}
+
+    assert statuses["illustrate"].state == "present" and statuses["refiner"].state == "present"
+    assert Path(statuses["refiner"].path, "model_index.json").is_file()
+    assert " MB" in statuses["refiner"].describe()
+
+
+def test_doctor_does_not_blame_the_shell_for_the_offline_switch_fabula_sets_itself(tmp_path: Path) -> None:
+    finished = _fabula("doctor", "--profile", "tiny", FABULA_CACHE_DIR=str(tmp_path), HF_HOME=str(tmp_path / "hf"))
+
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert "Fabula serves offline" in finished.stdout
+    assert "is set in this environment" not in finished.stdout
+
+
+def test_doctor_says_when_the_shell_keeps_a_pull_offline(tmp_path: Path) -> None:
+    settings = Settings(profile=Profile.tiny, cache_dir=tmp_path / "cache", data_dir=tmp_path / "data")
+
+    blocked = format_report(doctor_report(settings, gpus=[], environment={"TRANSFORMERS_OFFLINE": "1"}))
+    switched_back_on = doctor_report(settings, gpus=[], environment={"HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "1"})
+
+    assert "TRANSFORMERS_OFFLINE=1 is set in this environment" in blocked and "unset TRANSFORMERS_OFFLINE" in blocked
+    assert switched_back_on.offline is None

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from services.illustrate.engine import GenerationJob, IllustrateEngine, default_sampling
-from services.illustrate.tiny import BASE_FOLDER, REFINER_FOLDER, build_tiny_sdxl
+from services.illustrate.engine import GenerationJob, IllustrateEngine, PaintedImage, default_sampling
+from services.illustrate.tiny import BASE_FOLDER, LIKENESS_FOLDER, REFINER_FOLDER, SAFETY_FOLDER, build_tiny_sdxl
 from shared.profiles import tiny_dir
 from shared.settings import Settings
 
@@ -57,6 +57,7 @@ def test_tiny_build_is_idempotent(tiny_sdxl: Path) -> None:
     assert build_tiny_sdxl(tiny_sdxl) == tiny_sdxl
     assert unet_weights.stat().st_mtime_ns == written
     assert not (tiny_sdxl / REFINER_FOLDER / "text_encoder").exists()
+    assert (tiny_sdxl / LIKENESS_FOLDER / "sdxl_models").is_dir() and (tiny_sdxl / SAFETY_FOLDER / "config.json").is_file()
 
 
 def test_refiner_shares_text_encoder_2_and_vae_with_the_base(engine: IllustrateEngine) -> None:
@@ -78,6 +79,23 @@ def test_generate_returns_each_jobs_images_in_order(engine: IllustrateEngine) ->
     assert all(image.size == (64, 64) for images in results for image in images)
     alone = engine.generate([_job(seed=2)])[0][0]
     assert np.abs(_pixels(alone) - _pixels(results[0][1])).max() <= MAX_PIXEL_DIFFERENCE
+
+
+def test_paint_returns_unflagged_pictures_when_no_checker_is_loaded(engine: IllustrateEngine) -> None:
+    assert engine.safety is None and engine.likeness is None
+    painted = engine.paint([_job(seed=4, count=2)])
+    assert [type(picture) for picture in painted[0]] == [PaintedImage, PaintedImage]
+    assert not any(picture.flagged for picture in painted[0])
+    assert np.array_equal(_pixels(painted[0][1].image), _pixels(engine.generate([_job(seed=4, count=2)])[0][1]))
+
+
+def test_an_engine_without_likeness_weights_refuses_a_reference_in_plain_words(engine: IllustrateEngine) -> None:
+    from PIL import Image
+
+    from shared.errors import ModelUnavailable
+
+    with pytest.raises(ModelUnavailable, match="without likeness"):
+        engine.generate([_job(reference=Image.new("RGB", (32, 32), (90, 90, 90)))])
 
 
 def test_generate_refuses_a_batch_of_mixed_sizes(engine: IllustrateEngine) -> None:

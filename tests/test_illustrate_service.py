@@ -17,15 +17,15 @@ import openai
 import pytest
 import torch
 from PIL import Image
-from pydantic import SecretStr
 
 from services.illustrate.app import create_app, resolve_illustrate_models
-from services.illustrate.batcher import MicroBatcher
+from services.illustrate.batcher import ImageBatcher
 from services.illustrate.engine import GenerationJob, IllustrateEngine
 from shared.errors import ModelUnavailable
 from shared.metrics import ServiceMetrics
 from shared.server_thread import ServerThread
 from shared.settings import Profile, Settings
+from tests.conftest import metric_value
 
 ENDPOINT = "/v1/images/generations"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -43,9 +43,10 @@ def one_torch_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def service_settings(tiny_settings: Settings) -> Settings:
-    return tiny_settings.model_copy(
-        update={"default_inference_steps": 2, "batch_window_ms": 150, "max_images_per_request": 4, "max_prompt_chars": 200}
-    )
+    return tiny_settings.model_copy(update={
+        "default_inference_steps": 2, "batch_window_ms": 150, "max_images_per_request": 4, "max_prompt_chars": 200,
+        "max_upload_bytes": 20_000,
+    })
 
 
 def _start(settings: Settings) -> ServerThread:
@@ -210,20 +211,6 @@ def test_oversized_body_is_refused_before_it_is_read_whole(service: ServerThread
     assert response.json()["error"]["param"] == "body"
 
 
-def test_wrong_api_key_is_refused(service_settings: Settings) -> None:
-    server = _start(service_settings.model_copy(update={"api_key": SecretStr("right-key")}))
-    try:
-        client = openai.OpenAI(base_url=server.url + "/v1", api_key="wrong-key", max_retries=0)
-        with pytest.raises(openai.AuthenticationError) as raised:
-            client.images.generate(prompt="a cat", size="64x64", response_format="b64_json")
-        assert raised.value.status_code == 401
-        assert raised.value.body["type"] == "authentication_error"
-        accepted = openai.OpenAI(base_url=server.url + "/v1", api_key="right-key", max_retries=0)
-        assert len(accepted.images.generate(prompt="a cat", size="64x64", response_format="b64_json").data) == 1
-    finally:
-        server.stop()
-
-
 async def test_disconnected_client_leaves_the_batch_and_service_intact(service: ServerThread) -> None:
     async with httpx.AsyncClient(base_url=service.url, timeout=120) as client:
         request = {"prompt": "a small dog", "size": "64x64"}
@@ -246,7 +233,7 @@ async def test_batcher_merges_compatible_jobs_and_drops_cancelled_ones(engine: I
         return engine.generate(jobs)
 
     metrics = ServiceMetrics("illustrate-test")
-    batcher = MicroBatcher(paint, window_seconds=0.2, max_batch_images=8, metrics=metrics)
+    batcher = ImageBatcher(paint, window_seconds=0.2, max_batch_images=8, metrics=metrics)
     batcher.start()
     try:
         def job(seed: int, width: int) -> GenerationJob:
@@ -266,6 +253,75 @@ async def test_batcher_merges_compatible_jobs_and_drops_cancelled_ones(engine: I
     for batch in calls:
         assert len({job.batch_key for job in batch}) == 1
     assert sorted(job.seed for batch in calls for job in batch) == [1, 3, 4]
+
+
+# --- what one request may cost, and the size left out ------------------------------------------------------------
+
+def test_a_1024_square_on_the_tiny_profile_is_refused_with_the_size_to_ask_for(service: ServerThread) -> None:
+    calls_before = _metric(service, "fabula_pipeline_calls_total")
+    response = _post(service, {"prompt": "a fox reading under a tree", "size": "1024x1024", "num_inference_steps": 30})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["param"] == "size"
+    assert "1024x1024 × 30 steps × 1 image is 31,457,280 pixel-steps" in error["message"]
+    assert "at most 524,288 (FABULA_MAX_PIXEL_STEPS" in error["message"]
+    suggested = re.search(r"Ask for `size` (\d+)x\1 or smaller at 30 steps", error["message"])
+    assert suggested and int(suggested.group(1)) ** 2 * 30 <= 524_288 < (int(suggested.group(1)) + 8) ** 2 * 30
+    assert _metric(service, "fabula_pipeline_calls_total") == calls_before
+    fitting = _post(service, {"prompt": "a fox", "size": f"{suggested.group(1)}x{suggested.group(1)}", "num_inference_steps": 30})
+    assert fitting.status_code == 200, fitting.text
+
+
+def test_the_cost_limit_is_width_height_steps_and_n_together(service: ServerThread) -> None:
+    assert _post(service, {"prompt": "a", "size": "128x128", "num_inference_steps": 8, "n": 4}).status_code == 200
+    over = _post(service, {"prompt": "a", "size": "128x128", "num_inference_steps": 9, "n": 4})
+    assert over.status_code == 400 and "128x128 × 9 steps × 4 images is 589,824 pixel-steps" in over.json()["error"]["message"]
+    settings = Settings(profile=Profile.gpu, max_pixel_steps=None)
+    from services.illustrate.validation import pixel_step_limit
+
+    assert pixel_step_limit(settings) == 1024 * 1024 * 40 * 4
+    assert pixel_step_limit(settings.model_copy(update={"max_pixel_steps": 1000})) == 1000
+
+
+def test_size_left_out_paints_the_tiny_profile_default_of_64(service: ServerThread) -> None:
+    response = _post(service, {"prompt": "a lighthouse", "seed": 5})
+    assert response.status_code == 200, response.text
+    assert _pixels(response.json()["data"][0]["b64_json"]).shape == (64, 64, 3)
+
+
+async def test_a_client_that_leaves_before_its_turn_is_never_painted(service_settings: Settings) -> None:
+    app = create_app(service_settings.model_copy(update={"batch_window_ms": 600_000, "max_batch_size": 2}), device="cpu")
+    with ServerThread(app) as server:
+        assert app.state.holder.wait(timeout=300), app.state.holder.error
+        batcher = app.state.batcher
+        request = {"prompt": "a small dog", "size": "64x64"}
+        async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:
+            leaving = asyncio.create_task(client.post(ENDPOINT, json={**request, "seed": 3}))
+            while batcher.queued < 1:
+                await asyncio.sleep(0.01)
+            leaving.cancel()
+            await asyncio.gather(leaving, return_exceptions=True)
+            while batcher.queued > 0:
+                await asyncio.sleep(0.01)
+            # Two requests fill a call of two at once, so they run without waiting for the window.
+            staying = await asyncio.gather(*(client.post(ENDPOINT, json={**request, "seed": seed}) for seed in (1, 2)))
+            metrics = (await client.get("/metrics")).text
+    assert [response.status_code for response in staying] == [200, 200]
+    assert metric_value(metrics, "fabula_requests_dropped_total", reason="disconnected") == 1
+    assert metric_value(metrics, "fabula_batch_size_sum") == 2
+    assert metric_value(metrics, "fabula_generated_items_total") == 2
+
+
+def test_a_request_past_its_deadline_answers_504_and_is_not_painted(service_settings: Settings) -> None:
+    app = create_app(service_settings.model_copy(update={"batch_window_ms": 600_000, "max_batch_size": 8}), device="cpu")
+    with ServerThread(app) as server:
+        assert app.state.holder.wait(timeout=300), app.state.holder.error
+        response = httpx.post(server.url + ENDPOINT, json={"prompt": "a", "size": "64x64"}, headers={"X-Request-Timeout": "0.2"}, timeout=60)
+        metrics = httpx.get(server.url + "/metrics").text
+    assert response.status_code == 504
+    assert response.json()["error"]["type"] == "deadline_exceeded"
+    assert metric_value(metrics, "fabula_requests_dropped_total", reason="deadline") == 1
+    assert metric_value(metrics, "fabula_pipeline_calls_total") == 0
 
 
 def test_resolve_models_builds_tiny_and_fails_fast_without_weights(service_settings: Settings) -> None:

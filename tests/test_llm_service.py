@@ -12,7 +12,7 @@ from typing import Iterator
 import httpx
 import openai
 import pytest
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.llm.app import create_app
 from services.llm.tiny import build_tiny_chat_model
@@ -349,20 +349,6 @@ def test_abandoned_stream_is_cancelled_and_the_service_keeps_answering(
     after = client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=4, seed=1)
     assert after.choices[0].message.content
     assert httpx.get(llm_url + "/readyz", timeout=10).json()["status"] == "ready"
-
-
-def test_auth_on_refuses_requests_without_the_key(tiny_settings: Settings) -> None:
-    settings = tiny_settings.model_copy(update={"api_key": SecretStr("s3cret")})
-    server = _serve(settings)
-    try:
-        with pytest.raises(openai.AuthenticationError):
-            openai.OpenAI(base_url=server.url + "/v1", api_key="wrong", max_retries=0).models.list()
-        response = httpx.post(server.url + "/v1/chat/completions", json={"messages": MESSAGES}, timeout=30)
-        assert response.status_code == 401
-        keyed = openai.OpenAI(base_url=server.url + "/v1", api_key="s3cret", max_retries=0, timeout=60)
-        assert keyed.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=3).usage.completion_tokens >= 1
-    finally:
-        server.stop()
 
 
 def test_metrics_count_pipeline_calls(llm_url: str, client: openai.OpenAI) -> None:

@@ -68,8 +68,9 @@ def serving(create_app: Callable[..., Any], settings: Settings) -> Iterator[Serv
 
 
 def cpu_settings(root: Path, **models: str) -> Settings:
-    """The cpu profile with its models pointed at local folders, as a user with downloaded weights sets it up."""
-    return Settings(profile=Profile.cpu, cache_dir=root / "cache", data_dir=root / "data", api_key=None, **models)
+    """The cpu profile with its models pointed at local folders, as a user with downloaded weights sets it up
+    (the picture safety classifier is checked in its own tests; its real weights are not here)."""
+    return Settings(profile=Profile.cpu, cache_dir=root / "cache", data_dir=root / "data", api_key=None, safety_checker=False, **models)
 
 
 def upload(image: Image.Image | Path) -> dict:

@@ -63,7 +63,7 @@ async def test_a_real_photo_becomes_a_book_with_cover_pages_and_qr_page(stack: S
         await studio.aclose()
     reader = PdfReader(io.BytesIO(pdf))
     assert len(reader.pages) == 3 + 2
-    assert f"/books/{record.book_token}.pdf" in reader.pages[-1].extract_text().replace("\n", "")
+    assert f"/read/{record.book_token}" in reader.pages[-1].extract_text().replace("\n", "")
     assert seen_pages == {1, 2, 3}
     assert len(record.book_token or "") >= 43  # 256 random bits, URL-safe
 

@@ -13,13 +13,17 @@ from typing import AsyncIterator
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared.http_errors import install_error_handlers
 from shared.metrics import ServiceMetrics
 from shared.request_context import RequestContextMiddleware
 from shared.settings import Profile, Settings
 from webapp.api import WebState, api_router, books_router
+from webapp.api.books import reader_book
+from webapp.public_address import public_address
+from webapp.jobs.safety_metrics import REGISTRY as SAFETY_REGISTRY
+from webapp.reader.routes import reader_router
 from webapp.launcher import InProcessServices
 from webapp.studio import build_studio
 from webapp.ui import mount_ui
@@ -52,7 +56,8 @@ def stop_services(started: list[InProcessServices]) -> None:
 
 def create_web_app(settings: Settings, *, host: str = "127.0.0.1", port: int = 7860, start_services: bool = True) -> FastAPI:
     """The whole web app. With `start_services` on the tiny profile, the three services run in this process."""
-    state = WebState.create(settings, settings.public_url or f"http://{host}:{port}")
+    address = public_address(settings.public_url, host, port)
+    state = WebState.create(settings, address.url, address_warning=address.warning)
     metrics = ServiceMetrics("web")
 
     @asynccontextmanager
@@ -80,6 +85,7 @@ def create_web_app(settings: Settings, *, host: str = "127.0.0.1", port: int = 7
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     app.include_router(api_router(settings))
     app.include_router(books_router)
+    app.include_router(reader_router(lambda token: reader_book(state, token)))
 
     @app.get("/healthz", tags=["health"], summary="The process is alive.")
     async def healthz() -> dict[str, str]:
@@ -92,7 +98,7 @@ def create_web_app(settings: Settings, *, host: str = "127.0.0.1", port: int = 7
 
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics.")
     async def metrics_endpoint() -> Response:
-        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.render() + generate_latest(SAFETY_REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     mount_ui(app, state)
     return app

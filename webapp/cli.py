@@ -11,13 +11,12 @@ import sys
 import time
 from pathlib import Path
 
-from pydantic import ValidationError
 
 from shared.errors import FabulaError
 from shared.logs import configure_logging
 from shared.settings import Profile, Settings
 
-SERVICE_NAMES = ("caption", "illustrate", "llm")
+SERVICE_NAMES = ("caption", "illustrate", "llm", "narrate")
 
 
 AUTO = "auto"
@@ -65,7 +64,21 @@ def _device_ok(device: str) -> str:
 
 
 # ---- serve ------------------------------------------------------------------------------------------------
+# Set before the libraries are imported (they read these once), and inherited by the services `fabula up` starts:
+# no progress bars while weights load, no library advice at start-up, no usage reports. A variable already set wins.
+QUIET_START = {
+    "TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error", "DIFFUSERS_VERBOSITY": "error",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+}
+
+
+def _quiet_start() -> None:
+    for name, value in QUIET_START.items():
+        os.environ.setdefault(name, value)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    _quiet_start()
     import uvicorn
 
     settings = _settings(args)
@@ -73,8 +86,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.service == "web":
         from webapp.app import create_web_app
 
-        app = create_web_app(settings, host=args.host, port=args.port or settings.web_port)
+        from webapp.public_address import public_address
+
         port = args.port or settings.web_port
+        app = create_web_app(settings, host=args.host, port=port)
+        address = public_address(settings.public_url, args.host, port)
+        print(f"Books' QR codes open {address.url}/read/…" + (f"\nNote: {address.warning}" if address.warning else ""), flush=True)
     else:
         from webapp.launcher import SERVICES, check_models, create_service_app
 
@@ -99,24 +116,28 @@ def _devices_for(settings: Settings) -> dict[str, str]:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    _quiet_start()
     import uvicorn
 
     from webapp.app import create_web_app
     from webapp.launcher import ServiceProcesses
+    from webapp.public_address import public_address
 
     settings = _settings(args)
     configure_logging(settings.log_level)
     devices = _devices_for(settings)
-    print(f"Starting the caption, illustrate and llm services ({settings.profile.value} profile: {devices})…", flush=True)
+    print(f"Starting the caption, illustrate, llm and narrate services ({settings.profile.value} profile: {devices})…", flush=True)
     processes = ServiceProcesses(settings, devices=devices, host="127.0.0.1")
     started = time.perf_counter()
     settings = processes.start()
     try:
         port = args.port or settings.web_port
         shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-        app = create_web_app(settings, host=shown_host, port=port, start_services=False)
+        app = create_web_app(settings, host=args.host, port=port, start_services=False)
         print(f"Services ready in {time.perf_counter() - started:.1f} s.", flush=True)
         print(f"Fabula is running at http://{shown_host}:{port}/  (API docs: /docs; Ctrl-C stops everything)", flush=True)
+        address = public_address(settings.public_url, args.host, port)
+        print(f"Books' QR codes open {address.url}/read/…" + (f"\nNote: {address.warning}" if address.warning else ""), flush=True)
         uvicorn.run(app, host=args.host, port=port, log_level="warning")
     finally:
         processes.stop()
@@ -125,7 +146,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 # ---- story ------------------------------------------------------------------------------------------------
 def cmd_story(args: argparse.Namespace) -> int:
-    from webapp.story.options import StoryOptions
+    from shared.errors import InvalidRequest
+    from webapp.api.forms import story_options
 
     settings = _settings(args)
     configure_logging("WARNING")
@@ -133,12 +155,13 @@ def cmd_story(args: argparse.Namespace) -> int:
     if not photo.is_file():
         return _fail(f"no such photo: {photo}")
     try:
-        options = StoryOptions(
-            pages=args.pages, language=args.lang, style=args.style, audience=args.audience, tone=args.tone,
-            idea=args.idea, character_names=[name for name in (args.names or "").split(",") if name.strip()], seed=args.seed,
+        options = story_options(
+            max_pages=settings.max_book_pages, pages=args.pages, language=args.lang, style=args.style, audience=args.audience,
+            tone=args.tone, idea=args.idea, character_names=args.names, seed=args.seed, narrate=args.narrate,
+            reference_strength=args.reference_strength, blocked_words=tuple(settings.blocked_words),
         )
-    except ValidationError as exc:
-        return _fail("; ".join(f"--{'.'.join(str(p) for p in error['loc']) or 'option'}: {error['msg']}" for error in exc.errors()))
+    except InvalidRequest as exc:
+        return _fail(exc.message.replace(f"`{exc.param}`", f"--{(exc.param or 'option').replace('_', '-')}") if exc.param else exc.message)
     return asyncio.run(_story(settings, photo.read_bytes(), options, Path(args.output)))
 
 
@@ -180,8 +203,15 @@ async def _story(settings: Settings, photo: bytes, options: object, output: Path
         shutil.copyfile(studio.artifacts.path(record.id, "book.pdf"), output)
         stages = studio.pipeline.stage_seconds.get(record.id, {})
         print(f"Book written to {output} ({output.stat().st_size:,} bytes) in {time.perf_counter() - started:.1f} s")
+        for name, suffix, what in (("book.epub", ".epub", "EPUB (reads along)"), ("book.m4b", ".m4b", "Audiobook")):
+            if studio.artifacts.exists(record.id, name):
+                shutil.copyfile(studio.artifacts.path(record.id, name), output.with_suffix(suffix))
+                print(f"{what}: {output.with_suffix(suffix)}")
+        note = (studio.store.steps(record.id).get("narration_note") or {}).get("message")
+        if note:
+            print(f"Not read aloud: {note}")
         print("Time per stage: " + ", ".join(f"{stage} {seconds:.2f} s" for stage, seconds in stages.items()))
-        print(f"Download link (served by `fabula serve web`): {public_url.rstrip('/')}/books/{record.book_token}.pdf")
+        print(f"Reader link (served by `fabula serve web`): {public_url.rstrip('/')}/read/{record.book_token}")
         return 0
     finally:
         await studio.aclose()
@@ -220,19 +250,22 @@ def cmd_models(args: argparse.Namespace) -> int:
     from gpu_setup.models import model_status, pull_models
 
     if args.action == "pull":
-        settings = Settings(profile=Profile(args.target))
+        settings = Settings(profile=Profile(args.target or args.profile or Profile.cpu.value))
         pull_models(settings.profile, settings)
         return 0
-    settings = _settings(args)
+    # `fabula models status cpu` asks about the cpu profile; without a profile, the configured one.
+    settings = Settings(profile=Profile(args.target or args.profile)) if args.target or args.profile else Settings()
+    print(f"Models for the {settings.profile.value} profile:")
     for status in model_status(settings):
-        print(status.describe() if hasattr(status, "describe") else status)
+        print("  " + status.describe())
     return 0
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from gpu_setup.doctor import doctor_report, format_report
+    from gpu_setup.doctor import doctor_report, format_report, launch_environment
 
-    print(format_report(doctor_report(_settings(args))))
+    # The shell's own environment: `main` switched the hub client off for this process, not for `fabula models pull`.
+    print(format_report(doctor_report(_settings(args), environment=launch_environment())))
     return 0
 
 
@@ -242,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     profiles = [profile.value for profile in Profile]
     profiles_or_auto = [*profiles, AUTO]
 
-    serve = commands.add_parser("serve", help="Start one service (caption, illustrate, llm) or the web app.")
+    serve = commands.add_parser("serve", help="Start one service (caption, illustrate, llm, narrate) or the web app.")
     serve.add_argument("service", choices=[*SERVICE_NAMES, "web"])
     serve.add_argument("--profile", choices=profiles)
     serve.add_argument("--device", default="cpu", type=_device_ok, help="cpu, cuda or cuda:N (fp16/bf16 on CUDA, fp32 on CPU).")
@@ -266,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     story.add_argument("--idea")
     story.add_argument("--names", help="Character names, comma-separated.")
     story.add_argument("--seed", type=int)
+    story.add_argument("--narrate", action=argparse.BooleanOptionalAction, default=True, help="Read the book aloud (default: on).")
+    story.add_argument("--reference-strength", type=float, help="0–1: how strongly the pictures follow the photo; 0 turns it off.")
     story.add_argument("--profile", choices=profiles_or_auto)
     story.add_argument("-o", "--output", default="book.pdf")
     story.set_defaults(handler=cmd_story)
@@ -277,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="Download real weights (pull) or list what is here (status).")
     models.add_argument("action", choices=["pull", "status"])
-    models.add_argument("target", nargs="?", choices=["cpu", "gpu"], default="cpu")
+    models.add_argument("target", nargs="?", choices=profiles, help="The profile to pull or list (pull: cpu when not given; status: the configured one).")
     models.add_argument("--profile", choices=profiles)
     models.set_defaults(handler=cmd_models)
 

@@ -31,6 +31,7 @@ SERVICES: dict[str, ServiceSpec] = {
     "caption": ServiceSpec("caption", "services.caption.app", "resolve_caption_model", 8101, "caption_url"),
     "illustrate": ServiceSpec("illustrate", "services.illustrate.app", "resolve_illustrate_models", 8102, "illustrate_url"),
     "llm": ServiceSpec("llm", "services.llm.app", "resolve_llm_model", 8103, "llm_url"),
+    "narrate": ServiceSpec("narrate", "services.narrate.app", "resolve_narrate_model", 8104, "narrate_url"),
 }
 
 
@@ -70,9 +71,9 @@ def wait_ready(url: str, *, name: str, timeout_s: float, process: subprocess.Pop
 
 
 class InProcessServices:
-    """The three services on free loopback ports in this process; real HTTP, no subprocesses."""
+    """The model services on free loopback ports in this process; real HTTP, no subprocesses."""
 
-    def __init__(self, settings: Settings, *, device: str = "cpu", names: tuple[str, ...] = ("caption", "illustrate", "llm")) -> None:
+    def __init__(self, settings: Settings, *, device: str = "cpu", names: tuple[str, ...] = tuple(SERVICES)) -> None:
         self.settings = settings
         self.device = device
         self.names = names
@@ -126,7 +127,7 @@ class ServiceProcesses:
             ]
             env = {**os.environ, "HF_HUB_OFFLINE": "1"}
             if self.devices.get(name, "cpu") == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-                # Three CPU services share the cores instead of each claiming all of them.
+                # The CPU services share the cores instead of each claiming all of them.
                 env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 2) // len(SERVICES)))
             self.processes[name] = subprocess.Popen(command, env=env)
             urls[name] = f"http://{self.host if self.host not in ('0.0.0.0', '::') else '127.0.0.1'}:{port}"

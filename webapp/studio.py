@@ -7,10 +7,11 @@ from dataclasses import dataclass
 
 import openai
 
-from shared.clients import CaptionClient, IllustrateClient, RetryPolicy
+from shared.clients import CaptionClient, IllustrateClient, NarrateClient, RetryPolicy
 from shared.settings import Profile, Settings
 from webapp.jobs.artifacts import ArtifactStore
 from webapp.jobs.events import EventBus
+from webapp.jobs.narration import PageNarrator
 from webapp.jobs.pipeline import PipelineConfig, StoryPipeline
 from webapp.jobs.runner import JobRunner
 from webapp.jobs.store import SqliteJobStore
@@ -30,6 +31,7 @@ class Studio:
     events: EventBus
     captioner: CaptionClient
     illustrator: IllustrateClient
+    narrator: NarrateClient
     llm: openai.AsyncOpenAI
     writer: StoryWriter
     pipeline: StoryPipeline
@@ -39,6 +41,7 @@ class Studio:
         await self.runner.shutdown()
         await self.captioner.aclose()
         await self.illustrator.aclose()
+        await self.narrator.aclose()
         await self.llm.close()
         self.store.close()
 
@@ -55,6 +58,7 @@ def build_studio(settings: Settings, *, public_url: str) -> Studio:
     retry = RetryPolicy(attempts=settings.service_retries)
     captioner = CaptionClient(settings.caption_url, api_key=api_key, timeout_s=settings.service_timeout_s, retry=retry)
     illustrator = IllustrateClient(settings.illustrate_url, api_key=api_key, timeout_s=settings.service_timeout_s, retry=retry)
+    narrate = NarrateClient(settings.narrate_url, api_key=api_key, timeout_s=settings.service_timeout_s, retry=retry)
     llm_key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else (api_key or "not-needed")
     llm = openai.AsyncOpenAI(base_url=settings.resolved_llm_base_url, api_key=llm_key, timeout=settings.service_timeout_s, max_retries=settings.service_retries)
     budget = _BUDGET.get(settings.profile, LengthBudget())
@@ -62,7 +66,13 @@ def build_studio(settings: Settings, *, public_url: str) -> Studio:
     store = SqliteJobStore(settings.data_dir / "jobs.sqlite3")
     artifacts = ArtifactStore(settings.data_dir / "artifacts")
     events = EventBus()
-    config = PipelineConfig(public_url=public_url, image_size=settings.book_image_size or _IMAGE_SIZE[settings.profile], image_steps=4 if settings.profile.tiny_pictures else None)
-    pipeline = StoryPipeline(store=store, artifacts=artifacts, events=events, captioner=captioner, illustrator=illustrator, writer=writer, config=config)
+    config = PipelineConfig(
+        public_url=public_url, image_size=settings.book_image_size or _IMAGE_SIZE[settings.profile], image_steps=4 if settings.profile.tiny_pictures else None,
+        reference_strength=settings.reference_strength, max_safety_repaints=settings.max_safety_repaints,
+    )
+    page_narrator = PageNarrator(narrate, store=store, artifacts=artifacts, voice=settings.narrator_voice)
+    pipeline = StoryPipeline(
+        store=store, artifacts=artifacts, events=events, captioner=captioner, illustrator=illustrator, writer=writer, config=config, narrator=page_narrator,
+    )
     runner = JobRunner(pipeline, settings)
-    return Studio(settings, store, artifacts, events, captioner, illustrator, llm, writer, pipeline, runner)
+    return Studio(settings, store, artifacts, events, captioner, illustrator, narrate, llm, writer, pipeline, runner)

@@ -1,7 +1,8 @@
 """The caption service: `POST /v1/caption` (multipart photo in, a storybook description out).
 
-Health, readiness, metrics, auth, request ids and JSON errors come from `shared.service_app`; this module
-adds the route, the model loader and the micro-batcher that shares the model between concurrent requests.
+Health, readiness, metrics, auth, request ids, the body limit and JSON errors come from `shared.service_app`;
+this module adds the route, the model loader and the micro-batcher that shares the model between concurrent
+requests. A request whose client leaves before its turn is dropped; one past its deadline is answered 504.
 
 The route's parameters are annotated without `from __future__ import annotations`: FastAPI must evaluate
 them, and their descriptions use this factory's local settings.
@@ -14,20 +15,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
-from starlette.middleware import Middleware
 
 from services.caption.batching import CaptionBatcher
 from services.caption.engine import DEFAULT_MAX_NEW_TOKENS, DEFAULT_PROMPT, CaptionEngine
 from services.caption.tiny import build_tiny_llava
-from services.caption.uploads import BodyLimitMiddleware, read_upload
+from services.caption.uploads import read_upload, upload_body_limit
 from shared.errors import InvalidRequest, ModelUnavailable
 from shared.images import load_image
 from shared.logs import log_fields
 from shared.metrics import ServiceMetrics
 from shared.model_holder import ModelHolder
 from shared.profiles import TINY, model_id_for, resolve_model_path, tiny_dir
+from shared.request_lifetime import DeadlineDep, cancel_on_disconnect
 from shared.schemas import CaptionResponse, Timings
-from shared.service_app import create_service_app
+from shared.service_app import ServiceSpec, create_service_app
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,9 @@ def resolve_caption_model(settings: Settings) -> tuple[str, Path]:
     return model_id, resolve_model_path(model_id, role=SERVICE, settings=settings)
 
 
+DEFAULT_PORT = 8101
+
+
 def create_app(settings: Settings, *, device: str = "cpu") -> FastAPI:
     metrics = ServiceMetrics(SERVICE)
 
@@ -58,32 +62,30 @@ def create_app(settings: Settings, *, device: str = "cpu") -> FastAPI:
         return CaptionEngine.load(folder, model_id=model_id, device=device, settings=settings)
 
     holder: ModelHolder[CaptionEngine] = ModelHolder(load_engine, name=SERVICE)
+    batcher = CaptionBatcher(
+        holder.require, metrics=metrics, max_batch_size=settings.max_batch_size, window_seconds=settings.batch_window_ms / 1000,
+    )
 
-    async def start_batcher(app: FastAPI) -> None:
-        app.state.batcher = CaptionBatcher(
-            holder.require, metrics=metrics, max_batch_size=settings.max_batch_size,
-            window_seconds=settings.batch_window_ms / 1000,
-        )
-        app.state.batcher.start()
+    async def start_batcher(_: FastAPI) -> None:
+        batcher.start()
 
-    async def stop_batcher(app: FastAPI) -> None:
-        await app.state.batcher.stop()
+    async def stop_batcher(_: FastAPI) -> None:
+        await batcher.stop()
 
-    app = create_service_app(
+    return create_service_app(ServiceSpec(
         name=SERVICE,
         title="Fabula caption service",
         description="Describes a photo in words with a LLaVA model, for the storybook planner.",
-        settings=settings,
+        routers=[caption_router(settings)],
         holder=holder,
         metrics=metrics,
-        routers=[caption_router(settings)],
+        default_port=DEFAULT_PORT,
+        resolver=resolve_caption_model,
+        body_limit=upload_body_limit(settings),
         on_startup=start_batcher,
         on_shutdown=stop_batcher,
-    )
-    # Innermost (after the request-id middleware), so a 413 for an oversized body carries a request id and is
-    # counted in the latency metrics like every other answer.
-    app.user_middleware.append(Middleware(BodyLimitMiddleware, path=ROUTE, max_upload_bytes=settings.max_upload_bytes))
-    return app
+        state={"batcher": batcher},
+    ), settings=settings)
 
 
 def caption_router(settings: Settings) -> APIRouter:
@@ -93,6 +95,7 @@ def caption_router(settings: Settings) -> APIRouter:
     @router.post(ROUTE, response_model=CaptionResponse, summary="Describe a photo in words.")
     async def caption(
         request: Request,
+        deadline: DeadlineDep,
         image: Annotated[UploadFile, File(description="The photo: JPEG, PNG, WebP or GIF (animated: the first frame).")],
         prompt: Annotated[str | None, Form(
             description=f"What to ask about the photo, at most {settings.max_prompt_chars} characters "
@@ -112,7 +115,7 @@ def caption_router(settings: Settings) -> APIRouter:
         )
         engine: CaptionEngine = request.app.state.holder.require()
         engine.check_prompt(question)
-        batched = await request.app.state.batcher.submit(picture, question, tokens)
+        batched = await cancel_on_disconnect(request, request.app.state.batcher.submit(picture, question, tokens, deadline=deadline))
         total_seconds = time.perf_counter() - started
         log_fields(logger, "captioned", new_tokens=batched.result.new_tokens, batch_size=batched.batch_size,
                    queue_seconds=round(batched.queue_seconds, 4), inference_seconds=round(batched.inference_seconds, 4))

@@ -16,6 +16,7 @@ from typing import Any
 from PIL import Image
 
 from services.caption.blocked_words import blocked_token_sequences
+from shared.dtypes import choose_dtype, model_dtype
 from shared.errors import InvalidRequest, ModelUnavailable
 from shared.model_holder import EngineInfo
 from shared.settings import Settings
@@ -45,7 +46,7 @@ def resolve_device(device: str) -> tuple[Any, Any]:
     import torch
 
     if device == "cpu":
-        return torch.device("cpu"), torch.float32
+        return torch.device("cpu"), choose_dtype(device)
     if not device.startswith("cuda"):
         raise ModelUnavailable(f"`--device` must be cpu, cuda or cuda:N, not {device!r}.", param="device")
     if not torch.cuda.is_available():
@@ -57,7 +58,7 @@ def resolve_device(device: str) -> tuple[Any, Any]:
         )
     if target.index is not None:
         torch.cuda.set_device(target)
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    dtype = choose_dtype(device)
     return target, dtype
 
 
@@ -85,7 +86,7 @@ class CaptionEngine:
         import transformers
         from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
-        torch_device, dtype = resolve_device(device)
+        torch_device, dtype = resolve_device(device)[0], model_dtype(device, settings)
         config = AutoConfig.from_pretrained(model_path)
         architecture = ARCHITECTURES.get(config.model_type)
         model_class = getattr(transformers, architecture) if architecture else AutoModelForImageTextToText

@@ -1,7 +1,9 @@
 """The illustration service: `POST /v1/images/generations` in the OpenAI Images API shape, on SDXL base + refiner.
 
 `openai.OpenAI(base_url=<service>/v1).images.generate(...)` works unchanged; Fabula's extras (negative prompt,
-steps, guidance, seed, refiner hand-off, style) travel in `extra_body`. Concurrent requests are micro-batched.
+steps, guidance, seed, refiner hand-off, style) travel in `extra_body`. Concurrent requests are micro-batched;
+one request may cost at most FABULA_MAX_PIXEL_STEPS (width × height × steps × n, a default per profile), so no
+request can hold the model for minutes, and a client that leaves before its turn is dropped unpainted.
 A prompt longer than the text encoders read is still painted, and the response's `warnings` says which words
 were not used.
 """
@@ -14,23 +16,24 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-import torch
 from fastapi import APIRouter, Depends, FastAPI, Request
-from PIL import Image
-from starlette.requests import ClientDisconnect
 
-from services.illustrate.batcher import MicroBatcher
+from services.illustrate.batcher import ImageBatcher, paint_batch
 from services.illustrate.engine import GenerationJob, IllustrateEngine
+from services.illustrate.likeness import LikenessWeights, find_likeness_weights
+from services.illustrate.safety import SafetyChecker, find_safety_checker
 from services.illustrate.tiny import BASE_FOLDER, REFINER_FOLDER, build_tiny_sdxl
-from services.illustrate.validation import build_job, check_limits, max_body_bytes, parse_generation_request
-from shared.errors import InvalidRequest, ModelUnavailable, PayloadTooLarge
+from services.illustrate.validation import build_job, check_cost, check_limits, decode_reference, generation_body_limit, parse_generation_request
+from shared.bodies import read_body
+from shared.errors import ModelUnavailable
 from shared.images import to_b64_png
 from shared.logs import request_id_var
 from shared.metrics import ServiceMetrics
 from shared.model_holder import ModelHolder
 from shared.profiles import TINY, model_id_for, resolve_model_path, tiny_dir
+from shared.request_lifetime import DeadlineDep, cancel_on_disconnect
 from shared.schemas import ImageData, ImageGenerationRequest, ImageGenerationResponse, Timings
-from shared.service_app import create_service_app
+from shared.service_app import ServiceSpec, create_service_app
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -62,55 +65,59 @@ def resolve_illustrate_models(settings: Settings) -> tuple[str, Path, Path | Non
         )
     base_path = resolve_model_path(model_id, role="illustrate", settings=settings)
     refiner_path = resolve_model_path(refiner_id, role="refiner", settings=settings) if refiner_id else None
+    if settings.safety_checker:
+        find_safety_checker(model_id, settings, checker_id=settings.safety_model)  # every picture must pass it: fail at start
     return model_id, base_path, refiner_path
+
+
+def load_engine(settings: Settings, device: str) -> IllustrateEngine:
+    """The painter with its likeness adapter (when its weights are here; else a request with a photo is told why)
+    and its safety classifier (when FABULA_SAFETY_CHECKER is on, as it is by default)."""
+    model_id, base_path, refiner_path = resolve_illustrate_models(settings)
+    try:
+        likeness: LikenessWeights | ModelUnavailable = find_likeness_weights(model_id, settings, adapter_id=settings.likeness_model)
+    except ModelUnavailable as missing:
+        likeness = missing
+    safety = None
+    if settings.safety_checker:
+        safety = SafetyChecker.load(find_safety_checker(model_id, settings, checker_id=settings.safety_model), device=device)
+    return IllustrateEngine.load(base_path, refiner_path, model_id=model_id, device=device, settings=settings, likeness=likeness, safety=safety)
+
+
+DEFAULT_PORT = 8102
 
 
 def create_app(settings: Settings, *, device: str = "cpu") -> FastAPI:
     metrics = ServiceMetrics(SERVICE)
 
-    def load() -> IllustrateEngine:
-        model_id, base_path, refiner_path = resolve_illustrate_models(settings)
-        return IllustrateEngine.load(base_path, refiner_path, model_id=model_id, device=device, settings=settings)
-
-    holder: ModelHolder[IllustrateEngine] = ModelHolder(load, name=SERVICE)
-    batcher = MicroBatcher(
-        lambda jobs: _paint(holder.require(), jobs),
+    holder: ModelHolder[IllustrateEngine] = ModelHolder(lambda: load_engine(settings, device), name=SERVICE)
+    batcher = ImageBatcher(
+        lambda jobs: paint_batch(holder.require(), jobs),
         window_seconds=settings.batch_window_ms / 1000,
         max_batch_images=settings.max_batch_size,
         metrics=metrics,
     )
 
-    async def start_batcher(app: FastAPI) -> None:
+    async def start_batcher(_: FastAPI) -> None:
         batcher.start()
 
-    async def stop_batcher(app: FastAPI) -> None:
+    async def stop_batcher(_: FastAPI) -> None:
         await batcher.stop()
 
-    app = create_service_app(
+    return create_service_app(ServiceSpec(
         name=SERVICE,
         title="Fabula illustrate",
         description="SDXL base + refiner behind the OpenAI Images API (`POST /v1/images/generations`), micro-batched.",
-        settings=settings,
+        routers=[router],
         holder=holder,
         metrics=metrics,
-        routers=[router],
+        default_port=DEFAULT_PORT,
+        resolver=resolve_illustrate_models,
+        body_limit=generation_body_limit(settings),
         on_startup=start_batcher,
         on_shutdown=stop_batcher,
-    )
-    app.state.batcher = batcher
-    return app
-
-
-def _paint(engine: IllustrateEngine, jobs: list[GenerationJob]) -> list[list[Image.Image]]:
-    """One pipeline call; if a batch does not fit in GPU memory, paint its requests one by one instead."""
-    try:
-        return engine.generate(jobs)
-    except torch.cuda.OutOfMemoryError:
-        if len(jobs) == 1:
-            raise
-        logger.warning("batch did not fit in memory; painting its requests one by one", extra={"fields": {"requests": len(jobs)}})
-        torch.cuda.empty_cache()
-        return [engine.generate([job])[0] for job in jobs]
+        state={"batcher": batcher},
+    ), settings=settings)
 
 
 def _settings(request: Request) -> Settings:
@@ -121,7 +128,7 @@ def _holder(request: Request) -> ModelHolder[IllustrateEngine]:
     return request.app.state.holder
 
 
-def _batcher(request: Request) -> MicroBatcher:
+def _batcher(request: Request) -> ImageBatcher:
     return request.app.state.batcher
 
 
@@ -131,7 +138,7 @@ def _metrics(request: Request) -> ServiceMetrics:
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 HolderDep = Annotated[ModelHolder[IllustrateEngine], Depends(_holder)]
-BatcherDep = Annotated[MicroBatcher, Depends(_batcher)]
+BatcherDep = Annotated[ImageBatcher, Depends(_batcher)]
 MetricsDep = Annotated[ServiceMetrics, Depends(_metrics)]
 
 router = APIRouter(tags=["images"])
@@ -153,20 +160,34 @@ _REQUEST_BODY = {
     summary="Paint pictures from a prompt (OpenAI Images API shape, `b64_json` only).",
 )
 async def generate_images(
-    request: Request, settings: SettingsDep, holder: HolderDep, batcher: BatcherDep, metrics: MetricsDep
+    request: Request, deadline: DeadlineDep, settings: SettingsDep, holder: HolderDep, batcher: BatcherDep, metrics: MetricsDep
 ) -> ImageGenerationResponse:
     started = time.perf_counter()
-    body = parse_generation_request(await _read_body(request, max_body_bytes(settings)), settings)
+    # Decode: every limit, the cost included, is checked before the request can reach the model.
+    body = parse_generation_request(await read_body(request, generation_body_limit(settings)), settings)
     size = check_limits(body, settings)
     engine = holder.require()
-    job = build_job(body, size, engine.defaults)
+    reference = decode_reference(body.reference_image, settings)
+    job = build_job(body, size, engine.defaults, reference=reference)
+    if job.likeness_strength > 0:
+        engine.require_likeness()
+    check_cost(job, settings)
     warnings = _window_warnings(engine, job)
-    outcome = await batcher.submit(job)
-    encoded = await asyncio.to_thread(lambda: [to_b64_png(image) for image in outcome.images])
+    # Predict: shared with concurrent requests; dropped if the client leaves before its turn.
+    outcome = await cancel_on_disconnect(request, batcher.submit(job, deadline=deadline))
+    # Encode.
+    encoded = await asyncio.to_thread(lambda: [to_b64_png(painted.image) for painted in outcome.images])
     metrics.generated_items.labels(SERVICE).inc(len(encoded))
+    flags = [painted.flagged for painted in outcome.images]
+    if any(flags):
+        metrics.flagged_items.labels(SERVICE).inc(sum(flags))
+        logger.warning("pictures flagged by the safety classifier were replaced", extra={"fields": {"flagged": sum(flags), "seeds": [s for s, f in zip(job.seeds, flags) if f]}})
     return ImageGenerationResponse(
         created=int(time.time()),
-        data=[ImageData(b64_json=data, revised_prompt=job.prompt, seed=seed) for data, seed in zip(encoded, job.seeds, strict=True)],
+        data=[
+            ImageData(b64_json=data, revised_prompt=job.prompt, seed=seed, flagged=flagged)
+            for data, seed, flagged in zip(encoded, job.seeds, flags, strict=True)
+        ],
         model=engine.model_id,
         timings=Timings(
             queue_seconds=round(outcome.queue_seconds, 4),
@@ -191,21 +212,3 @@ def _window_warnings(engine: IllustrateEngine, job: GenerationJob) -> list[str]:
             }},
         )
     return [overflow.message for overflow in overflows]
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refusing one past `limit` as soon as it is, instead of buffering whatever a client sends."""
-    chunks: list[bytes] = []
-    received = 0
-    try:
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > limit:
-                raise PayloadTooLarge(
-                    f"The request body is over {limit:,} bytes (the limit follows FABULA_MAX_PROMPT_CHARS).", param="body"
-                )
-            chunks.append(chunk)
-    except ClientDisconnect:
-        # Nobody is left to read the answer; this keeps the departure out of the error log.
-        raise InvalidRequest("The client closed the connection before the request body arrived.", param="body") from None
-    return b"".join(chunks)

@@ -4,81 +4,49 @@ The base denoises the first `refiner_start` of the schedule and hands its latent
 finishes the same schedule (`denoising_end` / `denoising_start`); no second img2img pass. The refiner shares
 `text_encoder_2` and `vae` with the base, so they are in memory once. Image i of a request with seed s is
 drawn from its own generator seeded s + i, so a seed gives the same picture alone or inside a batch.
+
+A request may carry a reference photo that the pictures should resemble (`services.illustrate.likeness`: an
+IP-Adapter on the base only), and every decoded picture passes the image safety classifier when one is loaded
+(`services.illustrate.safety`); a flagged picture leaves the engine as a calm placeholder, never as its pixels.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from PIL import Image
 
+from services.illustrate.jobs import (  # noqa: F401 - the engine's public names, re-exported
+    DEFAULT_REFERENCE_STRENGTH,
+    STANDARD_GUIDANCE_SCALE,
+    STANDARD_STEPS,
+    TURBO_GUIDANCE_SCALE,
+    TURBO_STEPS,
+    GenerationDefaults,
+    GenerationJob,
+    PaintedImage,
+    default_sampling,
+)
+from services.illustrate.likeness import Likeness, LikenessWeights, per_picture_pipeline_class
 from services.illustrate.performance import apply_performance_settings
+from services.illustrate.placeholder import calm_placeholder
 from services.illustrate.prompt_window import PromptWindow
+from services.illustrate.safety import SafetyChecker
+from shared.dtypes import model_dtype
+from shared.errors import ModelUnavailable
 from shared.model_holder import EngineInfo
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-TURBO_STEPS = 4
-TURBO_GUIDANCE_SCALE = 0.0
-STANDARD_STEPS = 30
-STANDARD_GUIDANCE_SCALE = 5.0
 WARM_UP_STEPS = 4
 MAX_CACHED_HANDOFFS = 1024
-
-
-@dataclass(frozen=True)
-class GenerationJob:
-    """One request's worth of images; jobs with the same `batch_key` can share a pipeline call."""
-
-    prompt: str
-    negative_prompt: str | None
-    count: int
-    width: int
-    height: int
-    steps: int
-    guidance_scale: float
-    refiner_start: float
-    seed: int
-
-    @property
-    def batch_key(self) -> tuple[int, int, int, float, float, bool]:
-        # A missing negative prompt means zeroed negative embeddings for SDXL base, an empty one does not,
-        # so the two never share a call (that would change the picture a seed gives).
-        return (self.width, self.height, self.steps, self.guidance_scale, self.refiner_start, self.negative_prompt is None)
-
-    @property
-    def seeds(self) -> list[int]:
-        return [self.seed + index for index in range(self.count)]
-
-
-@dataclass(frozen=True)
-class GenerationDefaults:
-    has_refiner: bool
-    steps: int
-    guidance_scale: float
-    refiner_start: float
-    width: int
-    height: int
-
-
-def default_sampling(model_id: str, has_refiner: bool, settings: Settings) -> tuple[int, float]:
-    """Steps and guidance when the request and settings leave them open.
-
-    Adversarially distilled models (SDXL-Turbo) are trained for 1–4 steps without classifier-free guidance;
-    SDXL base wants ~30 guided steps.
-    """
-    turbo = not has_refiner and "turbo" in model_id.lower()
-    steps = settings.default_inference_steps or (TURBO_STEPS if turbo else STANDARD_STEPS)
-    guidance = settings.default_guidance_scale
-    if guidance is None:
-        guidance = TURBO_GUIDANCE_SCALE if turbo else STANDARD_GUIDANCE_SCALE
-    return steps, guidance
+WARM_UP_REFERENCE_GREY = (128, 128, 128)
 
 
 @dataclass
@@ -91,6 +59,9 @@ class IllustrateEngine:
     defaults: GenerationDefaults
     optimisations: list[str] = field(default_factory=list)
     prompt_window: PromptWindow | None = None
+    likeness: Likeness | None = None
+    likeness_unavailable: ModelUnavailable | None = None
+    safety: SafetyChecker | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _handoffs: dict[tuple[int, float], tuple[int, int]] = field(default_factory=dict, repr=False)
 
@@ -105,16 +76,23 @@ class IllustrateEngine:
         settings: Settings,
         compile_backend: str = "inductor",
         compile_dynamic: bool = True,
+        likeness: LikenessWeights | ModelUnavailable | None = None,
+        safety: SafetyChecker | None = None,
     ) -> IllustrateEngine:
         """Load the pipelines, apply the performance settings, and warm up where a first call would be slow.
+
+        `likeness` is the IP-Adapter to attach to the base (`likeness.find_likeness_weights`), or the
+        `ModelUnavailable` that finding it raised: the engine then paints without likeness and answers a request
+        with a reference photo with that error. `safety` checks every picture (`safety.SafetyChecker.load`);
+        None paints without a check, so pass one whenever `settings.safety_checker` is on.
 
         `compile_backend` and `compile_dynamic` go to `torch.compile` when `settings.torch_compile` is on. Dynamic
         shapes (the default) let one compiled graph serve every batch size and picture size, so a batch of a new
         shape does not pay a recompile; "aot_eager" with static shapes traces quickly without generating code.
         """
-        from diffusers import AutoencoderKL, StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
+        from diffusers import AutoencoderKL, StableDiffusionXLImg2ImgPipeline
 
-        dtype = compute_dtype(device)
+        dtype = model_dtype(device, settings, prefer=torch.float16)
         base_path = Path(base_path)
         variant = _variant(base_path / "unet", dtype)
         vae_dtype = dtype
@@ -122,7 +100,7 @@ class IllustrateEngine:
             # The SDXL VAE overflows in fp16: it stays in fp32 (decoding is a small share of the work).
             vae_dtype = torch.float32
         vae = AutoencoderKL.from_pretrained(base_path, subfolder="vae", dtype=vae_dtype, variant=_variant(base_path / "vae", dtype))
-        base = StableDiffusionXLPipeline.from_pretrained(base_path, vae=vae, dtype=dtype, variant=variant, add_watermarker=False)
+        base = per_picture_pipeline_class().from_pretrained(base_path, vae=vae, dtype=dtype, variant=variant, add_watermarker=False)
         refiner = None
         if refiner_path is not None:
             refiner = StableDiffusionXLImg2ImgPipeline.from_pretrained(
@@ -141,6 +119,8 @@ class IllustrateEngine:
         optimisations = apply_performance_settings(
             pipelines, settings=settings, device=device, compile_backend=compile_backend, compile_dynamic=compile_dynamic
         )
+        # After QKV fusion, whose processors would replace the adapter's; before the first (compiled) call.
+        attached = Likeness.attach(base, likeness, device=device) if isinstance(likeness, LikenessWeights) else None
 
         steps, guidance = default_sampling(model_id, refiner is not None, settings)
         native = base.default_sample_size * base.vae_scale_factor
@@ -152,10 +132,13 @@ class IllustrateEngine:
             refiner_start=settings.refiner_start if refiner is not None else 1.0,
             width=native,
             height=native,
+            reference_strength=settings.reference_strength,
         )
         engine = cls(
             base=base, refiner=refiner, model_id=model_id, device=device, dtype=dtype, defaults=defaults,
             optimisations=optimisations, prompt_window=PromptWindow.from_pipelines(pipelines),
+            likeness=attached, likeness_unavailable=likeness if isinstance(likeness, ModelUnavailable) else None,
+            safety=safety,
         )
         logger.info("illustration engine ready to warm up", extra={"fields": engine.info().model_dump()})
         if settings.torch_compile or device.startswith("cuda"):
@@ -178,11 +161,14 @@ class IllustrateEngine:
                 "default_refiner_start": self.defaults.refiner_start,
                 "default_size": f"{self.defaults.width}x{self.defaults.height}",
                 "optimisations": ",".join(self.optimisations),
+                "likeness": self.likeness is not None,
+                "safety_checker": self.safety is not None,
             },
         )
 
     def warm_up(self) -> None:
-        """One small generation at the model's native size, so compilation and kernel selection happen at load."""
+        """One small generation at the model's native size, so compilation and kernel selection happen at load;
+        a second with a reference photo when the adapter is attached (its image tokens take another path)."""
         defaults = self.defaults
         job = GenerationJob(
             prompt="warm-up", negative_prompt=None, count=1, width=defaults.width, height=defaults.height,
@@ -190,30 +176,83 @@ class IllustrateEngine:
             guidance_scale=defaults.guidance_scale, refiner_start=defaults.refiner_start, seed=0,
         )
         self.generate([job])
+        if self.likeness is not None and defaults.reference_strength > 0:
+            grey = Image.new("RGB", (defaults.width, defaults.height), WARM_UP_REFERENCE_GREY)
+            self.generate([replace(job, reference=grey, reference_strength=defaults.reference_strength)])
+
+    def require_likeness(self) -> None:
+        """Raise `ModelUnavailable` unless reference photos can be honoured: call it before queueing such a job."""
+        if self.likeness is None:
+            raise self.likeness_unavailable or ModelUnavailable(
+                "This illustration service was started without likeness (IP-Adapter) weights, so it cannot follow a "
+                "reference photo; send the request without `reference_image`.",
+                param="reference_image",
+            )
 
     def generate(self, batch: list[GenerationJob]) -> list[list[Image.Image]]:
         """Paint every job of `batch` in one pipeline call; returns each job's images in order.
 
-        All jobs must share one `batch_key` (the micro-batcher guarantees it).
+        Pictures the safety classifier flags come back as calm placeholders; `paint` also says which they are.
+        """
+        return [[painted.image for painted in images] for images in self.paint(batch)]
+
+    def paint(self, batch: list[GenerationJob]) -> list[list[PaintedImage]]:
+        """Paint every job of `batch` in one pipeline call; returns each job's pictures, with their safety flags.
+
+        All jobs must share one `batch_key` (the micro-batcher guarantees it). A flagged picture's pixels never
+        leave here: `PaintedImage.image` is then a calm placeholder of the same size. Repainting is the caller's
+        choice (another seed is another picture).
         """
         if not batch:
             return []
         first = batch[0]
         if any(job.batch_key != first.batch_key for job in batch):
-            raise ValueError("a batch must hold jobs with one size, step count, guidance scale and refiner start")
+            raise ValueError(
+                "a batch must hold jobs with one size, step count, guidance scale, refiner start and reference strength"
+            )
+        if first.likeness_strength > 0:
+            self.require_likeness()
         prompts = [job.prompt for job in batch for _ in range(job.count)]
         negatives = None if first.negative_prompt is None else [job.negative_prompt for job in batch for _ in range(job.count)]
         generator_device = self.device if self.device.startswith("cuda") else "cpu"
         generators = [torch.Generator(generator_device).manual_seed(seed) for job in batch for seed in job.seeds]
         with self._lock:
-            latents = self._denoise(first, prompts, negatives, generators)
+            likeness_inputs = self._likeness_inputs(batch)
+            latents = self._denoise(first, prompts, negatives, generators, likeness_inputs)
             images = self._decode(latents)
-        results: list[list[Image.Image]] = []
+            flags = self.safety.check(images) if self.safety is not None else [False] * len(images)
+        painted = [
+            PaintedImage(calm_placeholder(*image.size), flagged=True) if flagged else PaintedImage(image)
+            for image, flagged in zip(images, flags, strict=True)
+        ]
+        if any(flags):
+            logger.warning("the safety classifier flagged pictures; placeholders sent instead", extra={"fields": {
+                "flagged": sum(flags), "pictures": len(flags)}})
+        results: list[list[PaintedImage]] = []
         offset = 0
         for job in batch:
-            results.append(images[offset : offset + job.count])
+            results.append(painted[offset : offset + job.count])
             offset += job.count
         return results
+
+    def _likeness_inputs(self, batch: list[GenerationJob]) -> dict[str, Any]:
+        """The base call's IP-Adapter arguments: its scale set for this call, one image embedding per picture.
+
+        Every call of a base with the adapter attached needs embeddings; at strength 0 they are zeros and the
+        adapter's attention is skipped, so such a call paints what a base without the adapter paints.
+        """
+        if self.likeness is None:
+            return {}
+        first = batch[0]
+        strength = first.likeness_strength
+        self.likeness.set_strength(strength)
+        references = [
+            (job.reference_digest, job.reference) if strength > 0 and job.reference is not None else None
+            for job in batch
+            for _ in range(job.count)
+        ]
+        guided = first.guidance_scale > 1 and self.base.unet.config.time_cond_proj_dim is None
+        return {"ip_adapter_image_embeds": self.likeness.image_embeds(references, guided=guided)}
 
     def handoff_steps(self, steps: int, refiner_start: float) -> tuple[int, int]:
         """How many of `steps` the base and the refiner run, by the same cut-off rule diffusers applies."""
@@ -229,7 +268,10 @@ class IllustrateEngine:
             self._handoffs[key] = (base_steps, len(scheduler.timesteps) - base_steps)
         return self._handoffs[key]
 
-    def _denoise(self, job: GenerationJob, prompts: list[str], negatives: list[str] | None, generators: list[torch.Generator]) -> torch.Tensor:
+    def _denoise(
+        self, job: GenerationJob, prompts: list[str], negatives: list[str] | None, generators: list[torch.Generator],
+        likeness_inputs: dict[str, Any],
+    ) -> torch.Tensor:
         common = {
             "prompt": prompts,
             "negative_prompt": negatives,
@@ -243,8 +285,8 @@ class IllustrateEngine:
             base_steps, refiner_steps = self.handoff_steps(job.steps, job.refiner_start)
             use_refiner = base_steps > 0 and refiner_steps > 0
         if not use_refiner:
-            return self.base(**common, width=job.width, height=job.height).images
-        latents = self.base(**common, width=job.width, height=job.height, denoising_end=job.refiner_start).images
+            return self.base(**common, **likeness_inputs, width=job.width, height=job.height).images
+        latents = self.base(**common, **likeness_inputs, width=job.width, height=job.height, denoising_end=job.refiner_start).images
         return self.refiner(**common, image=latents, denoising_start=job.refiner_start).images
 
     def _decode(self, latents: torch.Tensor) -> list[Image.Image]:
@@ -264,11 +306,6 @@ class IllustrateEngine:
                 decoded = vae.decode(latents[index : index + 1].to(dtype=vae_dtype), return_dict=False)[0]
                 images.extend(self.base.image_processor.postprocess(decoded.float(), output_type="pil"))
         return images
-
-
-def compute_dtype(device: str) -> torch.dtype:
-    """fp16 on a GPU (half the memory, tensor cores); fp32 on a CPU, where fp16 kernels are slow or missing."""
-    return torch.float16 if device.startswith("cuda") else torch.float32
 
 
 def _variant(folder: Path, dtype: torch.dtype) -> str | None:

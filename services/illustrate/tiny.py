@@ -4,7 +4,8 @@ The configs are diffusers' own test components (see docs/models.md). Both pipeli
 `save_pretrained` and loaded back through the same `from_pretrained` path as real checkpoints, so the
 service's hand-off, batching and decoding run for real; only the pictures are noise. The tokenizer reads common
 prompt words as one token each, as CLIP does, so prompt lengths (and the service's window warnings) come out
-roughly as with real weights.
+roughly as with real weights. Beside them sit a tiny IP-Adapter for the base (`tiny_likeness`) and a tiny image
+safety classifier (`tiny_safety`), each in the layout its published counterpart has.
 """
 
 from __future__ import annotations
@@ -38,16 +39,20 @@ VOCABULARY_WORDS = [
     """.split(),
 ]
 CONTRACTIONS = ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d"]  # CLIP splits these off a word and reads each as one token
-# Bump when the tiny models change (here: the vocabulary); a cache folder without this version's marker is rebuilt.
-BUILD_VERSION = 2
+# Bump when the tiny models change (here: the likeness adapter and the safety classifier); a cache folder without
+# this version's marker is rebuilt.
+BUILD_VERSION = 3
 
 BASE_FOLDER = "base"
 REFINER_FOLDER = "refiner"
+LIKENESS_FOLDER = "ip-adapter"
+SAFETY_FOLDER = "safety-checker"
 _MARKER = Path(f"tiny-sdxl-v{BUILD_VERSION}.json")
 
 
 def build_tiny_sdxl(folder: Path) -> Path:
-    """Build the tiny base into `folder/base` and the refiner into `folder/refiner` unless present; returns `folder`.
+    """Build the tiny base into `folder/base`, the refiner into `folder/refiner`, the likeness adapter into
+    `folder/ip-adapter` and the safety classifier into `folder/safety-checker` unless present; returns `folder`.
 
     Built once, atomically (`shared.atomic_build.build_once`). A folder built by an older version of this code
     (no `_MARKER`) is moved aside and deleted first, so the new models take its place.
@@ -72,6 +77,9 @@ def _write_tiny_sdxl(folder: Path) -> None:
     import torch
     from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
 
+    from services.illustrate.tiny_likeness import write_tiny_ip_adapter
+    from services.illustrate.tiny_safety import write_tiny_safety_checker
+
     tokenizer = _clip_tokenizer(folder / ".vocabulary")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
@@ -81,6 +89,8 @@ def _write_tiny_sdxl(folder: Path) -> None:
         base_unet = _unet(cross_attention_dim=64, projection_class_embeddings_input_dim=80)
         # Refiner: the second encoder only (32 wide); time ids with aesthetic score 5 × 8 plus 32 = 72.
         refiner_unet = _unet(cross_attention_dim=32, projection_class_embeddings_input_dim=72)
+        write_tiny_ip_adapter(folder / LIKENESS_FOLDER, base_unet)
+        write_tiny_safety_checker(folder / SAFETY_FOLDER)
 
     base = StableDiffusionXLPipeline(
         vae=vae,

@@ -1,7 +1,8 @@
 """The OpenAI-compatible chat service: `POST /v1/chat/completions` and `GET /v1/models`.
 
-Built in the shared service frame (health, readiness, metrics, auth, request ids, JSON errors). The model
-loads in the background at start-up; until then model routes answer 503 and `/readyz` says why.
+Built in the shared service frame (health, readiness, metrics, auth, request ids, the body limit, JSON errors).
+The model loads in the background at start-up; until then model routes answer 503 and `/readyz` says why. The
+body is read by the shared bounded reader (depth-limited JSON); a client that leaves stops its generation.
 """
 
 from __future__ import annotations
@@ -17,14 +18,18 @@ from fastapi.responses import Response
 from services.llm.engine import FINISH_LENGTH, ChatEngine
 from services.llm.gguf import convert_gguf, gguf_file_for, is_gguf_model_id
 from services.llm.preparation import prepare_generation
-from services.llm.schemas import AssistantMessage, ChatCompletion, ChatCompletionRequest, Choice, ModelCard, ModelList
+from services.llm.schemas import (
+    AssistantMessage, ChatCompletion, ChatCompletionRequest, Choice, ModelCard, ModelList, chat_body_limit,
+)
 from services.llm.streaming import stream_completion, usage_of
 from services.llm.tiny import build_tiny_chat_model
+from shared.bodies import json_body_openapi, read_json_model
 from shared.errors import ModelUnavailable, NotFound
 from shared.metrics import ServiceMetrics
 from shared.model_holder import ModelHolder
 from shared.profiles import TINY, model_id_for, resolve_model_path, tiny_dir
-from shared.service_app import create_service_app
+from shared.request_lifetime import cancel_on_disconnect
+from shared.service_app import ServiceSpec, create_service_app
 from shared.settings import Settings
 
 DESCRIPTION = (
@@ -60,15 +65,18 @@ def build_router() -> APIRouter:
         response_model=ChatCompletion,
         summary="Chat completion (OpenAI shape); `stream: true` answers with server-sent events.",
         responses={200: {"content": {"text/event-stream": {}}}},
+        openapi_extra=json_body_openapi(ChatCompletionRequest),
     )
-    async def chat_completions(body: ChatCompletionRequest, request: Request, engine: EngineDep) -> Response | ChatCompletion:
-        generation = await prepare_generation(body, engine, request.app.state.settings)
+    async def chat_completions(request: Request, engine: EngineDep) -> Response | ChatCompletion:
+        settings: Settings = request.app.state.settings
+        body = await read_json_model(request, ChatCompletionRequest, chat_body_limit(settings))
+        generation = await prepare_generation(body, engine, settings)
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return stream_completion(engine, generation, completion_id=completion_id, created=created, include_usage=include_usage)
-        result = await engine.complete(generation)
+        result = await cancel_on_disconnect(request, engine.complete(generation))
         finish_reason = FINISH_LENGTH if result.finish_reason == FINISH_LENGTH else "stop"
         return ChatCompletion(
             id=completion_id,
@@ -95,6 +103,9 @@ def _card(engine: ChatEngine) -> ModelCard:
     return ModelCard(id=engine.model_id, created=int(engine.loaded_at), max_model_len=engine.context_length)
 
 
+DEFAULT_PORT = 8103
+
+
 def create_app(settings: Settings, *, device: str = "cpu") -> FastAPI:
     metrics = ServiceMetrics("llm")
 
@@ -108,13 +119,15 @@ def create_app(settings: Settings, *, device: str = "cpu") -> FastAPI:
         if holder.engine is not None:
             holder.engine.close()
 
-    return create_service_app(
+    return create_service_app(ServiceSpec(
         name="llm",
         title="Fabula LLM",
         description=DESCRIPTION,
-        settings=settings,
+        routers=[build_router()],
         holder=holder,
         metrics=metrics,
-        routers=[build_router()],
+        default_port=DEFAULT_PORT,
+        resolver=resolve_llm_model,
+        body_limit=chat_body_limit(settings),
         on_shutdown=close_engine,
-    )
+    ), settings=settings)

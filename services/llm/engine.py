@@ -24,6 +24,7 @@ import torch
 from services.llm.constrained import GrammarLibrary, JsonConstraint
 from services.llm.decoding import IncrementalDecoder, StopSequences, sample_token
 from services.llm.matcher import GrammarMatcher
+from shared.dtypes import model_dtype
 from shared.errors import InvalidRequest, ModelUnavailable
 from shared.logs import log_fields
 from shared.metrics import ServiceMetrics
@@ -87,10 +88,10 @@ class ChatEngine:
     def load(
         cls, model_path: Path, *, model_id: str, device: str, settings: Settings, metrics: ServiceMetrics | None = None
     ) -> "ChatEngine":
-        """Load weights and tokenizer from a local folder: fp32 on CPU, bf16 on CUDA."""
+        """Load weights and tokenizer from a local folder, in the dtype `shared.dtypes` chooses for the device."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        dtype = model_dtype(device, settings)
         tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
         if not getattr(tokenizer, "chat_template", None):
             raise ModelUnavailable(

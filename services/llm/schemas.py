@@ -10,6 +10,21 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shared.bodies import BodyLimit
+from shared.settings import Settings
+
+# A message character is at most 12 bytes of JSON (an escaped surrogate pair); the rest (a JSON schema for
+# `response_format`, the other fields) fits in the overhead.
+_BYTES_PER_MESSAGE_CHARACTER = 12
+_BODY_OVERHEAD_BYTES = 256 * 1024
+
+
+def chat_body_limit(settings: Settings) -> BodyLimit:
+    """The most a chat request body may be: every message at FABULA_MAX_CHAT_MESSAGES_CHARS, plus the rest."""
+    limit = settings.max_chat_messages_chars * _BYTES_PER_MESSAGE_CHARACTER + _BODY_OVERHEAD_BYTES
+    return BodyLimit(max_bytes=limit, param="body", rule=f"the limit is {limit:,} bytes (it follows FABULA_MAX_CHAT_MESSAGES_CHARS)")
+
+
 Role = Literal["system", "developer", "user", "assistant"]
 
 

@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 from services.llm.engine import FINISH_CANCELLED, ChatEngine, GenerationRequest, GenerationResult
 from services.llm.schemas import ChatCompletionChunk, ChunkChoice, ChunkDelta, Usage
 from shared.errors import FabulaError
+from shared.http_errors import internal_error
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def stream_completion(
             return
         except Exception:  # noqa: BLE001 - the status line is already sent; tell the client in-band
             logger.exception("chat stream failed")
-            yield _event({"error": {"type": "internal_error", "message": "The generation failed; the details were logged.", "param": None}})
+            yield _event(internal_error().to_body())
             return
         if result is None or result.finish_reason == FINISH_CANCELLED:
             return

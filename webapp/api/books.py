@@ -1,39 +1,123 @@
-"""The public book link (the QR code's target): open to anyone holding the unguessable 256-bit token."""
+"""The public book links, open to anyone holding the unguessable 256-bit token: the phone reader (the QR code's
+target), the PDF, the EPUB, the audiobook, and the pictures and page audio the reader loads."""
 
 from __future__ import annotations
 
 import re
 import time
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
 from shared.errors import NotFound
-from webapp.api.views import book_filename
+from webapp.api.views import book_filename, load_story
+from webapp.jobs.book_assembly import AUDIOBOOK, EPUB, PDF
+from webapp.jobs.book_links import BookLinks
+from webapp.jobs.models import JobRecord
+from webapp.reader.model import ReaderBook, ReaderPage
+from webapp.jobs.narration import narrations
+from webapp.studio import Studio
+
+if TYPE_CHECKING:
+    from webapp.api.state import WebState
 
 router = APIRouter(tags=["books"])
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+_FILE = re.compile(r"^(?:cover|page-\d{2})\.png$|^(?:title|page-\d{2})\.mp3$")
 _GONE = "There is no book at this link: it was deleted, has expired, or the link is mistyped."
+_FORMATS = {
+    PDF: ("application/pdf", ".pdf"),
+    EPUB: ("application/epub+zip", ".epub"),
+    AUDIOBOOK: ("audio/mp4", ".m4b"),
+}
+_HEADERS = {"Cache-Control": "no-cache", "X-Robots-Tag": "noindex"}
 
 
-@router.get(
-    "/books/{token}.pdf",
-    summary="Download a finished book (PDF).",
-    response_class=FileResponse,
-    responses={200: {"content": {"application/pdf": {}}}, 404: {"description": "Unknown, deleted or expired link."}},
-)
-async def download_book(token: str, request: Request) -> FileResponse:
-    studio = request.app.state.web.require_studio()
+def _bound_record(request: Request, token: str) -> JobRecord | None:
+    return _find(request.app.state.web.require_studio(), token)
+
+
+def _find(studio: Studio, token: str) -> JobRecord | None:
     record = studio.store.find_by_token(token) if _TOKEN.match(token) else None
     if record is None or (record.book_expires_at is not None and record.book_expires_at < time.time()):
+        return None
+    return record
+
+
+def _download(request: Request, token: str, name: str) -> FileResponse:
+    record = _bound_record(request, token)
+    if record is None:
         raise NotFound(_GONE, param="token")
-    path = studio.artifacts.path(record.id, "book.pdf")
+    studio = request.app.state.web.require_studio()
+    path = studio.artifacts.path(record.id, name)
     if not path.is_file():
-        raise NotFound("This book is not bound yet; try again when it is finished.", param="token")
+        missing = "This book has no audiobook: it was not read aloud." if name == AUDIOBOOK else "This book is not bound yet; try again when it is finished."
+        raise NotFound(missing, param="token")
     steps = studio.store.steps(record.id)
     title = (steps.get("translation") or {}).get("title") or (steps.get("plan") or {}).get("title")
+    media_type, suffix = _FORMATS[name]
     return FileResponse(
-        path, media_type="application/pdf", filename=book_filename(title), content_disposition_type="inline",
-        headers={"Cache-Control": "no-cache", "X-Robots-Tag": "noindex"},
+        path, media_type=media_type, filename=book_filename(title).removesuffix(".pdf") + suffix,
+        content_disposition_type="inline" if name == PDF else "attachment", headers=_HEADERS,
+    )
+
+
+@router.get("/books/{token}.pdf", summary="Download a finished book (PDF).", response_class=FileResponse,
+            responses={200: {"content": {"application/pdf": {}}}, 404: {"description": "Unknown, deleted or expired link."}})
+async def download_book(token: str, request: Request) -> FileResponse:
+    return _download(request, token, PDF)
+
+
+@router.get("/books/{token}.epub", summary="Download a finished book (EPUB 3; reads along where narrated).", response_class=FileResponse,
+            responses={200: {"content": {"application/epub+zip": {}}}, 404: {"description": "Unknown, deleted or expired link."}})
+async def download_epub(token: str, request: Request) -> FileResponse:
+    return _download(request, token, EPUB)
+
+
+@router.get("/books/{token}.m4b", summary="Download the audiobook (M4B, a chapter per page).", response_class=FileResponse,
+            responses={200: {"content": {"audio/mp4": {}}}, 404: {"description": "Unknown link, or a book that was not read aloud."}})
+async def download_audiobook(token: str, request: Request) -> FileResponse:
+    return _download(request, token, AUDIOBOOK)
+
+
+@router.get("/books/{token}/{name}", summary="A bound book's picture (PNG) or page audio (MP3), as the reader loads them.",
+            response_class=FileResponse, responses={404: {"description": "Unknown link or file."}})
+async def book_file(token: str, name: str, request: Request) -> FileResponse:
+    record = _bound_record(request, token) if _FILE.match(name) else None
+    studio = request.app.state.web.require_studio()
+    if record is None or not studio.artifacts.exists(record.id, PDF) or not studio.artifacts.exists(record.id, name):
+        raise NotFound(_GONE, param="token")
+    media_type = "image/png" if name.endswith(".png") else "audio/mpeg"
+    return FileResponse(studio.artifacts.path(record.id, name), media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
+
+
+def reader_book(state: WebState, token: str) -> ReaderBook | None:
+    """The reader's view of a bound book, or None for an unknown, expired or unbound link."""
+    studio = state.require_studio()
+    record = _find(studio, token)
+    if record is None or not studio.artifacts.exists(record.id, PDF):
+        return None
+    content = load_story(studio, record, state.public_url)
+    links = BookLinks("", token)
+    spoken = narrations(studio.store, record.id)
+    pages = [
+        ReaderPage(
+            number=page.number, text=page.text,
+            image_url=links.file(page.image_path.name) if page.image_path else None,
+            audio_url=links.file(page.audio_name) if page.audio_name else None,
+            sentences=spoken[page.number].sentences if page.number in spoken else [],
+        )
+        for page in content.pages
+    ]
+    if not pages:
+        return None
+    return ReaderBook(
+        token=token, title=content.title or "", language=str(record.options.get("language", "en")),
+        author=(record.options.get("brand") or {}).get("name") or "Fabula",
+        cover_url=links.file(content.cover_path.name) if content.cover_path else None, pages=pages, pdf_url=links.pdf,
+        epub_url=links.epub if content.epub_link else None, audiobook_url=links.audiobook if content.audiobook_link else None,
+        expires_at=datetime.fromtimestamp(record.book_expires_at, timezone.utc) if record.book_expires_at else None,
     )

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from shared.blocked_words import refuse_blocked
 from shared.errors import InvalidRequest
 from webapp.story.options import StoryOptions
 
@@ -56,6 +57,9 @@ def story_options(
     character_names: str | list[str] | None = None,
     bilingual: bool | None = None,
     seed: int | None = None,
+    narrate: bool | None = None,
+    reference_strength: float | None = None,
+    blocked_words: tuple[str, ...] = (),
     brand_name: str | None = None,
     brand_voice: str | None = None,
     brand_message: str | None = None,
@@ -73,7 +77,7 @@ def story_options(
     fields: dict[str, Any] = {
         "pages": pages, "language": _blank_to_none(language), "style": _blank_to_none(style), "audience": _blank_to_none(audience),
         "tone": _blank_to_none(tone), "idea": _blank_to_none(idea), "bilingual": bilingual, "seed": seed,
-        "character_names": split_names(character_names),
+        "narrate": narrate, "reference_strength": reference_strength, "character_names": split_names(character_names),
     }
     fields = {key: value for key, value in fields.items() if value is not None}
     if brand_values:
@@ -87,6 +91,8 @@ def story_options(
         raise InvalidRequest(message, param=param) from None
     if options.pages > max_pages:
         raise InvalidRequest(f"`pages`: this server makes books of at most {max_pages} pages (FABULA_MAX_BOOK_PAGES), not {options.pages}.", param="pages")
+    for field, text in options.reader_texts().items():
+        refuse_blocked(text, field, blocked_words)
     return options
 
 

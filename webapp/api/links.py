@@ -6,7 +6,7 @@ from pathlib import Path
 
 from webapp.api.schemas import PageView, StoryAccepted, StoryLinks, StoryView
 from webapp.api.views import StoryContent, file_version, load_story
-from webapp.jobs.book_assembly import book_url
+from webapp.jobs.book_links import BookLinks
 from webapp.jobs.models import JobRecord
 from webapp.jobs.pipeline import COVER, image_name
 from webapp.studio import Studio
@@ -20,7 +20,8 @@ def story_path(story_id: str) -> str:
 
 def story_links(record: JobRecord, public_url: str) -> StoryLinks:
     base = story_path(record.id)
-    return StoryLinks(self_url=base, events=f"{base}/events", book=book_url(public_url, record.book_token or ""))
+    links = BookLinks(public_url, record.book_token or "")
+    return StoryLinks(self_url=base, events=f"{base}/events", book=links.pdf, reader=links.reader)
 
 
 def image_url(story_id: str, page: int, version: int) -> str:
@@ -43,7 +44,11 @@ def story_view(studio: Studio, record: JobRecord, public_url: str) -> StoryView:
         return image_url(record.id, page, version) if version is not None else None
 
     pages = [
-        PageView(number=page.number, text=page.text, original_text=page.original_text, image_url=picture(page.number, page.image_path))
+        PageView(
+            number=page.number, text=page.text, original_text=page.original_text, image_url=picture(page.number, page.image_path),
+            audio_url=BookLinks(public_url, record.book_token).file(page.audio_name) if page.audio_name and content.reader_link and record.book_token else None,
+            replaced=page.replaced,
+        )
         for page in content.pages
     ]
     cover = picture(COVER, content.cover_path)
@@ -52,5 +57,6 @@ def story_view(studio: Studio, record: JobRecord, public_url: str) -> StoryView:
         error=record.error, error_type=record.error_type, title=content.title, original_title=content.original_title,
         language=str(record.options.get("language", "en")), options=record.options, created_at=record.created_at,
         updated_at=record.updated_at, parent_id=record.parent_id, book_version=record.book_version, cover_url=cover,
-        book_url=content.book_link, pages=pages, links=story_links(record, public_url),
+        book_url=content.book_link, reader_url=content.reader_link, epub_url=content.epub_link, audiobook_url=content.audiobook_link,
+        narration_note=content.narration_note, pages=pages, links=story_links(record, public_url),
     )

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends
 
 from shared.auth import bearer_guard
 from shared.settings import Settings
-from webapp.api import books, edits, options, sse, stories
+from webapp.api import books, edits, options, reports, sse, stories
 from webapp.api.links import API_PREFIX
 
 books_router = books.router
@@ -19,4 +19,5 @@ def api_router(settings: Settings) -> APIRouter:
     router.include_router(sse.router)
     router.include_router(edits.router)
     router.include_router(options.router)
+    router.include_router(reports.router)
     return router

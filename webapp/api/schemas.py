@@ -15,6 +15,7 @@ class StoryLinks(BaseModel):
     self_url: str = Field(serialization_alias="self", description="This story.")
     events: str = Field(description="Server-sent progress events.")
     book: str = Field(description="The PDF's public link (it answers 404 until the book is bound).")
+    reader: str = Field(description="The phone reader, the QR code's target (404 until the book is bound).")
 
 
 class StoryAccepted(BaseModel):
@@ -31,6 +32,8 @@ class PageView(BaseModel):
     text: str = Field(description="The page's text in the book's language.")
     original_text: str = Field(description="The English text the story was written in.")
     image_url: str | None = Field(default=None, description="The page's picture, once painted.")
+    audio_url: str | None = Field(default=None, description="The page read aloud (MP3), once narrated and bound.")
+    replaced: bool = Field(default=False, description="The picture was flagged by the safety classifier on every try and shows a calm placeholder.")
 
 
 class StoryView(BaseModel):
@@ -51,6 +54,10 @@ class StoryView(BaseModel):
     book_version: int = 0
     cover_url: str | None = None
     book_url: str | None = Field(default=None, description="The PDF's public link, once the book is bound.")
+    reader_url: str | None = Field(default=None, description="The phone reader (pictures, text, read aloud), once the book is bound.")
+    epub_url: str | None = Field(default=None, description="The EPUB 3 (reads along with the narration), once the book is bound.")
+    audiobook_url: str | None = Field(default=None, description="The audiobook (M4B, a chapter per page), once a narrated book is bound.")
+    narration_note: str | None = Field(default=None, description="Why the book has no voice, when it could not be read aloud.")
     pages: list[PageView] = Field(default_factory=list)
     links: StoryLinks
 
@@ -99,3 +106,27 @@ class OptionsView(BaseModel):
     audiences: list[AudienceOption]
     limits: Limits
     defaults: dict
+
+
+class ReportBody(BaseModel):
+    what: Literal["picture", "text"] = Field(default="picture", description="What is wrong: the picture (painted again) or the text (written again).")
+    reason: str = Field(min_length=1, max_length=500, description="What is wrong with the page, in your words.")
+
+
+class ReportView(BaseModel):
+    id: str
+    story_id: str
+    page: int
+    what: str
+    reason: str
+    action: str = Field(description="What was done: repainted, rewritten, or kept (the book was still being made).")
+    created_at: float
+
+
+class ReportAccepted(BaseModel):
+    report: ReportView
+    story: StoryAccepted
+
+
+class ReportList(BaseModel):
+    reports: list[ReportView]

@@ -20,10 +20,13 @@ class WebState:
     public_url: str
     limiter: RateLimiter
     studio: Studio | None = field(default=None)
+    address_warning: str | None = None  # why a phone cannot open the books' QR codes, when it cannot
 
     @classmethod
-    def create(cls, settings: Settings, public_url: str) -> "WebState":
-        return cls(settings=settings, public_url=public_url.rstrip("/"), limiter=RateLimiter(settings.rate_limit_per_minute))
+    def create(cls, settings: Settings, public_url: str, *, address_warning: str | None = None) -> "WebState":
+        return cls(
+            settings=settings, public_url=public_url.rstrip("/"), limiter=RateLimiter(settings.rate_limit_per_minute), address_warning=address_warning,
+        )
 
     def require_studio(self) -> Studio:
         if self.studio is None:

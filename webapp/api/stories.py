@@ -52,6 +52,10 @@ async def create_story(
     character_names: Annotated[str | None, Form(description="Character names, comma-separated.")] = None,
     bilingual: Annotated[bool | None, Form(description="Print the English text under the translation.")] = None,
     seed: Annotated[int | None, Form(description="One seed for the whole book's pictures.")] = None,
+    narrate: Annotated[bool | None, Form(description="Read the book aloud (default true): reader, EPUB and audiobook get a voice.")] = None,
+    reference_strength: Annotated[
+        float | None, Form(description="0–1: how strongly the pictures follow the photo's people and pets; 0 turns it off.")
+    ] = None,
     brand_name: Annotated[str | None, Form()] = None,
     brand_voice: Annotated[str | None, Form()] = None,
     brand_message: Annotated[str | None, Form(description="A message or product to weave into the story.")] = None,
@@ -64,7 +68,8 @@ async def create_story(
     settings = state.settings
     options = story_options(
         max_pages=settings.max_book_pages, pages=pages, language=language, style=style, audience=audience, tone=tone,
-        idea=idea, character_names=character_names, bilingual=bilingual, seed=seed, brand_name=brand_name,
+        idea=idea, character_names=character_names, bilingual=bilingual, seed=seed, narrate=narrate,
+        reference_strength=reference_strength, blocked_words=tuple(settings.blocked_words), brand_name=brand_name,
         brand_voice=brand_voice, brand_message=brand_message, brand_primary_color=brand_primary_color,
         brand_secondary_color=brand_secondary_color, brand_cta_url=brand_cta_url, brand_cta_text=brand_cta_text,
     )

@@ -9,8 +9,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from webapp.jobs.book_assembly import book_url
+from webapp.jobs.book_assembly import AUDIOBOOK, EPUB, PDF
+from webapp.jobs.book_links import BookLinks
 from webapp.jobs.models import JobEvent, JobRecord, JobStatus, Stage
+from webapp.jobs.narration import narrations
 from webapp.jobs.pipeline import COVER, image_name
 from webapp.studio import Studio
 
@@ -22,6 +24,7 @@ STAGE_MESSAGES = {
     Stage.plan: "Writing the story…",
     Stage.illustrate: "Painting the pictures…",
     Stage.translate: "Translating…",
+    Stage.narrate: "Reading the book aloud…",
     Stage.book: "Binding the book…",
     Stage.done: "Your book is ready.",
 }
@@ -33,6 +36,8 @@ class PageContent:
     text: str
     original_text: str
     image_path: Path | None
+    audio_name: str | None = None
+    replaced: bool = False  # the picture was flagged on every try and shows a calm placeholder
 
 
 @dataclass
@@ -43,6 +48,10 @@ class StoryContent:
     cover_path: Path | None = None
     book_path: Path | None = None
     book_link: str | None = None
+    reader_link: str | None = None
+    epub_link: str | None = None
+    audiobook_link: str | None = None
+    narration_note: str | None = None
     pages: list[PageContent] = field(default_factory=list)
 
 
@@ -82,10 +91,18 @@ def load_story(studio: Studio, record: JobRecord, public_url: str) -> StoryConte
             original = (steps.get(f"text:{index}") or {}).get("text", "")
             text = (steps.get(f"translation:{index}") or {}).get("text") or original
             content.pages.append(PageContent(index, text, original, _existing(artifacts.path(record.id, image_name(index)))))
+    spoken = narrations(studio.store, record.id)
+    for page in content.pages:
+        page.audio_name = spoken[page.number].audio_name if page.number in spoken else None
+        page.replaced = bool((steps.get(f"image:{page.number}") or {}).get("flagged"))
+    content.narration_note = (steps.get("narration_note") or {}).get("message")
     content.cover_path = _existing(artifacts.path(record.id, image_name(COVER)))
-    content.book_path = _existing(artifacts.path(record.id, "book.pdf"))
+    content.book_path = _existing(artifacts.path(record.id, PDF))
     if content.book_path and record.book_token:
-        content.book_link = book_url(public_url, record.book_token)
+        links = BookLinks(public_url, record.book_token)
+        content.book_link, content.reader_link = links.pdf, links.reader
+        content.epub_link = links.epub if artifacts.exists(record.id, EPUB) else None
+        content.audiobook_link = links.audiobook if artifacts.exists(record.id, AUDIOBOOK) else None
     return content
 
 

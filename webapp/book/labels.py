@@ -1,4 +1,4 @@
-"""The few words the book prints itself ("The End", "Scan to download this book"), in the book's language.
+"""The few words the book prints itself ("The End", "Scan to read this book on a phone"), in the book's language.
 
 Languages not listed get English.
 """
@@ -14,25 +14,25 @@ THE_END = {
     "th": "จบ", "vi": "Hết", "id": "Tamat", "zh": "完", "ja": "おしまい", "ko": "끝",
 }
 
-SCAN_TO_DOWNLOAD = {
-    "en": "Scan to download this book",
-    "es": "Escanea para descargar este libro",
-    "fr": "Scannez pour télécharger ce livre",
-    "de": "Scannen, um dieses Buch herunterzuladen",
-    "it": "Inquadra per scaricare questo libro",
-    "pt": "Escaneie para baixar este livro",
-    "nl": "Scan om dit boek te downloaden",
-    "ru": "Отсканируйте, чтобы скачать эту книгу",
-    "uk": "Скануйте, щоб завантажити цю книжку",
-    "el": "Σαρώστε για να κατεβάσετε αυτό το βιβλίο",
-    "tr": "Bu kitabı indirmek için tarayın",
-    "ar": "امسح الرمز لتنزيل هذا الكتاب",
-    "he": "סרקו כדי להוריד את הספר",
-    "hi": "यह किताब डाउनलोड करने के लिए स्कैन करें",
-    "th": "สแกนเพื่อดาวน์โหลดหนังสือเล่มนี้",
-    "zh": "扫码下载这本书",
-    "ja": "スキャンしてこの本をダウンロード",
-    "ko": "스캔해서 이 책을 내려받으세요",
+SCAN_TO_READ = {
+    "en": "Scan to read this book on a phone",
+    "es": "Escanea para leer este libro en el móvil",
+    "fr": "Scannez pour lire ce livre sur un téléphone",
+    "de": "Scannen, um dieses Buch auf dem Handy zu lesen",
+    "it": "Inquadra per leggere questo libro sul telefono",
+    "pt": "Escaneie para ler este livro no celular",
+    "nl": "Scan om dit boek op een telefoon te lezen",
+    "ru": "Отсканируйте, чтобы читать эту книгу на телефоне",
+    "uk": "Скануйте, щоб читати цю книжку на телефоні",
+    "el": "Σαρώστε για να διαβάσετε αυτό το βιβλίο στο κινητό",
+    "tr": "Bu kitabı telefonda okumak için tarayın",
+    "ar": "امسح الرمز لقراءة هذا الكتاب على الهاتف",
+    "he": "סרקו כדי לקרוא את הספר בטלפון",
+    "hi": "यह किताब फ़ोन पर पढ़ने के लिए स्कैन करें",
+    "th": "สแกนเพื่ออ่านหนังสือเล่มนี้บนโทรศัพท์",
+    "zh": "扫码在手机上阅读这本书",
+    "ja": "スキャンしてスマホでこの本を読む",
+    "ko": "스캔해서 휴대폰으로 이 책을 읽으세요",
 }
 
 
@@ -40,5 +40,5 @@ def the_end(language: str) -> str:
     return THE_END.get(primary_language(language), THE_END["en"])
 
 
-def scan_to_download(language: str) -> str:
-    return SCAN_TO_DOWNLOAD.get(primary_language(language), SCAN_TO_DOWNLOAD["en"])
+def scan_to_read(language: str) -> str:
+    return SCAN_TO_READ.get(primary_language(language), SCAN_TO_READ["en"])

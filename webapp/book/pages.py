@@ -15,7 +15,7 @@ from reportlab.pdfgen.canvas import FILL_NON_ZERO, Canvas
 from webapp.book.content import BookBrand, BookContent, BookPage
 from webapp.book.fonts import FontLibrary
 from webapp.book.images import BookImage
-from webapp.book.labels import scan_to_download, the_end
+from webapp.book.labels import scan_to_read, the_end
 from webapp.book.layout import TextSetter, draw_block, fit_block
 from webapp.book.qr import qr_modules
 from webapp.book.theme import Theme, contrast
@@ -183,7 +183,7 @@ def draw_last_page(context: PageContext, content: BookContent, logo: BookImage |
 
     draw_qr(canvas, content.download_url, x=(PAGE_WIDTH - QR_SIZE) / 2, y=top - QR_SIZE, size=QR_SIZE)
     top -= QR_SIZE + 8
-    caption = TextSetter(library, size=13, language=context.language).block(scan_to_download(context.language), width=TEXT_WIDTH)
+    caption = TextSetter(library, size=13, language=context.language).block(scan_to_read(context.language), width=TEXT_WIDTH)
     draw_block(canvas, caption, x=MARGIN, top=top, width=TEXT_WIDTH, color=theme.ink, align="center")
     top -= caption.height
     link = fit_block(library, content.download_url, width=TEXT_WIDTH, height=0.5 * inch, max_size=10, min_size=7, language=None)

@@ -9,7 +9,6 @@ never parsed as markup.
 from __future__ import annotations
 
 import io
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -19,13 +18,12 @@ from reportlab.pdfgen.canvas import Canvas
 from webapp.book.content import BookContent
 from webapp.book.fonts import FontLibrary, default_font_library
 from webapp.book.images import decode_logo, decode_picture
+from webapp.book.render_lock import RENDER_LOCK
 from webapp.book.pages import CREATOR, PAGE_SIZE, PageContext, draw_cover, draw_last_page, draw_story_page
 from webapp.book.scripts import clean_text
 from webapp.book.text_shaping import is_right_to_left_language
 from webapp.book.theme import theme_for
 
-# reportlab keeps fonts and HarfBuzz glyph tables in process-wide state; one book is drawn at a time.
-_RENDER_LOCK = threading.Lock()
 
 
 @contextmanager
@@ -53,7 +51,7 @@ def render_book(content: BookContent, *, fonts: FontLibrary | None = None) -> by
     brand_name = content.brand.name if content.brand else None
 
     buffer = io.BytesIO()
-    with _RENDER_LOCK, _binary_streams():
+    with RENDER_LOCK, _binary_streams():
         canvas = Canvas(buffer, pagesize=PAGE_SIZE, invariant=1, pageCompression=1, lang=content.language,
                         initialFontName=library.default_face().name)
         canvas.setTitle(clean_text(content.title))

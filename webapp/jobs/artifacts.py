@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
 import tempfile
 from pathlib import Path
+
+from shared.errors import StorageFull
 
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,80}$")
 
@@ -27,12 +30,21 @@ class ArtifactStore:
         return self.job_dir(job_id) / name
 
     def write(self, job_id: str, name: str, data: bytes) -> Path:
+        """Write atomically (a reader sees the old file or the new one); a full disk raises `StorageFull`."""
         target = self.path(job_id, name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, target)
+        temporary: str | None = None
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(data)
+            os.replace(temporary, target)
+        except OSError as exc:
+            if temporary is not None:
+                Path(temporary).unlink(missing_ok=True)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StorageFull.for_folder(str(self.root)) from None
+            raise
         return target
 
     def read(self, job_id: str, name: str) -> bytes:

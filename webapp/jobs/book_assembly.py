@@ -1,21 +1,34 @@
-"""Gather a job's saved steps into `BookContent` and render the PDF (pure apart from reading artifacts)."""
+"""Gather a job's saved steps into `BookContent` and bind it: the PDF, the EPUB (reading along where the book is
+narrated) and the audiobook (a chapter per page). Pure apart from reading and writing the job's artifacts."""
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
+
+from webapp.book.audiobook import render_audiobook
 from webapp.book.content import BookBrand, BookContent, BookPage
+from webapp.book.epub import render_epub
 from webapp.book.pdf import render_book
 from webapp.jobs.artifacts import ArtifactStore
+from webapp.jobs.book_links import BookLinks
 from webapp.jobs.models import JobRecord
+from webapp.jobs.narration import narrations
 from webapp.jobs.pipeline import COVER, image_name
+from webapp.jobs.store import JobStore
 from webapp.story.options import StoryOptions
 from webapp.story.plan import StoryPlan, Translation
 
-
-def book_url(public_url: str, token: str) -> str:
-    return f"{public_url.rstrip('/')}/books/{token}.pdf"
+PDF, EPUB, AUDIOBOOK = "book.pdf", "book.epub", "book.m4b"
 
 
-def assemble_book(record: JobRecord, steps: dict[str, dict], artifacts: ArtifactStore, public_url: str) -> bytes:
+@dataclass(frozen=True)
+class BoundBook:
+    pdf: bytes
+    files: list[str]
+
+
+def book_content(record: JobRecord, steps: dict[str, dict], artifacts: ArtifactStore, public_url: str) -> BookContent:
     options = StoryOptions.model_validate(record.options)
     plan = StoryPlan.model_validate(steps["plan"])
     translation = Translation.model_validate(steps.get("translation") or {"title": plan.title, "pages": [p.text for p in plan.pages]})
@@ -36,16 +49,45 @@ def assemble_book(record: JobRecord, steps: dict[str, dict], artifacts: Artifact
             cta_url=options.brand.cta_url,
             cta_text=options.brand.cta_text,
         )
-    content = BookContent(
+    bilingual = options.bilingual and options.language != "en"
+    return BookContent(
         title=translation.title,
         author=options.brand.name if options.brand else "Fabula",
         language=options.language,
         subject=steps.get("caption", {}).get("caption", "")[:300],
         cover_png=image(COVER),
         pages=[BookPage(number=index, text=text, image_png=image(index)) for index, text in enumerate(translation.pages, start=1)],
-        download_url=book_url(public_url, record.book_token or ""),
+        download_url=BookLinks(public_url, record.book_token or "").reader,
         brand=brand,
-        original_title=plan.title if options.bilingual and options.language != "en" else None,
-        original_texts=[page.text for page in plan.pages] if options.bilingual and options.language != "en" else None,
+        original_title=plan.title if bilingual else None,
+        original_texts=[page.text for page in plan.pages] if bilingual else None,
     )
-    return render_book(content)
+
+
+def assemble_book(record: JobRecord, steps: dict[str, dict], artifacts: ArtifactStore, public_url: str) -> bytes:
+    """The PDF alone (what the benchmarks time against a PDF-only flow)."""
+    return render_book(book_content(record, steps, artifacts, public_url))
+
+
+def bind_book(record: JobRecord, store: JobStore, artifacts: ArtifactStore, public_url: str) -> BoundBook:
+    """Render and save every format of the book; the audiobook only when pages were read aloud."""
+    steps = store.steps(record.id)
+    content = book_content(record, steps, artifacts, public_url)
+    pdf = render_book(content)
+    artifacts.write(record.id, PDF, pdf)
+    spoken = {page: narration for page, narration in narrations(store, record.id).items() if page <= len(content.pages)}
+    spoken = {page: narration for page, narration in spoken.items() if artifacts.exists(record.id, narration.audio_name)}
+    identifier = str(uuid.uuid5(uuid.NAMESPACE_URL, f"fabula:{record.id}"))
+    epub = render_epub(content, spoken, lambda name: artifacts.read(record.id, name), identifier=identifier)
+    artifacts.write(record.id, EPUB, epub)
+    files = [PDF, EPUB]
+    chapters = [
+        ("Title" if page == COVER else f"Page {page}", artifacts.read(record.id, spoken[page].audio_name))
+        for page in sorted(spoken)
+    ]
+    if chapters:
+        artifacts.write(record.id, AUDIOBOOK, render_audiobook(content.title, content.author, content.language, chapters, content.cover_png))
+        files.append(AUDIOBOOK)
+    elif artifacts.exists(record.id, AUDIOBOOK):
+        artifacts.path(record.id, AUDIOBOOK).unlink()
+    return BoundBook(pdf=pdf, files=files)

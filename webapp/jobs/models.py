@@ -20,6 +20,7 @@ class Stage(str, Enum):
     plan = "plan"
     illustrate = "illustrate"
     translate = "translate"
+    narrate = "narrate"
     book = "book"
     done = "done"
 
@@ -53,3 +54,16 @@ class JobEvent(BaseModel):
     message: str = ""
     page: int | None = None
     error: str | None = None
+
+
+class PageReport(BaseModel):
+    """A reader's report on a page: kept for whoever runs the server, and the page is painted or written again."""
+
+    id: str
+    job_id: str
+    page: int
+    what: str  # "picture" or "text"
+    reason: str
+    action: str  # what was done: "repainted", "rewritten", or "kept" (the book was still being made)
+    client: str | None = None
+    created_at: float

@@ -19,13 +19,16 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from shared.blocked_words import remove_blocked
 from shared.clients import CaptionClient, IllustrateClient
-from shared.errors import FabulaError, UpstreamError
+from shared.errors import FabulaError, InvalidRequest, UpstreamError
 from shared.logs import job_id_var
 from shared.schemas import ImageGenerationRequest
 from webapp.jobs.artifacts import ArtifactStore
+from webapp.jobs.narration import PageNarrator
 from webapp.jobs.events import EventBus
 from webapp.jobs.models import JobEvent, JobRecord, JobStatus, Stage
+from webapp.jobs.safety_metrics import SAFETY
 from webapp.jobs.store import JobStore
 from webapp.story.options import StoryOptions
 from webapp.story.picture_prompt import picture_prompt
@@ -50,6 +53,8 @@ class PipelineConfig:
     image_steps: int | None = None
     max_concurrent_images: int = 25  # a whole 24-page book and its cover in flight at once
     caption_tokens: int = 160
+    reference_strength: float = 0.6  # the book's default; a book's own option wins
+    max_safety_repaints: int = 2
 
 
 class StoryPipeline:
@@ -63,6 +68,7 @@ class StoryPipeline:
         illustrator: IllustrateClient,
         writer: StoryWriter,
         config: PipelineConfig,
+        narrator: PageNarrator | None = None,
     ) -> None:
         self.store = store
         self.artifacts = artifacts
@@ -71,6 +77,7 @@ class StoryPipeline:
         self.illustrator = illustrator
         self.writer = writer
         self.config = config
+        self.narrator = narrator
         self.stage_seconds: dict[str, dict[str, float]] = {}
         self._image_slots: asyncio.Semaphore | None = None
 
@@ -112,7 +119,7 @@ class StoryPipeline:
             return saved["caption"]
         self._emit(self._set(job_id, stage=Stage.caption), "Looking at the photo…")
         response = await self.captioner.caption(self.artifacts.read(job_id, "photo.jpg"), max_new_tokens=self.config.caption_tokens)
-        caption = response.caption.strip() or "A photo."
+        caption = remove_blocked(response.caption, self.writer.blocked_words).strip() or "A photo."
         usable = is_language(caption)
         if not usable:
             logger.info("the caption does not read as language; the story follows the idea and the options")
@@ -126,7 +133,13 @@ class StoryPipeline:
         started = time.perf_counter()
         pictures: dict[int, asyncio.Task] = {}
         texts: dict[int, asyncio.Task] = {}
+        voices: dict[int, asyncio.Task] = {}
         title: dict[str, str] = {}
+
+        def read_aloud(task: asyncio.Task, page: int) -> None:
+            if options.narrate and self.narrator is not None and not task.cancelled() and task.exception() is None:
+                text = task.result()[1] if page else task.result()
+                voices[page] = asyncio.ensure_future(self.narrate_page(job_id, page, text, options))
 
         def start_ready(draft: OutlineDraft, complete: bool) -> None:
             characters = draft.characters or []
@@ -137,6 +150,7 @@ class StoryPipeline:
                 if page not in texts and (page + 1 in draft.beats or page == pages or complete or opening):
                     brief = self.writer.brief(caption, options, tuple(character.name for character in characters))
                     texts[page] = asyncio.ensure_future(self.write_page(job_id, brief, draft.title or "", dict(draft.beats), page, pages, seed))
+                    texts[page].add_done_callback(lambda task, page=page: read_aloud(task, page))
 
         async def on_beat(draft: OutlineDraft, page: int) -> None:
             self.store.save_step(job_id, "outline_draft", draft.model_dump(mode="json"))
@@ -149,7 +163,9 @@ class StoryPipeline:
             start_ready(_as_draft(outline), complete=True)
             pictures[COVER] = asyncio.ensure_future(self.paint_page(job_id, f"{outline.title}: {outline.cover_prompt}", outline.characters, options, COVER, seed))
             self._emit(self._set(job_id, stage=Stage.illustrate), "Writing and painting the pages…")
-            title["text"] = await self.translated(job_id, "title", outline.title, options, outline.names, what="title")
+            title_task = asyncio.ensure_future(self.translated(job_id, "title", outline.title, options, outline.names, what="title"))
+            title_task.add_done_callback(lambda task: read_aloud(task, COVER))
+            title["text"] = await title_task
             written = await _gather_all([texts[page] for page in range(1, pages + 1)])
             self.stage_seconds[job_id]["write"] = time.perf_counter() - started
             plan = outline.as_plan([english for english, _ in written])
@@ -158,8 +174,9 @@ class StoryPipeline:
             self.store.save_step(job_id, "plan", plan.model_dump())
             await _gather_all(list(pictures.values()))
             self.stage_seconds[job_id]["illustrate"] = time.perf_counter() - started
+            await _gather_all(list(voices.values()))
         finally:
-            for task in [*pictures.values(), *texts.values()]:
+            for task in [*pictures.values(), *texts.values(), *voices.values()]:
                 task.cancel()
         return plan
 
@@ -209,36 +226,90 @@ class StoryPipeline:
         await _gather_all([self.paint_page(job_id, scene(page), plan.characters, options, page, seed) for page in wanted])
 
     async def paint_page(self, job_id: str, scene: str, characters: list[Character], options: StoryOptions, page: int, seed: int) -> None:
+        """Paint one picture (with the photo as the likeness reference where its subject appears), saved once it
+        passes the safety classifier; a flagged picture is painted again with other seeds, then replaced by the
+        service's calm placeholder and the page marked."""
         if self.artifacts.exists(job_id, image_name(page)):
             return
         picture = picture_prompt(scene, [(character.name, character.description) for character in characters], options.style)
         redo = self.store.steps(job_id).get(f"redo:{page}", {}).get("count", 0)
         size = self.config.image_size
-        request = ImageGenerationRequest(
-            prompt=picture.prompt, negative_prompt=picture.negative_prompt, n=1, size=f"{size}x{size}",
-            num_inference_steps=self.config.image_steps, seed=seed + 7919 * redo, response_format="b64_json",
-        )
+        strength = self.config.reference_strength if options.reference_strength is None else options.reference_strength
+        reference = self._reference(job_id, scene, characters, page) if strength > 0 else None
         if self._image_slots is None:
             self._image_slots = asyncio.Semaphore(self.config.max_concurrent_images)
-        async with self._image_slots:
-            response = await self.illustrator.generate(request)
-        if not response.data:
-            raise UpstreamError("The image service answered without an image.", transient=True)
-        self.artifacts.write(job_id, image_name(page), base64.b64decode(response.data[0].b64_json))
-        self.store.save_step(job_id, f"image:{page}", {"seed": response.data[0].seed, "prompt": picture.prompt})
+        for attempt in range(self.config.max_safety_repaints + 1):
+            request = ImageGenerationRequest(
+                prompt=picture.prompt, negative_prompt=picture.negative_prompt, n=1, size=f"{size}x{size}",
+                num_inference_steps=self.config.image_steps, seed=seed + 7919 * redo + 104_729 * attempt, response_format="b64_json",
+                reference_image=reference, reference_strength=strength if reference else None,
+            )
+            async with self._image_slots:
+                response = await self.illustrator.generate(request)
+            if not response.data:
+                raise UpstreamError("The image service answered without an image.", transient=True)
+            image = response.data[0]
+            if not image.flagged:
+                break
+            logger.warning("picture flagged by the safety classifier", extra={"fields": {"page": page, "attempt": attempt + 1, "seed": image.seed}})
+            SAFETY.flagged.inc()
+        if image.flagged:
+            logger.warning("flagged picture replaced by a placeholder", extra={"fields": {"page": page}})
+            SAFETY.replaced.inc()
+        self.artifacts.write(job_id, image_name(page), base64.b64decode(image.b64_json))
+        self.store.save_step(
+            job_id, f"image:{page}",
+            {"seed": image.seed, "prompt": picture.prompt, "reference": reference is not None, "flagged": image.flagged, "repaints": attempt},
+        )
         record = self._set(job_id, pages_done=self._pages_done(job_id, self._require(job_id).pages_total))
         self._emit(record, "Cover painted." if page == COVER else f"Page {page} painted.", page=page)
 
-    async def build_book(self, job_id: str) -> bytes:
-        from webapp.jobs.book_assembly import assemble_book
+    def _reference(self, job_id: str, scene: str, characters: list[Character], page: int) -> str | None:
+        """The uploaded photo, for the cover, the photo's own scene (page 1) and every page whose scene names the
+        main character (the photo's subject: the plan's first character)."""
+        if not self.artifacts.exists(job_id, "photo.jpg"):
+            return None
+        subject = characters[0].name.lower() if characters else ""
+        if page not in (COVER, 1) and subject and subject not in scene.lower():
+            return None
+        return base64.b64encode(self.artifacts.read(job_id, "photo.jpg")).decode()
 
-        record = self._emit(self._set(job_id, stage=Stage.book), "Binding the book…")
+    async def narrate_page(self, job_id: str, page: int, text: str, options: StoryOptions) -> None:
+        """Read one page (0: the title) aloud; a language with no voice leaves the book silent and says why."""
+        if self.narrator is None or not text.strip():
+            return
+        try:
+            await self.narrator.narrate(job_id, page, text, options.language)
+        except InvalidRequest as exc:
+            if exc.param not in ("language", "voice", "input"):  # no voice for the language or the script
+                raise
+            if not self.store.steps(job_id).get("narration_note"):
+                logger.info("no voice for this book", extra={"fields": {"reason": exc.message}})
+                self.store.save_step(job_id, "narration_note", {"message": exc.message})
+
+    async def narrate_book(self, job_id: str, options: StoryOptions) -> None:
+        """Narrate every page whose saved narration does not speak its current text (after an edit, a resume)."""
         steps = self.store.steps(job_id)
-        pdf = await asyncio.to_thread(assemble_book, record, steps, self.artifacts, self.config.public_url)
-        self.artifacts.write(job_id, "book.pdf", pdf)
+        if not options.narrate or self.narrator is None or "plan" not in steps or steps.get("narration_note"):
+            return
+        plan = StoryPlan.model_validate(steps["plan"])
+        translation = Translation.model_validate(steps.get("translation") or {"title": plan.title, "pages": [page.text for page in plan.pages]})
+        texts = {COVER: translation.title, **dict(enumerate(translation.pages, start=1))}
+        missing = {page: text for page, text in texts.items() if self.narrator.saved(job_id, page, text, options.language) is None}
+        if missing:
+            self._emit(self._set(job_id, stage=Stage.narrate), "Reading the book aloud…")
+            await self._timed(job_id, "narrate", _gather_all([self.narrate_page(job_id, page, text, options) for page, text in missing.items()]))
+
+    async def build_book(self, job_id: str) -> bytes:
+        from webapp.jobs.book_assembly import bind_book
+
+        options = StoryOptions.model_validate(self._require(job_id).options)
+        await self.narrate_book(job_id, options)
+        record = self._emit(self._set(job_id, stage=Stage.book), "Binding the book…")
+        bound = await asyncio.to_thread(bind_book, record, self.store, self.artifacts, self.config.public_url)
         self._set(job_id, book_version=record.book_version + 1)
-        self.store.save_step(job_id, "book", {"bytes": len(pdf), "version": record.book_version + 1})
-        return pdf
+        self.store.save_step(job_id, "book", {"bytes": len(bound.pdf), "version": record.book_version + 1, "files": bound.files})
+        return bound.pdf
 
     # ---- helpers -------------------------------------------------------------------------------------------
     def book_seed(self, job_id: str, options: StoryOptions) -> int:

@@ -10,11 +10,13 @@ import secrets
 import time
 import uuid
 
+from shared.blocked_words import refuse_blocked, remove_blocked
 from shared.errors import Conflict, NotFound, RateLimited
 from shared.images import load_image
 from shared.settings import Settings
-from webapp.jobs.models import JobRecord, JobStatus, Stage
+from webapp.jobs.models import JobRecord, JobStatus, PageReport, Stage
 from webapp.jobs.pipeline import StoryPipeline, image_name
+from webapp.jobs.safety_metrics import SAFETY
 from webapp.story.options import StoryOptions
 from webapp.story.plan import StoryPlan, Translation
 
@@ -170,6 +172,7 @@ class JobRunner:
         await self.pipeline.illustrate(job_id, plan, options, pages=[page])
 
     def rewrite_text(self, job_id: str, page: int, instruction: str | None = None) -> JobRecord:
+        refuse_blocked(instruction, "instruction", tuple(self.settings.blocked_words))
         record, plan = self._editable(job_id, page)
         if page == 0:
             raise NotFound("The cover has no text to rewrite; choose a page from 1.", param="page")
@@ -190,6 +193,30 @@ class JobRunner:
         self.store.update(job_id, status=JobStatus.running, stage=Stage.plan)
         self.start(job_id, self._edit(job_id, rewrite()))
         return self.get(job_id)
+
+    def report_page(self, job_id: str, page: int, what: str, reason: str, *, client: str | None = None) -> tuple[JobRecord, PageReport]:
+        """Keep a reader's report, then paint the page's picture again or rewrite its text so it is fit for a child.
+
+        The report is kept even when the book is still being made (then nothing is redone and a Conflict says so).
+        """
+        record = self.get(job_id)
+        report = PageReport(
+            id=uuid.uuid4().hex, job_id=job_id, page=page, what=what, reason=reason.strip(), action="kept", client=client, created_at=time.time(),
+        )
+        try:
+            if what == "text":
+                said = remove_blocked(reason.strip()[:200], tuple(self.settings.blocked_words))
+                instruction = f"A reader reported this page ({said}). Write it again so it is gentle and right for a young child."
+                record = self.rewrite_text(job_id, page, instruction)
+                report = report.model_copy(update={"action": "rewritten"})
+            else:
+                record = self.regenerate_image(job_id, page)
+                report = report.model_copy(update={"action": "repainted"})
+        finally:
+            self.store.add_report(report)
+            SAFETY.reported.labels(action=report.action).inc()
+            logger.warning("page reported", extra={"fields": {"job_id": job_id, "page": page, "what": what, "action": report.action}})
+        return record, report
 
     def add_pages(self, job_id: str, more: int) -> JobRecord:
         record, plan = self._editable(job_id)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from webapp.jobs.models import JobRecord, JobStatus, Stage
+from webapp.jobs.models import JobRecord, JobStatus, PageReport, Stage
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -41,7 +41,20 @@ CREATE TABLE IF NOT EXISTS steps (
     PRIMARY KEY (job_id, name)
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
+CREATE TABLE IF NOT EXISTS reports (
+    id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    page INTEGER NOT NULL,
+    what TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    action TEXT NOT NULL,
+    client TEXT,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reports_created ON reports(created_at);
 """
+
+_REPORT_FIELDS = ["id", "job_id", "page", "what", "reason", "action", "client", "created_at"]
 
 _FIELDS = [
     "id", "status", "stage", "options", "created_at", "updated_at", "pages_total", "pages_done", "error",
@@ -60,6 +73,8 @@ class JobStore(Protocol):
     def save_step(self, job_id: str, name: str, data: dict) -> None: ...
     def steps(self, job_id: str) -> dict[str, dict]: ...
     def delete_step(self, job_id: str, name: str) -> None: ...
+    def add_report(self, report: PageReport) -> None: ...
+    def reports(self, *, limit: int = 100, job_id: str | None = None) -> list[PageReport]: ...
 
 
 class SqliteJobStore:
@@ -144,6 +159,23 @@ class SqliteJobStore:
     def delete_step(self, job_id: str, name: str) -> None:
         with self._lock:
             self._db.execute("DELETE FROM steps WHERE job_id = ? AND name = ?", (job_id, name))
+
+    def add_report(self, report: PageReport) -> None:
+        row = report.model_dump()
+        with self._lock:
+            self._db.execute(f"INSERT INTO reports ({', '.join(_REPORT_FIELDS)}) VALUES ({', '.join('?' for _ in _REPORT_FIELDS)})", [row[f] for f in _REPORT_FIELDS])
+
+    def reports(self, *, limit: int = 100, job_id: str | None = None) -> list[PageReport]:
+        """The newest reports first (they outlive a deleted story: whoever runs the server keeps them)."""
+        query = f"SELECT {', '.join(_REPORT_FIELDS)} FROM reports"
+        arguments: list[object] = []
+        if job_id is not None:
+            query += " WHERE job_id = ?"
+            arguments.append(job_id)
+        query += " ORDER BY created_at DESC LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(query, [*arguments, limit]).fetchall()
+        return [PageReport.model_validate(dict(zip(_REPORT_FIELDS, row))) for row in rows]
 
     @staticmethod
     def _to_row(record: JobRecord) -> dict:

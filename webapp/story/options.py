@@ -69,7 +69,21 @@ class StoryOptions(BaseModel):
     character_names: list[str] = Field(default_factory=list, max_length=6)
     bilingual: bool = Field(default=False, description="Print the English text under the translation.")
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1, description="One seed for the whole book's pictures.")
+    narrate: bool = Field(default=True, description="Read the book aloud: the reader, the EPUB and the audiobook get a voice.")
+    reference_strength: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="How strongly the pictures follow the photo's people and pets (0 turns it off; default the server's)."
+    )
     brand: BrandKit | None = None
+
+    def reader_texts(self) -> dict[str, str]:
+        """Every field the reader wrote, by its form name (what the blocked-word rule reads)."""
+        texts = {"idea": self.idea or "", "tone": self.tone, "character_names": ", ".join(self.character_names)}
+        if self.brand:
+            texts |= {
+                "brand_name": self.brand.name, "brand_voice": self.brand.voice or "", "brand_message": self.brand.message or "",
+                "brand_cta_text": self.brand.cta_text or "",
+            }
+        return texts
 
     @field_validator("language")
     @classmethod

@@ -230,6 +230,8 @@ def check(text: str, piece: Piece, expect: Expectations) -> Verdict:
 
 def _machinery(text: str, piece: Piece) -> list[Violation]:
     found = []
+    if "\ufffd" in text or any(0xD800 <= ord(char) <= 0xDFFF or ord(char) < 0x20 and char not in "\n\t" for char in text):
+        found.append(Violation("broken characters", "it holds characters that are not text (a broken encoding)"))
     if MACHINERY_CHARACTERS.search(text):
         found.append(Violation("machinery", f"it contains {MACHINERY_CHARACTERS.search(text).group(0)!r}"))  # type: ignore[union-attr]
     if URL.search(text):

@@ -17,12 +17,15 @@ from webapp.api.state import WebState
 from webapp.story.languages import LANGUAGES
 from webapp.story.options import Audience, StoryOptions
 from webapp.story.styles import STYLES
-from webapp.ui import look
+from webapp.ui import look, render
 from webapp.ui.callbacks import StudioCallbacks
 from webapp.ui.photo_input import photo_input
 
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples"
 _PAGE_CAPTION = re.compile(r"Page (\d+)")
+# Studio actions show their own progress line; Gradio's overlay would also pin a red "Error" badge on every
+# output after a refused request, beside the toast that already says why.
+QUIET = {"show_progress": "hidden"}
 
 
 def sample_photos() -> list[tuple[Path, str, str]]:
@@ -46,9 +49,12 @@ def _language_choices() -> list[tuple[str, str]]:
 
 
 def _selected_page(event: gr.SelectData) -> int:
-    caption = event.value.get("caption") if isinstance(event.value, dict) else None
-    match = _PAGE_CAPTION.search(caption or "")
-    return int(match.group(1)) if match else event.index + 1
+    """The page a clicked thumbnail shows, read from its caption ("Cover" is 0)."""
+    caption = (event.value.get("caption") if isinstance(event.value, dict) else None) or ""
+    if caption == render.COVER_CAPTION:
+        return 0
+    match = _PAGE_CAPTION.search(caption)
+    return int(match.group(1)) if match else event.index
 
 
 def build_ui(state: WebState) -> gr.Blocks:
@@ -56,6 +62,7 @@ def build_ui(state: WebState) -> gr.Blocks:
     callbacks = StudioCallbacks(state)
     defaults = StoryOptions()
     max_pages = min(24, settings.max_book_pages)
+    likeness_default = settings.reference_strength
     samples = sample_photos()
 
     # Files handed to the page are copied into Gradio's cache; every hour, drop copies older than a day.
@@ -93,6 +100,12 @@ def build_ui(state: WebState) -> gr.Blocks:
                     character_names = gr.Textbox("", label="Character names", placeholder="e.g. Mia, Captain Whiskers", info="Optional, comma-separated.")
                 idea = gr.Textbox("", label="Story idea", placeholder="Optional, e.g. 'the cat wants to fly to the moon'", lines=2, max_length=1000)
                 bilingual = gr.Checkbox(label="Also print the English text under each page (bilingual book)", value=False)
+                with gr.Row():
+                    narrate = gr.Checkbox(label="Read the book aloud (reader, EPUB and audiobook)", value=defaults.narrate)
+                    likeness = gr.Slider(
+                        0.0, 1.0, value=likeness_default, step=0.05, label="Likeness to the photo",
+                        info="How strongly the pictures follow the photo's people and pets; 0 turns it off.",
+                    )
                 with gr.Accordion("Brand kit (optional, for marketers)", open=False, elem_id="brand-kit"):
                     gr.Markdown("Weave a brand's message into the story and dress the PDF in its colours, logo and call to action.")
                     with gr.Row():
@@ -119,13 +132,21 @@ def build_ui(state: WebState) -> gr.Blocks:
                     title = gr.HTML(elem_id="book-title")
                     version_choice = gr.Dropdown(label="Versions", choices=[], visible=False, elem_id="version-dropdown", info="Both versions are kept; pick one to see it.")
                     with gr.Row(visible=False, elem_id="book-result") as result:
-                        book_file = gr.File(label="Your book (PDF)", interactive=False, elem_id="book-file", scale=3)
+                        with gr.Column(scale=3):
+                            book_file = gr.File(label="Your book (PDF)", interactive=False, elem_id="book-file")
+                            link = gr.HTML(elem_id="book-link")
                         with gr.Column(scale=2, min_width=200):
                             # No label or buttons over the picture: they would cover the code's quiet zone.
-                            qr = gr.Image(label="Scan to download", show_label=False, format="png", type="pil", interactive=False, height=240, elem_id="book-qr", buttons=[])
-                            gr.Markdown("Scan to download the book", elem_id="qr-caption")
-                    link = gr.HTML(elem_id="book-link")
-            gallery = gr.Gallery(label="Pages", columns=4, height="auto", object_fit="contain", allow_preview=True, elem_id="pages-gallery", buttons=["download", "fullscreen"])
+                            qr = gr.Image(label=look.QR_CAPTION, show_label=False, format="png", type="pil", interactive=False, height=240, elem_id="book-qr", buttons=[])
+                            gr.Markdown(look.QR_CAPTION, elem_id="qr-caption")
+                            if state.address_warning:
+                                gr.Markdown(look.address_note(state.address_warning), elem_id="address-warning")
+            # A CSS height, not "auto": Gradio 6 gives an "auto" gallery a fixed 450 px box (55 % of the window at
+            # most) that clips a second row and leaves one row floating in empty space. "max-content" fits every row.
+            gallery = gr.Gallery(
+                label="Pages", columns=render.FEW_COLUMNS, height="max-content", fit_columns=False, object_fit="contain", allow_preview=True,
+                elem_id="pages-gallery", buttons=["download", "fullscreen"],
+            )
             reader = gr.HTML(elem_id="story-reader")
 
         with gr.Column(visible=False, elem_id="edit-panel") as editing:
@@ -139,6 +160,10 @@ def build_ui(state: WebState) -> gr.Blocks:
                 instruction = gr.Textbox("", label="How should the text change?", placeholder="Optional, e.g. 'make it funnier'", max_length=300, scale=3)
                 rewrite = gr.Button("Rewrite text", elem_id="rewrite-button", scale=1, min_width=140)
             with gr.Row(equal_height=False, elem_classes=["edit-row"]):
+                report_what = gr.Radio([("Picture", "picture"), ("Text", "text")], value="picture", label="Something wrong with this page?", scale=1, min_width=180)
+                report_reason = gr.Textbox("", label="What is wrong?", placeholder="e.g. 'the picture is scary'", max_length=500, scale=3)
+                report = gr.Button("Report this page", elem_id="report-button", variant="stop", scale=1, min_width=140)
+            with gr.Row(equal_height=False, elem_classes=["edit-row"]):
                 more_pages = gr.Number(value=2, minimum=1, maximum=max_pages, precision=0, label="Pages to add", scale=1, min_width=140)
                 add = gr.Button("Add pages", elem_id="add-pages-button", scale=1, min_width=140)
                 gr.Markdown("Or make a fresh take from the same photo and options; both versions are kept.", elem_classes=["edit-note"])
@@ -150,18 +175,28 @@ def build_ui(state: WebState) -> gr.Blocks:
 
         generate.click(
             callbacks.generate,
-            inputs=[photo, pages, language, style, audience, tone, idea, character_names, bilingual, brand_name, brand_voice,
+            inputs=[photo, pages, language, style, audience, tone, idea, character_names, bilingual, narrate, likeness, brand_name, brand_voice,
                     brand_message, logo, brand_primary_color, brand_secondary_color, brand_cta_url, brand_cta_text],
-            outputs=outputs, api_name="generate", concurrency_limit=None, scroll_to_output=False,
+            outputs=outputs, api_name="generate", concurrency_limit=None, scroll_to_output=False, **QUIET,
         )
-        photo.upload(callbacks.check_photo, inputs=[photo], outputs=[photo], api_visibility="private", concurrency_limit=None)
-        logo.upload(callbacks.check_photo, inputs=[logo], outputs=[logo], api_visibility="private", concurrency_limit=None)
-        gallery.select(_selected_page, outputs=[page_choice], api_visibility="private")
-        repaint.click(callbacks.regenerate_picture, inputs=[story_id, page_choice, versions], outputs=outputs, api_name="regenerate_picture", concurrency_limit=None)
-        rewrite.click(callbacks.rewrite_text, inputs=[story_id, page_choice, instruction, versions], outputs=outputs, api_name="rewrite_text", concurrency_limit=None)
-        add.click(callbacks.add_pages, inputs=[story_id, more_pages, versions], outputs=outputs, api_name="add_pages", concurrency_limit=None)
-        another.click(callbacks.another_version, inputs=[story_id, versions], outputs=outputs, api_name="another_version", concurrency_limit=None)
-        version_choice.input(callbacks.show_version, inputs=[version_choice, versions], outputs=outputs, api_visibility="private", concurrency_limit=None)
+        photo.upload(callbacks.check_photo, inputs=[photo], outputs=[photo], api_visibility="private", concurrency_limit=None, **QUIET)
+        logo.upload(callbacks.check_photo, inputs=[logo], outputs=[logo], api_visibility="private", concurrency_limit=None, **QUIET)
+        gallery.select(_selected_page, outputs=[page_choice], api_visibility="private", **QUIET)
+        repaint.click(
+            callbacks.regenerate_picture, inputs=[story_id, page_choice, versions], outputs=outputs, api_name="regenerate_picture", concurrency_limit=None, **QUIET
+        )
+        rewrite.click(
+            callbacks.rewrite_text, inputs=[story_id, page_choice, instruction, versions], outputs=outputs, api_name="rewrite_text", concurrency_limit=None, **QUIET
+        )
+        report.click(
+            callbacks.report_page, inputs=[story_id, page_choice, report_what, report_reason, versions], outputs=outputs, api_name="report_page",
+            concurrency_limit=None, **QUIET,
+        )
+        add.click(callbacks.add_pages, inputs=[story_id, more_pages, versions], outputs=outputs, api_name="add_pages", concurrency_limit=None, **QUIET)
+        another.click(callbacks.another_version, inputs=[story_id, versions], outputs=outputs, api_name="another_version", concurrency_limit=None, **QUIET)
+        version_choice.input(
+            callbacks.show_version, inputs=[version_choice, versions], outputs=outputs, api_visibility="private", concurrency_limit=None, **QUIET
+        )
     return blocks
 
 

@@ -18,7 +18,7 @@ import gradio as gr
 from shared.errors import FabulaError
 from shared.images import load_image
 from webapp.api.forms import parse_body, story_options
-from webapp.api.schemas import PageEdit
+from webapp.api.schemas import PageEdit, ReportBody
 from webapp.api.sse import follow_events
 from webapp.api.state import WebState
 from webapp.api.views import load_story
@@ -42,10 +42,20 @@ def hex_color(value: str | None) -> str | None:
 
 
 UNEXPECTED = "Something went wrong on our side; the details are in the server log. Please try again."
+_CODE = re.compile(r"`([^`]*)`")
+_NAMED_UPLOAD = re.compile(r"\b(?:file|image) `(photo|logo)`")
+_UPLOAD_NAME = re.compile(r"`(photo|logo)`")
+
+
+def plain_words(message: str) -> str:
+    """A message for a toast, which shows text as typed: "The uploaded file `photo` is …" becomes "The uploaded
+    photo is …", and other Markdown code marks are dropped, keeping their words."""
+    named = _UPLOAD_NAME.sub(r"the \1", _NAMED_UPLOAD.sub(r"\1", message))
+    return _CODE.sub(r"\1", named)
 
 
 def plain_error(exc: FabulaError, title: str = "Please check") -> gr.Error:
-    return gr.Error(exc.message, title=title, print_exception=False)
+    return gr.Error(plain_words(exc.message), title=title, print_exception=False)
 
 
 def plain_errors(method: Callable[..., AsyncIterator[tuple]]) -> Callable[..., AsyncIterator[tuple]]:
@@ -89,6 +99,8 @@ class StudioCallbacks:
         idea: str | None = None,
         character_names: str | None = None,
         bilingual: bool | None = None,
+        narrate: bool | None = None,
+        likeness: float | None = None,
         brand_name: str | None = None,
         brand_voice: str | None = None,
         brand_message: str | None = None,
@@ -112,7 +124,8 @@ class StudioCallbacks:
         } if brand_used else {}
         options = story_options(
             max_pages=self.state.settings.max_book_pages, pages=int(pages) if pages is not None else None, language=language,
-            style=style, audience=audience, tone=tone, idea=idea, character_names=character_names, bilingual=bilingual, **brand,
+            style=style, audience=audience, tone=tone, idea=idea, character_names=character_names, bilingual=bilingual,
+            narrate=narrate, reference_strength=likeness, blocked_words=tuple(self.state.settings.blocked_words), **brand,
         )
         self.state.limiter.check(_client(request))
         logo_bytes = Path(logo).read_bytes() if logo and brand_used else None
@@ -128,7 +141,8 @@ class StudioCallbacks:
         try:
             load_image(Path(photo).read_bytes(), max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels, param="photo")
         except FabulaError as exc:
-            gr.Warning(exc.message, title="That file cannot be used")
+            # A warning, not an error: the upload event then ends normally, so the field shows no error badge.
+            gr.Warning(plain_words(exc.message), title="That file cannot be used")
             return None
         return photo
 
@@ -141,7 +155,7 @@ class StudioCallbacks:
         studio, job_id, page = self._edit_target(story_id, page, request)
         studio.runner.regenerate_image(job_id, page)
         message = f"Painting page {page} again…" if page else "Painting the cover again…"
-        async for screen in self._follow(studio, job_id, versions, message):
+        async for screen in self._follow(studio, job_id, versions, message, chosen_page=page):
             yield screen.as_tuple()
 
     @plain_errors
@@ -152,7 +166,21 @@ class StudioCallbacks:
         studio, job_id, page = self._edit_target(story_id, page, request)
         edit = parse_body(PageEdit, {"what": "text", "instruction": instruction})
         studio.runner.rewrite_text(job_id, page, edit.instruction)  # type: ignore[attr-defined]
-        async for screen in self._follow(studio, job_id, versions, f"Rewriting page {page}…"):
+        async for screen in self._follow(studio, job_id, versions, f"Rewriting page {page}…", chosen_page=page):
+            yield screen.as_tuple()
+
+    @plain_errors
+    async def report_page(
+        self, story_id: str | None, page: int | None, what: str | None, reason: str | None, versions: list[str], request: gr.Request = None  # type: ignore[assignment]
+    ) -> AsyncIterator[tuple]:
+        """Report a page: the report is kept for whoever runs the server, and the page is painted or written again."""
+        studio, job_id, page = self._edit_target(story_id, page, request)
+        body = parse_body(ReportBody, {"what": what or "picture", "reason": reason})
+        if body.what == "text" and page == 0:
+            raise gr.Error("The cover has no text; report its picture, or pick a page from 1.", title="Nothing to rewrite", print_exception=False)
+        studio.runner.report_page(job_id, page, body.what, body.reason, client=_client(request))
+        done = "Thank you: the report is kept. " + ("Painting the page again…" if body.what == "picture" else "Writing the page again…")
+        async for screen in self._follow(studio, job_id, versions, done, chosen_page=page):
             yield screen.as_tuple()
 
     @plain_errors
@@ -180,7 +208,7 @@ class StudioCallbacks:
             async for screen in self._follow(studio, version_id, versions or [version_id]):
                 yield screen.as_tuple()
 
-    # ---- helpers -------------------------------------------------------------------------------------------
+    # ---- shared steps -------------------------------------------------------------------------------------------
     def _edit_target(self, story_id: str | None, page: int | None, request: gr.Request | None) -> tuple[Studio, str, int]:
         studio = self.state.require_studio()
         if not story_id:
@@ -190,22 +218,25 @@ class StudioCallbacks:
         self.state.limiter.check(_client(request))
         return studio, story_id, int(page)
 
-    def _screen(self, studio: Studio, story_id: str, versions: list[str], message: str | None) -> StoryScreen:
+    def _screen(self, studio: Studio, story_id: str, versions: list[str], message: str | None, chosen_page: int | None = None) -> StoryScreen:
         content = load_story(studio, studio.runner.get(story_id), self.state.public_url)
         titles = {story_id: content.title or ""}
         for version in versions:
             if version not in titles and (other := studio.store.get(version)) is not None:
                 titles[version] = load_story(studio, other, self.state.public_url).title or ""
-        return story_screen(content, versions, titles, message)
+        return story_screen(content, versions, titles, message, chosen_page=chosen_page)
 
-    async def _follow(self, studio: Studio, story_id: str, versions: list[str], first_message: str | None = None) -> AsyncIterator[StoryScreen]:
-        """One screen now, then one per progress event until the story is done or failed."""
+    async def _follow(
+        self, studio: Studio, story_id: str, versions: list[str], first_message: str | None = None, *, chosen_page: int | None = None
+    ) -> AsyncIterator[StoryScreen]:
+        """One screen now, then one per progress event until the story is done or failed; the Page dropdown stays
+        on `chosen_page`, the page being changed."""
         last_status = None
         async for event in follow_events(studio, story_id):
             message = first_message if last_status is None and first_message else event.message
             last_status = event.status
-            yield self._screen(studio, story_id, versions, message or None)
+            yield self._screen(studio, story_id, versions, message or None, chosen_page)
         if last_status == JobStatus.failed:
             record = studio.store.get(story_id)
             error = record.error if record and record.error else "The book could not be made."
-            raise gr.Error(error, title="The book could not be finished", print_exception=False)
+            raise gr.Error(plain_words(error), title="The book could not be finished", print_exception=False)

@@ -8,8 +8,10 @@ TITLE = "Fabula — photo to storybook"
 INTRO = (
     "# Fabula\n"
     "Turn one photo into an illustrated storybook: Fabula looks at your photo, writes a story around it in the "
-    "language you choose, paints every page, and binds a PDF you can download or share with a QR code."
+    "language you choose, paints every page, and binds a PDF and an EPUB; it can read the book aloud, and a QR code "
+    "opens it on a phone."
 )
+QR_CAPTION = "Scan to read on a phone"
 DEMO_BANNER = (
     "Demo mode: tiny random models. Their text does not pass Fabula's rules, so the story is Fabula's safe "
     "fallback text, and the pictures are noise; the flow is real. The offline profile writes real words."
@@ -28,6 +30,11 @@ AUDIENCE_LABELS = {
     "adults": "Adults",
 }
 TONES = ["warm and whimsical", "adventure", "bedtime story", "funny", "mystery", "heartfelt", "spooky but kind"]
+
+
+def address_note(warning: str) -> str:
+    """The server's address warning (`public_address`), shown beside the QR code it concerns."""
+    return f"**A phone cannot open this code yet.** {warning}"
 
 
 def theme() -> gr.themes.Base:
@@ -64,7 +71,19 @@ CSS = """
 #book-title h2 { margin: 0.1em 0 0.1em; font-size: 1.6rem; overflow-wrap: anywhere; }
 #book-title p.original-title { margin: 0 0 0.6em; font-style: italic; color: var(--body-text-color-subdued); }
 #book-link p { margin: 4px 0; font-size: 0.9rem; }
-#book-link a { font-family: var(--font-mono); font-size: 0.85rem; word-break: break-all; }
+#book-link p.formats { display: flex; flex-wrap: wrap; gap: 8px; margin: 8px 0; }
+#book-link a.format-link { display: inline-block; padding: 6px 14px; border-radius: 999px; border: 1px solid var(--primary-300);
+  background: var(--primary-50); color: var(--primary-800); font-weight: 600; text-decoration: none; }
+#book-link a.format-link:hover { background: var(--primary-100); }
+#book-link a.reader-link { background: var(--primary-500); border-color: var(--primary-500); color: white; }
+#book-link p.narration-note { color: var(--body-text-color-subdued); }
+#book-link a.share-link { font-family: var(--font-mono); font-size: 0.85rem; word-break: break-all; }
+#address-warning { background: #fff4d6; border: 1px solid #f2b134; border-radius: 8px; padding: 6px 10px; }
+#address-warning p { font-size: 0.8rem; color: #6b4300; margin: 0; line-height: 1.35; }
+/* Gradio 6 gallery internals: the grid scrolls inside its box, and captions stay on one line; Fabula's gallery
+   is as tall as its rows, and a long caption ("Page 3 · calm placeholder picture") wraps instead of hiding. */
+#pages-gallery .grid-wrap { overflow-y: visible; }
+#pages-gallery .caption-label { white-space: normal; }
 #cover-image img { width: 100%; height: 100%; object-fit: contain; }
 #book-qr img { image-rendering: pixelated; }
 #qr-caption p { text-align: center; font-size: 0.85rem; color: var(--body-text-color-subdued); margin: 2px 0 0; }

@@ -14,7 +14,7 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from webapp.api.views import StoryContent, book_filename
+from webapp.api.views import PageContent, StoryContent, book_filename
 from webapp.book.qr import qr_png
 from webapp.jobs.models import JobRecord, JobStatus, Stage
 from webapp.story.languages import find_language
@@ -28,6 +28,11 @@ STEPS: tuple[tuple[str, tuple[Stage, ...]], ...] = (
 )
 STEP_LABELS = {stage: label for label, stages in STEPS for stage in stages}
 
+COVER_CAPTION = "Cover"
+REPLACED_NOTE = "calm placeholder picture"
+# Thumbnails per gallery row: four large ones for a short book, six smaller ones once that would pass two rows.
+FEW_COLUMNS, MANY_COLUMNS = 4, 6
+
 
 @dataclass
 class StoryScreen:
@@ -35,7 +40,7 @@ class StoryScreen:
     book_area: Any = None
     title: str = ""
     cover: str | None = None
-    gallery: list[tuple[str, str]] = field(default_factory=list)
+    gallery: Any = None
     reader: str = ""
     result: Any = None
     book_file: str | None = None
@@ -110,6 +115,29 @@ def reader_html(content: StoryContent) -> str:
     return f'<div class="fabula-reader">{"".join(parts)}</div>'
 
 
+def page_caption(page: PageContent) -> str:
+    """The label under a page's thumbnail; it says when the safety placeholder stands in for the picture."""
+    caption = f"Page {page.number}"
+    return f"{caption} · {REPLACED_NOTE}" if page.replaced else caption
+
+
+def gallery_items(content: StoryContent) -> list[tuple[str, str]]:
+    """(picture, caption) for the cover and each page painted so far, in book order."""
+    items = [(str(content.cover_path), COVER_CAPTION)] if content.cover_path else []
+    items += [(str(page.image_path), page_caption(page)) for page in content.pages if page.image_path]
+    return items
+
+
+def gallery_columns(count: int) -> int:
+    return FEW_COLUMNS if count <= 2 * FEW_COLUMNS else MANY_COLUMNS
+
+
+def page_choices(content: StoryContent) -> list[tuple[str, int]]:
+    """The Page dropdown's choices: the cover (0) once it is painted, then every page of the outline."""
+    choices = [(COVER_CAPTION, 0)] if content.cover_path or content.pages else []
+    return choices + [(f"Page {page.number}", page.number) for page in content.pages]
+
+
 def qr_image(link: str) -> Image.Image:
     """The same code the PDF prints, as a picture: 8 pixels per module with the standard quiet zone."""
     return Image.open(io.BytesIO(qr_png(link, box_size=8))).convert("RGB")
@@ -131,8 +159,26 @@ def published_book(content: StoryContent) -> str | None:
     return str(target)
 
 
-def link_html(link: str) -> str:
-    return f'<p>Share this link: <a href="{html.escape(link)}" target="_blank" rel="noopener">{html.escape(link)}</a></p>'
+def _anchor(href: str, text: str, css_class: str, *, download: bool = False) -> str:
+    saved = " download" if download else ""
+    return f'<a class="{css_class}" href="{html.escape(href)}" target="_blank" rel="noopener"{saved}>{html.escape(text)}</a>'
+
+
+def links_html(content: StoryContent) -> str:
+    """The finished book's other formats beside the PDF: the phone reader (the QR code's target), the EPUB and,
+    when the book was read aloud, the audiobook; and, when it was not, the reason."""
+    if content.reader_link is None:
+        return ""
+    formats = [_anchor(content.reader_link, "Read it on a phone", "format-link reader-link")]
+    if content.epub_link:
+        formats.append(_anchor(content.epub_link, "EPUB (e-readers)", "format-link epub-link", download=True))
+    if content.audiobook_link:
+        formats.append(_anchor(content.audiobook_link, "Audiobook", "format-link audiobook-link", download=True))
+    parts = [f'<p class="formats">{"".join(formats)}</p>']
+    if content.narration_note:
+        parts.append(f'<p class="narration-note">{html.escape(content.narration_note)}</p>')
+    parts.append(f'<p class="share">Share this link: {_anchor(content.reader_link, content.reader_link, "share-link")}</p>')
+    return "".join(parts)
 
 
 def title_html(content: StoryContent) -> str:
@@ -146,23 +192,28 @@ def title_html(content: StoryContent) -> str:
     return heading
 
 
-def story_screen(content: StoryContent, versions: list[str], version_titles: dict[str, str], message: str | None = None) -> StoryScreen:
+def story_screen(
+    content: StoryContent, versions: list[str], version_titles: dict[str, str], message: str | None = None, *, chosen_page: int | None = None
+) -> StoryScreen:
+    """Every output for one moment of a story; `chosen_page` keeps the Page dropdown on the page being edited."""
     record = content.record
     finished = record.status == JobStatus.done
     show_book = finished and content.book_link is not None
-    pages = [page.number for page in content.pages]
+    pictures = gallery_items(content)
+    choices = page_choices(content)
+    kept = chosen_page if chosen_page is not None and any(value == chosen_page for _, value in choices) else None
     return StoryScreen(
         progress=progress_html(record, message),
         book_area=gr.update(visible=bool(content.pages or content.cover_path)),
         title=title_html(content),
         cover=str(content.cover_path) if content.cover_path else None,
-        gallery=[(str(page.image_path), f"Page {page.number}") for page in content.pages if page.image_path],
+        gallery=gr.update(value=pictures, columns=gallery_columns(len(pictures))),
         reader=reader_html(content),
         result=gr.update(visible=show_book),
         book_file=published_book(content) if show_book else None,
-        qr=qr_image(content.book_link) if show_book and content.book_link else None,
-        link=link_html(content.book_link) if show_book and content.book_link else "",
-        page_choice=gr.update(choices=[("Cover", 0)] + [(f"Page {number}", number) for number in pages]),
+        qr=qr_image(content.reader_link) if show_book and content.reader_link else None,
+        link=links_html(content) if show_book else "",
+        page_choice=gr.update(choices=choices, value=kept) if kept is not None else gr.update(choices=choices),
         editing=gr.update(visible=finished),
         story_id=record.id,
         versions=versions,
