@@ -1,4 +1,4 @@
-# One image for every Fabula container: the caption, illustrate and llm services and the web app.
+# One image for every Fabula container: the caption, illustrate, llm and narrate services, the workers and the web app.
 # Build:  docker compose build        (or: docker build -t fabula .)
 # Extras: --build-arg EXTRA_PIP=bitsandbytes   for the 4-bit LLaVA a single 24 GB GPU needs
 #         --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126   for a torch built for another CUDA
@@ -17,10 +17,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     HF_HUB_OFFLINE=1 \
     TOKENIZERS_PARALLELISM=false
 
-# Fonts with TrueType outlines for every script a book can be written in, and poppler for PDF checks.
+# Fonts with TrueType outlines for every script a book can be written in, poppler for PDF checks, espeak-ng
+# (the offline voice) and ffmpeg (page audio, the audiobook).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        fonts-dejavu-core fonts-noto-core fonts-nanum fonts-ipafont-gothic fonts-wqy-zenhei poppler-utils \
+        fonts-dejavu-core fonts-noto-core fonts-nanum fonts-ipafont-gothic fonts-wqy-zenhei poppler-utils espeak-ng ffmpeg \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
@@ -41,6 +42,6 @@ RUN useradd --create-home --uid 1000 fabula \
     && chown fabula:fabula /models /data
 USER fabula
 
-EXPOSE 7860 8101 8102 8103
+EXPOSE 7860 8101 8102 8103 8104 8110
 ENTRYPOINT ["fabula"]
 CMD ["serve", "web", "--host", "0.0.0.0", "--port", "7860"]

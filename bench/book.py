@@ -61,7 +61,7 @@ async def run_fabula(studio: Studio, photo: bytes, options: StoryOptions) -> Fab
     A page is finished when its picture is saved and its text (translated, for a book not in English) is saved;
     the pipeline writes and paints pages independently, so both are checked at every event it publishes."""
     started = time.perf_counter()
-    record = studio.runner.submit(photo, options)
+    record = studio.stories.submit(photo, options)
     events = studio.events.subscribe(record.id)
     text_step = "text" if options.language == "en" else "translation"
     saved: dict[int, dict[str, float]] = {page: {} for page in [*range(1, options.pages + 1), COVER]}
@@ -83,7 +83,7 @@ async def run_fabula(studio: Studio, photo: bytes, options: StoryOptions) -> Fab
                 return
 
     watcher = asyncio.create_task(watch())
-    finished = await studio.runner.wait(record.id)
+    finished = await studio.stories.wait(record.id)
     total = time.perf_counter() - started
     watcher.cancel()
     studio.events.unsubscribe(record.id, events)
@@ -102,10 +102,10 @@ async def warm_up(studio: Studio, photo: bytes) -> None:
     from shared.schemas import ImageGenerationRequest
 
     config = studio.pipeline.config
-    await studio.captioner.caption(photo, max_new_tokens=8)
-    await studio.illustrator.generate(ImageGenerationRequest(
+    await studio.pipeline.captioner.caption(photo, max_new_tokens=8)
+    await studio.pipeline.illustrator.generate(ImageGenerationRequest(
         prompt="warm-up", size=f"{config.image_size}x{config.image_size}", num_inference_steps=config.image_steps, seed=0))
-    await studio.writer.translate_texts(["Warm-up"], "fr", [])
+    await studio.pipeline.writer.translate_texts(["Warm-up"], "fr", [])
 
 
 async def benchmark(settings: Settings, photo: bytes, options: StoryOptions, *, mode: str,

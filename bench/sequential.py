@@ -73,8 +73,8 @@ async def ask(studio: Studio, messages: list[dict], schema: type[ModelT], name: 
     """One schema-constrained call; a reply that does not validate gets one more try."""
     last_problem = ""
     for _ in range(2):
-        completion = await studio.llm.chat.completions.create(
-            model=studio.writer.model, messages=messages, max_tokens=MAX_TOKENS, temperature=0.8,
+        completion = await studio.pipeline.writer.chat.client.chat.completions.create(
+            model=studio.pipeline.writer.model, messages=messages, max_tokens=MAX_TOKENS, temperature=0.8,
             response_format={"type": "json_schema", "json_schema": {"name": name, "schema": schema.model_json_schema(), "strict": True}},
         )
         try:
@@ -86,9 +86,9 @@ async def ask(studio: Studio, messages: list[dict], schema: type[ModelT], name: 
 
 async def run_sequential(studio: Studio, photo: bytes, options: StoryOptions) -> RunResult:
     """Make one book in the original demo's order; returns the wall time, seconds per stage, first page time."""
-    budget, pages, config = studio.writer.budget, options.pages, studio.pipeline.config
+    budget, pages, config = studio.pipeline.writer.budget, options.pages, studio.pipeline.config
     clock = StageClock()
-    caption_response = await clock.timed("caption", studio.captioner.caption(photo, max_new_tokens=config.caption_tokens))
+    caption_response = await clock.timed("caption", studio.pipeline.captioner.caption(photo, max_new_tokens=config.caption_tokens))
     caption = caption_response.caption.strip() or "A photo."  # type: ignore[attr-defined]
     story_model, title_model, scenes_model = story_schema(pages, budget), title_schema(budget), scenes_schema(pages, budget)
     story = await clock.timed("story", ask(studio, _messages(
@@ -106,7 +106,7 @@ async def run_sequential(studio: Studio, photo: bytes, options: StoryOptions) ->
     if options.language == "en":
         translation = None
     else:
-        translation = await clock.timed("translate", studio.writer.translate_plan(plan, options.language))
+        translation = await clock.timed("translate", studio.pipeline.writer.translate_plan(plan, options.language))
 
     job_id = f"sequential-{uuid.uuid4().hex}"
     first_page_seconds: float | None = None
@@ -120,7 +120,7 @@ async def run_sequential(studio: Studio, photo: bytes, options: StoryOptions) ->
                 prompt=picture.prompt, negative_prompt=picture.negative_prompt, n=1, size=f"{config.image_size}x{config.image_size}",
                 num_inference_steps=config.image_steps, seed=options.seed or 0, response_format="b64_json",
             )
-            response = await studio.illustrator.generate(request)
+            response = await studio.pipeline.illustrator.generate(request)
             studio.artifacts.write(job_id, image_name(page), base64.b64decode(response.data[0].b64_json))
             if page == 1:
                 first_page_seconds = clock.elapsed()

@@ -47,6 +47,7 @@ class DoctorReport(BaseModel):
     models: list[ModelStatus]
     disks: list[DiskSpace]
     offline: str | None = Field(description="The variable that keeps `fabula models pull` offline, if the environment sets it.")
+    job_database: str = Field(default="", description="The job database and whether it opens (a damaged file is named with what to do).")
     notes: list[str] = Field(default_factory=list)
 
 
@@ -110,7 +111,18 @@ def doctor_report(settings: Settings, *, gpus: list[GpuInfo] | None = None, envi
         recommended_profile=recommended, recommendation=recommendation, assignment=assignment,
         gpu_assignment=gpu_plan if settings.profile != Profile.gpu else None, models=model_status(settings),
         disks=_disks(settings), offline=offline_setting(os.environ if environment is None else environment), notes=_notes(gpus, settings),
+        job_database=_job_database(settings),
     )
+
+
+def _job_database(settings: Settings) -> str:
+    from webapp.jobs.database import JobDatabaseError, database_url, describe, open_database
+
+    try:
+        open_database(settings).dispose()
+    except JobDatabaseError as exc:
+        return f"PROBLEM: {exc.message}"
+    return f"{describe(database_url(settings))}: opens and is up to date."
 
 
 def format_report(report: DoctorReport) -> str:
@@ -143,6 +155,8 @@ def format_report(report: DoctorReport) -> str:
     lines += ["  " + status.describe() for status in report.models]
     lines += ["", "Disk:"]
     lines += [f"  {disk.label}: {disk.path}: {disk.free_gb:.1f} GB free of {disk.total_gb:.1f} GB" for disk in report.disks]
+    if report.job_database:
+        lines += ["", f"Job database: {report.job_database}"]
     lines += ["", "Downloads: Fabula serves offline (it sets HF_HUB_OFFLINE=1 itself); only `fabula models pull` reaches the hub."]
     if report.offline:
         lines += [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -30,6 +31,27 @@ def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_settings(session_dir: Path) -> Settings:
     """Tiny-profile settings whose model cache lives for the whole test run (models are built once)."""
     return Settings(profile=Profile.tiny, cache_dir=session_dir / "cache", data_dir=session_dir / "data", api_key=None)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models gain nothing from two threads, and on a busy shared CPU a thread pool waits on its slowest member.
+    Modules that run tiny models in this process use it: `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl(tiny_settings: Settings) -> Path:
+    """The tiny SDXL base + refiner folder (with its tiny IP-Adapter and safety classifier), built once per run."""
+    from services.illustrate.tiny import build_tiny_sdxl
+    from shared.profiles import tiny_dir
+
+    return build_tiny_sdxl(tiny_dir("illustrate", tiny_settings))
 
 
 @pytest.fixture

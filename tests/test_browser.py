@@ -41,6 +41,7 @@ def fabula_up(tiny_settings: Settings, tmp_path_factory: pytest.TempPathFactory)
         "FABULA_CAPTION_URL": f"http://127.0.0.1:{free_port()}",
         "FABULA_ILLUSTRATE_URL": f"http://127.0.0.1:{free_port()}",
         "FABULA_LLM_URL": f"http://127.0.0.1:{free_port()}",
+        "FABULA_NARRATE_URL": f"http://127.0.0.1:{free_port()}",
         "FABULA_DATA_DIR": str(work / "data"),
         "FABULA_CACHE_DIR": str(tiny_settings.cache_dir),
         "GRADIO_ANALYTICS_ENABLED": "False",

@@ -475,7 +475,7 @@ def test_compose_pins_each_model_service_to_a_gpu_and_waits_for_health() -> None
     services = compose["services"]
     always_on = {name: service for name, service in services.items() if "profiles" not in service}
 
-    assert set(always_on) == {"caption", "illustrate", "llm", "web"}
+    assert set(always_on) == {"caption", "illustrate", "llm", "narrate", "web"}
     for name, service in always_on.items():
         assert "/readyz" in " ".join(service["healthcheck"]["test"]), name
         assert "models:/models" in service["volumes"]
@@ -489,12 +489,56 @@ def test_compose_pins_each_model_service_to_a_gpu_and_waits_for_health() -> None
         assert port in service["command"] and f":{port}/readyz" in service["healthcheck"]["test"][-1]
     assert pins == {"caption": "${FABULA_CAPTION_GPU:-0}", "illustrate": "${FABULA_ILLUSTRATE_GPU:-1}", "llm": "${FABULA_LLM_GPU:-2}"}
     web = services["web"]
-    assert web["depends_on"] == {name: {"condition": "service_healthy"} for name in ("caption", "illustrate", "llm")}
+    assert web["depends_on"] == {name: {"condition": "service_healthy"} for name in ("caption", "illustrate", "llm", "narrate")}
+    assert web["environment"]["FABULA_NARRATE_URL"] == "http://narrate:8104"
     assert web["environment"]["FABULA_CAPTION_URL"] == "http://caption:8101"
     assert web["environment"]["FABULA_ILLUSTRATE_URL"] == "http://illustrate:8102"
     assert web["environment"]["FABULA_LLM_URL"] == "http://llm:8103"
     assert services["models"]["environment"]["HF_HUB_OFFLINE"] == "0"
-    assert set(compose["volumes"]) == {"models", "data"}
+    assert set(compose["volumes"]) == {"models", "data", "postgres", "redis"}
+
+
+def test_compose_scale_profile_adds_the_stores_a_migration_and_two_workers_that_wait_for_them() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    scale = {name: service for name, service in services.items() if "scale" in service.get("profiles", [])}
+    fields = set(Settings.model_fields)
+
+    assert set(scale) == {"postgres", "redis", "migrate", "worker"}
+    assert all(service["profiles"] == ["scale"] for service in scale.values())
+    assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
+    assert "postgres:/var/lib/postgresql/data" in services["postgres"]["volumes"]
+    assert services["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    assert "redis:/data" in services["redis"]["volumes"]
+    migrate = services["migrate"]
+    assert migrate["command"] == ["db", "upgrade"] and migrate["restart"] == "no"
+    assert migrate["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    worker = services["worker"]
+    assert worker["command"][:2] == ["worker", "--profile"] and "--concurrency" in worker["command"]
+    assert worker["deploy"]["replicas"] == 2
+    assert worker["depends_on"] == {
+        "migrate": {"condition": "service_completed_successfully"},
+        **{name: {"condition": "service_healthy"} for name in ("redis", "caption", "illustrate", "llm", "narrate")},
+    }
+    assert ":8110/healthz" in worker["healthcheck"]["test"][-1]
+    assert ":8104/readyz" in services["narrate"]["healthcheck"]["test"][-1] and "8104" in services["narrate"]["command"]
+    # The workers write the books the web app serves: one `data` volume, mounted where both look.
+    assert "data:/data" in worker["volumes"] and "data:/data" in services["web"]["volumes"]
+    assert worker["environment"]["FABULA_DATA_DIR"] == services["web"]["environment"]["FABULA_DATA_DIR"] == "/data"
+    for name in ("migrate", "worker"):
+        environment = services[name]["environment"]
+        assert "@postgres:5432/fabula" in environment["FABULA_DATABASE_URL"], name
+        assert environment["FABULA_DATABASE_URL"].startswith("${FABULA_DATABASE_URL:-postgresql+psycopg://"), name
+        assert environment["FABULA_BROKER_URL"] == "${FABULA_BROKER_URL:-redis://redis:6379/0}", name
+    for name, port in (("caption", "8101"), ("illustrate", "8102"), ("llm", "8103"), ("narrate", "8104")):
+        assert worker["environment"][f"FABULA_{name.upper()}_URL"] == f"http://{name}:{port}"
+        assert port in services[name]["command"]
+    # The web app reads the two URLs from `.env`, the same place the workers' defaults give way to.
+    header = (ROOT / "docker-compose.yml").read_text().split("\nservices:")[0]
+    assert "COMPOSE_PROFILES=scale" in header and "FABULA_DATABASE_URL=postgresql+psycopg://" in header and "FABULA_BROKER_URL=redis://redis:6379/0" in header
+    for name, service in services.items():
+        unknown = [key for key in service.get("environment", {}) if key.startswith("FABULA_") and key.removeprefix("FABULA_").lower() not in fields]
+        assert not unknown, f"{name}: not fields of Settings: {unknown}"
 
 
 def test_dockerfile_builds_one_image_with_torch_fonts_and_every_package() -> None:

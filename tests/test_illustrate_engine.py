@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from services.illustrate.engine import GenerationJob, IllustrateEngine, PaintedImage, default_sampling
 from services.illustrate.tiny import BASE_FOLDER, LIKENESS_FOLDER, REFINER_FOLDER, SAFETY_FOLDER, build_tiny_sdxl
-from shared.profiles import tiny_dir
 from shared.settings import Settings
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 MAX_PIXEL_DIFFERENCE = 2  # out of 255
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Tiny models gain nothing from two threads, and on a busy shared CPU a thread pool waits on its slowest member."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def tiny_sdxl(tiny_settings: Settings) -> Path:
-    return build_tiny_sdxl(tiny_dir("illustrate", tiny_settings))
 
 
 @pytest.fixture(scope="module")

@@ -3,38 +3,24 @@ changes the picture, each picture of a batch follows its own photo, and strength
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from safetensors import safe_open
 
 from services.illustrate.engine import GenerationJob, IllustrateEngine
 from services.illustrate.likeness import LikenessWeights, find_likeness_weights
 from services.illustrate.likeness_files import ADAPTER_FILES
-from services.illustrate.tiny import BASE_FOLDER, LIKENESS_FOLDER, REFINER_FOLDER, build_tiny_sdxl
+from services.illustrate.tiny import BASE_FOLDER, LIKENESS_FOLDER, REFINER_FOLDER
 from shared.errors import ModelUnavailable
-from shared.profiles import tiny_dir
 from shared.settings import Settings
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 MAX_PIXEL_DIFFERENCE = 2  # out of 255: batched and single calls differ by rounding only
 ASSETS = Path(__file__).parent / "assets"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def tiny_sdxl(tiny_settings: Settings) -> Path:
-    return build_tiny_sdxl(tiny_dir("illustrate", tiny_settings))
 
 
 @pytest.fixture(scope="module")

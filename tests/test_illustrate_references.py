@@ -12,7 +12,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from services.illustrate.app import create_app
@@ -20,16 +19,10 @@ from shared.server_thread import ServerThread
 from shared.settings import Settings
 from tests.conftest import metric_value
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 ENDPOINT = "/v1/images/generations"
 PHOTO = Path(__file__).parent / "assets" / "photo.jpg"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def start(settings: Settings) -> ServerThread:

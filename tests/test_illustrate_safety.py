@@ -5,7 +5,6 @@ flagged picture, and an image-classification checker flags by its labels."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,26 +16,14 @@ from PIL import Image
 from services.illustrate.engine import GenerationJob, IllustrateEngine, PaintedImage
 from services.illustrate.placeholder import calm_placeholder
 from services.illustrate.safety import SafetyChecker, find_safety_checker
-from services.illustrate.tiny import BASE_FOLDER, REFINER_FOLDER, SAFETY_FOLDER, build_tiny_sdxl
+from services.illustrate.tiny import BASE_FOLDER, REFINER_FOLDER, SAFETY_FOLDER
 from services.illustrate.tiny_safety import write_flagging_checker
 from shared.errors import ModelUnavailable
-from shared.profiles import tiny_dir
 from shared.settings import Settings
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 ASSETS = Path(__file__).parent / "assets"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def tiny_sdxl(tiny_settings: Settings) -> Path:
-    return build_tiny_sdxl(tiny_dir("illustrate", tiny_settings))
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ import httpx
 import numpy as np
 import openai
 import pytest
-import torch
 from PIL import Image
 
 from services.illustrate.app import create_app, resolve_illustrate_models
@@ -27,18 +26,11 @@ from shared.server_thread import ServerThread
 from shared.settings import Profile, Settings
 from tests.conftest import metric_value
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 ENDPOINT = "/v1/images/generations"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_PIXEL_DIFFERENCE = 2  # out of 255: batched matrix products round differently, seeds do not
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Tiny models gain nothing from two threads, and on a busy shared CPU a thread pool waits on its slowest member."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

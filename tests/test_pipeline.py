@@ -49,9 +49,9 @@ def stack(tiny_stack: Settings, tmp_path: Path) -> Settings:
 async def test_a_real_photo_becomes_a_book_with_cover_pages_and_qr_page(stack: Settings, photo_bytes: bytes) -> None:
     studio = build_studio(stack, public_url="http://127.0.0.1:7860")
     try:
-        record = studio.runner.submit(photo_bytes, StoryOptions(pages=3, language="ko", style="comic"))
+        record = studio.stories.submit(photo_bytes, StoryOptions(pages=3, language="ko", style="comic"))
         events = studio.events.subscribe(record.id)
-        record = await asyncio.wait_for(studio.runner.wait(record.id), timeout=300)
+        record = await asyncio.wait_for(studio.stories.wait(record.id), timeout=300)
         assert record.status == JobStatus.done, record.error
         pdf = studio.artifacts.read(record.id, "book.pdf")
         seen_pages = set()
@@ -71,7 +71,7 @@ async def test_a_real_photo_becomes_a_book_with_cover_pages_and_qr_page(stack: S
 async def test_a_killed_job_resumes_and_paints_only_the_missing_pages(stack: Settings, photo_bytes: bytes) -> None:
     first = build_studio(stack, public_url="http://127.0.0.1:7860")
     first.pipeline.config.max_concurrent_images = 1
-    record = first.runner.submit(photo_bytes, StoryOptions(pages=4))
+    record = first.stories.submit(photo_bytes, StoryOptions(pages=4))
     events = first.events.subscribe(record.id)
     while True:
         event = await asyncio.wait_for(events.get(), timeout=300)
@@ -86,8 +86,8 @@ async def test_a_killed_job_resumes_and_paints_only_the_missing_pages(stack: Set
     second = build_studio(stack, public_url="http://127.0.0.1:7860")
     try:
         assert second.store.get(record.id).status == JobStatus.running  # type: ignore[union-attr]
-        assert second.runner.resume_unfinished() == [record.id]
-        finished = await asyncio.wait_for(second.runner.wait(record.id), timeout=300)
+        assert second.stories.resume_unfinished() == [record.id]
+        finished = await asyncio.wait_for(second.stories.wait(record.id), timeout=300)
     finally:
         await second.aclose()
     assert finished.status == JobStatus.done, finished.error
@@ -99,8 +99,8 @@ async def test_a_service_that_is_down_fails_the_job_in_plain_words_and_resume_fi
     broken = stack.model_copy(update={"illustrate_url": "http://127.0.0.1:9"})
     studio = build_studio(broken, public_url="http://127.0.0.1:7860")
     try:
-        record = studio.runner.submit(photo_bytes, StoryOptions(pages=2))
-        failed = await asyncio.wait_for(studio.runner.wait(record.id), timeout=120)
+        record = studio.stories.submit(photo_bytes, StoryOptions(pages=2))
+        failed = await asyncio.wait_for(studio.stories.wait(record.id), timeout=120)
         saved_steps = set(studio.store.steps(record.id))
     finally:
         await studio.aclose()
@@ -111,8 +111,8 @@ async def test_a_service_that_is_down_fails_the_job_in_plain_words_and_resume_fi
     captions_before = caption_requests(stack)
     healed = build_studio(stack, public_url="http://127.0.0.1:7860")
     try:
-        healed.runner.resume(record.id)
-        done = await asyncio.wait_for(healed.runner.wait(record.id), timeout=300)
+        healed.stories.resume(record.id)
+        done = await asyncio.wait_for(healed.stories.wait(record.id), timeout=300)
     finally:
         await healed.aclose()
     assert done.status == JobStatus.done, done.error
@@ -122,12 +122,12 @@ async def test_a_service_that_is_down_fails_the_job_in_plain_words_and_resume_fi
 async def test_a_page_picture_can_be_redone_without_redoing_the_rest(stack: Settings, photo_bytes: bytes) -> None:
     studio = build_studio(stack, public_url="http://127.0.0.1:7860")
     try:
-        record = studio.runner.submit(photo_bytes, StoryOptions(pages=2, seed=7))
-        await asyncio.wait_for(studio.runner.wait(record.id), timeout=300)
+        record = studio.stories.submit(photo_bytes, StoryOptions(pages=2, seed=7))
+        await asyncio.wait_for(studio.stories.wait(record.id), timeout=300)
         old_page, old_cover = studio.artifacts.read(record.id, "page-02.png"), studio.artifacts.read(record.id, "cover.png")
         before = image_requests(stack)
-        studio.runner.regenerate_image(record.id, 2)
-        redone = await asyncio.wait_for(studio.runner.wait(record.id), timeout=300)
+        studio.stories.regenerate_image(record.id, 2)
+        redone = await asyncio.wait_for(studio.stories.wait(record.id), timeout=300)
         assert redone.status == JobStatus.done, redone.error
         assert image_requests(stack) - before == 1
         assert studio.artifacts.read(record.id, "page-02.png") != old_page

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from webapp.api.views import PageContent, StoryContent
+from webapp.jobs.reading import PageContent, StoryContent
 from webapp.jobs.book_links import BookLinks
 from webapp.jobs.models import JobRecord, JobStatus, Stage
 from webapp.ui.callbacks import plain_words

@@ -15,12 +15,16 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from shared.bodies import BodyLimitMiddleware
 from shared.http_errors import install_error_handlers
 from shared.metrics import ServiceMetrics
 from shared.request_context import RequestContextMiddleware
-from shared.settings import Profile, Settings
+from shared.settings import Settings
 from webapp.api import WebState, api_router, books_router
 from webapp.api.books import reader_book
+from webapp.http_guards import (
+    UPLOAD_PATHS, BookFilesGuard, EndsOnDisconnect, KnownRouteGuard, SameOriginGuard, StudioCopies, upload_limit,
+)
 from webapp.public_address import public_address
 from webapp.jobs.safety_metrics import REGISTRY as SAFETY_REGISTRY
 from webapp.reader.routes import reader_router
@@ -54,6 +58,52 @@ def stop_services(started: list[InProcessServices]) -> None:
     started.clear()
 
 
+# The one error shape, as /openapi.json documents it.
+ERROR_SCHEMA = {
+    "title": "Error",
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["type", "message", "param"],
+            "properties": {
+                "type": {"type": "string", "examples": ["invalid_request_error"]},
+                "message": {"type": "string", "description": "What was wrong, in plain words: the field and the rule."},
+                "param": {"anyOf": [{"type": "string"}, {"type": "null"}], "description": "The field at fault, when one is."},
+            },
+        }
+    },
+}
+_INVALID = {
+    "description": "The request is invalid; the message names the field and the rule.",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+}
+
+
+def document_errors(app: FastAPI) -> None:
+    """/openapi.json with the 400 the app sends for a request that fails validation, where FastAPI writes 422."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.get("responses", {})
+                if responses.pop("422", None) is not None or "requestBody" in operation:
+                    responses.setdefault("400", _INVALID)
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        schemas["Error"] = ERROR_SCHEMA
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_web_app(settings: Settings, *, host: str = "127.0.0.1", port: int = 7860, start_services: bool = True) -> FastAPI:
     """The whole web app. With `start_services` on the tiny profile, the three services run in this process."""
     address = public_address(settings.public_url, host, port)
@@ -64,11 +114,11 @@ def create_web_app(settings: Settings, *, host: str = "127.0.0.1", port: int = 7
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         services: list[InProcessServices] = []
         effective = settings
-        if start_services and settings.profile.self_contained:
+        if start_services and settings.profile.self_contained and not settings.broker_url:  # replicas use shared services
             effective = await asyncio.to_thread(start_tiny_services, settings, services)
         studio = build_studio(effective, public_url=state.public_url)
         state.studio = studio
-        resumed = studio.runner.resume_unfinished()
+        resumed = studio.stories.resume_unfinished()
         if resumed:
             logger.info("resumed unfinished books", extra={"fields": {"count": len(resumed)}})
         try:
@@ -82,6 +132,14 @@ def create_web_app(settings: Settings, *, host: str = "127.0.0.1", port: int = 7
     app.state.web = state
     app.state.settings = settings
     install_error_handlers(app)
+    document_errors(app)
+    copies = StudioCopies(settings.data_dir / "studio-copies", settings.data_dir / "artifacts")
+    # Each `add_middleware` wraps the ones before it: the request id is outermost, so every refusal carries one.
+    app.add_middleware(BookFilesGuard, state=state, copies=copies)
+    app.add_middleware(EndsOnDisconnect, paths=UPLOAD_PATHS)
+    app.add_middleware(BodyLimitMiddleware, limit=upload_limit(settings), paths=UPLOAD_PATHS)
+    app.add_middleware(KnownRouteGuard, routes=app.router.routes)
+    app.add_middleware(SameOriginGuard, settings=settings)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     app.include_router(api_router(settings))
     app.include_router(books_router)
@@ -100,5 +158,5 @@ def create_web_app(settings: Settings, *, host: str = "127.0.0.1", port: int = 7
     async def metrics_endpoint() -> Response:
         return Response(metrics.render() + generate_latest(SAFETY_REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
-    mount_ui(app, state)
+    mount_ui(app, state, copies=copies)
     return app

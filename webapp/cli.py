@@ -88,6 +88,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         from webapp.public_address import public_address
 
+        from webapp.jobs.database import open_database
+
+        open_database(settings).dispose()  # a damaged job database is named now, in plain words, not at the first request
         port = args.port or settings.web_port
         app = create_web_app(settings, host=args.host, port=port)
         address = public_address(settings.public_url, args.host, port)
@@ -120,18 +123,22 @@ def cmd_up(args: argparse.Namespace) -> int:
     import uvicorn
 
     from webapp.app import create_web_app
-    from webapp.launcher import ServiceProcesses
+    from webapp.jobs.database import open_database
+    from webapp.launcher import ServiceProcesses, check_port_free
     from webapp.public_address import public_address
 
     settings = _settings(args)
     configure_logging(settings.log_level)
+    port = args.port or settings.web_port
+    # Every port is checked before anything starts: `fabula up` never adopts a service (or a web app) it did not start.
+    check_port_free(args.host, port, what="the web app", setting="--port (or FABULA_WEB_PORT)")
+    open_database(settings).dispose()  # a damaged job database is named now, before any service starts
     devices = _devices_for(settings)
     print(f"Starting the caption, illustrate, llm and narrate services ({settings.profile.value} profile: {devices})…", flush=True)
     processes = ServiceProcesses(settings, devices=devices, host="127.0.0.1")
     started = time.perf_counter()
     settings = processes.start()
     try:
-        port = args.port or settings.web_port
         shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
         app = create_web_app(settings, host=args.host, port=port, start_services=False)
         print(f"Services ready in {time.perf_counter() - started:.1f} s.", flush=True)
@@ -147,7 +154,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 # ---- story ------------------------------------------------------------------------------------------------
 def cmd_story(args: argparse.Namespace) -> int:
     from shared.errors import InvalidRequest
-    from webapp.api.forms import story_options
+    from webapp.story.forms import story_options
 
     settings = _settings(args)
     configure_logging("WARNING")
@@ -180,14 +187,14 @@ async def _story(settings: Settings, photo: bytes, options: object, output: Path
     studio = build_studio(settings, public_url=public_url)
     try:
         if services is None:
-            down = [client.name for client in (studio.captioner, studio.illustrator) if not await client.ready()]
+            down = [client.name for client in (studio.pipeline.captioner, studio.pipeline.illustrator) if not await client.ready()]
             if down:
                 return _fail(
                     f"the {' and '.join(down)} service{'s are' if len(down) > 1 else ' is'} not running or not ready "
                     f"(FABULA_CAPTION_URL / FABULA_ILLUSTRATE_URL). Start them with `fabula up --profile {settings.profile.value}`."
                 )
         started = time.perf_counter()
-        record = studio.runner.submit(photo, options)  # type: ignore[arg-type]
+        record = studio.stories.submit(photo, options)  # type: ignore[arg-type]
         queue = studio.events.subscribe(record.id)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:
             bar = progress.add_task("Queued", total=record.pages_total)
@@ -196,7 +203,7 @@ async def _story(settings: Settings, photo: bytes, options: object, output: Path
                 progress.update(bar, description=f"{event.stage.value}: {event.message}", completed=event.pages_done, total=event.pages_total)
                 if event.status in (JobStatus.done, JobStatus.failed):
                     break
-        record = await studio.runner.wait(record.id)
+        record = await studio.stories.wait(record.id)
         if record.status != JobStatus.done:
             return _fail(f"the book could not be made: {record.error} (job {record.id}; `fabula resume {record.id}` continues it)", 1)
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -235,8 +242,8 @@ async def _resume(settings: Settings, job_id: str) -> int:
         settings = await asyncio.to_thread(services.start)
     studio = build_studio(settings, public_url=settings.public_url or f"http://{settings.web_host}:{settings.web_port}")
     try:
-        studio.runner.resume(job_id)
-        record = await studio.runner.wait(job_id)
+        studio.stories.resume(job_id)
+        record = await studio.stories.wait(job_id)
         print(f"{record.id}: {record.status.value}" + (f" — {record.error}" if record.error else ""))
         return 0 if record.status.value == "done" else 1
     finally:
@@ -266,6 +273,26 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     # The shell's own environment: `main` switched the hub client off for this process, not for `fabula models pull`.
     print(format_report(doctor_report(_settings(args), environment=launch_environment())))
+    return 0
+
+
+# ---- beyond one machine ---------------------------------------------------------------------------------------
+def cmd_worker(args: argparse.Namespace) -> int:
+    from webapp.worker import run_worker
+
+    settings = _settings(args)
+    configure_logging(settings.log_level)
+    if not settings.broker_url:
+        return _fail("`fabula worker` runs books from a broker: set FABULA_BROKER_URL (e.g. redis://127.0.0.1:6379/0) and FABULA_DATABASE_URL.")
+    return run_worker(settings, concurrency=args.concurrency)
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from webapp.jobs.database import describe, database_url, open_database
+
+    settings = _settings(args)
+    open_database(settings).dispose()  # checks the database and applies every migration not applied yet
+    print(f"The job database {describe(database_url(settings))} is up to date.")
     return 0
 
 
@@ -315,6 +342,15 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("target", nargs="?", choices=profiles, help="The profile to pull or list (pull: cpu when not given; status: the configured one).")
     models.add_argument("--profile", choices=profiles)
     models.set_defaults(handler=cmd_models)
+
+    worker = commands.add_parser("worker", help="Run books from the broker (FABULA_BROKER_URL) with Celery; start as many as you like.")
+    worker.add_argument("--profile", choices=profiles)
+    worker.add_argument("--concurrency", type=int, default=2, help="Books this worker makes at once (default 2).")
+    worker.set_defaults(handler=cmd_worker)
+
+    database = commands.add_parser("db", help="The job database: `fabula db upgrade` applies its migrations (Alembic).")
+    database.add_argument("action", choices=["upgrade"])
+    database.set_defaults(handler=cmd_db)
 
     doctor = commands.add_parser("doctor", help="GPUs, free memory, and which profile and GPU assignment fit.")
     doctor.add_argument("--profile", choices=profiles)

@@ -3,8 +3,12 @@ tests), or as one process per service pinned to a device (`fabula up`)."""
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import importlib
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -70,6 +74,50 @@ def wait_ready(url: str, *, name: str, timeout_s: float, process: subprocess.Pop
     raise ServiceStartError(f"The {name} service at {url} was not ready after {timeout_s:.0f} s (last: {last}).")
 
 
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something already listens on (host, port): a bind there fails (a socket in TIME_WAIT does not count)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+            raise
+    return False
+
+
+def check_port_free(host: str, port: int, *, what: str, setting: str) -> None:
+    """Refuse to start `what` on a port something else holds, rather than talk to whatever answers there."""
+    if port_in_use(host, port):
+        raise ServiceStartError(
+            f"Port {port} on {host}, where {what} would listen, is already in use (perhaps by a service an earlier "
+            f"`fabula up` left running). Stop whatever listens there, or set {setting} to a free port."
+        )
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _child_options() -> dict:
+    """Popen options that make a child die with this process (Linux: PR_SET_PDEATHSIG, even after a SIGKILL).
+
+    `prctl` is looked up here, in the parent: between fork and exec the child only calls it, since loading a
+    library there could wait forever on a lock another thread of the parent held at the fork.
+    """
+    if not sys.platform.startswith("linux"):
+        return {}
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent_pid = os.getpid()
+
+    def die_with_parent() -> None:
+        if prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0 and os.getppid() != parent_pid:
+            os.kill(os.getpid(), signal.SIGTERM)  # the parent died before the request took hold
+
+    return {"preexec_fn": die_with_parent}
+
+
 class InProcessServices:
     """The model services on free loopback ports in this process; real HTTP, no subprocesses."""
 
@@ -105,7 +153,11 @@ class InProcessServices:
 
 
 class ServiceProcesses:
-    """One `fabula serve NAME` process per service, each on its own port and device."""
+    """One `fabula serve NAME` process per service, each on its own port and device.
+
+    It only ever talks to services it started: a port already taken stops it before anything starts, and on
+    Linux each service dies with this process (PR_SET_PDEATHSIG), so a killed `fabula up` leaves no port held.
+    """
 
     def __init__(self, settings: Settings, *, devices: dict[str, str], host: str = "127.0.0.1", log_dir: Path | None = None) -> None:
         self.settings = settings
@@ -114,13 +166,18 @@ class ServiceProcesses:
         self.log_dir = log_dir
         self.processes: dict[str, subprocess.Popen] = {}
 
+    def ports(self) -> dict[str, int]:
+        """Each service listens on the port of its configured URL (FABULA_CAPTION_URL, ...), default 8101-8104."""
+        return {name: httpx.URL(getattr(self.settings, spec.url_setting)).port or spec.port for name, spec in SERVICES.items()}
+
     def start(self, timeout_s: float = 900.0) -> Settings:
+        ports = self.ports()
+        for name, port in ports.items():
+            check_port_free(self.host, port, what=f"the {name} service", setting=f"FABULA_{SERVICES[name].url_setting.upper()}")
         for name in SERVICES:
             check_models(name, self.settings)
         urls = {}
-        for name, spec in SERVICES.items():
-            # Each service listens on the port of its configured URL (FABULA_CAPTION_URL, ...), default 8101-8103.
-            port = httpx.URL(getattr(self.settings, spec.url_setting)).port or spec.port
+        for name, port in ports.items():
             command = [
                 sys.executable, "-m", "webapp.cli", "serve", name, "--profile", self.settings.profile.value,
                 "--device", self.devices.get(name, "cpu"), "--host", self.host, "--port", str(port),
@@ -129,7 +186,7 @@ class ServiceProcesses:
             if self.devices.get(name, "cpu") == "cpu" and "OMP_NUM_THREADS" not in os.environ:
                 # The CPU services share the cores instead of each claiming all of them.
                 env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 2) // len(SERVICES)))
-            self.processes[name] = subprocess.Popen(command, env=env)
+            self.processes[name] = subprocess.Popen(command, env=env, **_child_options())
             urls[name] = f"http://{self.host if self.host not in ('0.0.0.0', '::') else '127.0.0.1'}:{port}"
         try:
             for name, url in urls.items():
@@ -151,4 +208,7 @@ class ServiceProcesses:
         self.processes.clear()
 
 
-__all__ = ["SERVICES", "InProcessServices", "ServiceProcesses", "ModelUnavailable", "check_models", "create_service_app", "wait_ready"]
+__all__ = [
+    "SERVICES", "InProcessServices", "ServiceProcesses", "ModelUnavailable", "check_models", "check_port_free", "create_service_app",
+    "port_in_use", "wait_ready",
+]

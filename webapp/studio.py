@@ -1,20 +1,29 @@
-"""Wiring: settings in, a ready `Studio` out (job store, artifacts, events, service clients, writer, pipeline,
-runner). The REST API, the UI and the CLI all drive books through one of these."""
+"""Wiring: settings in, a ready `Studio` out. The REST API, the UI, the CLI and `fabula worker` all drive books
+through one of these.
+
+One machine (the default): SQLite, the local artifact folder, events and books inside this process. With
+`FABULA_DATABASE_URL` the jobs live in PostgreSQL; with `FABULA_BROKER_URL` (Redis) books go to Celery workers,
+progress travels through Redis pub/sub and the rate limit is kept in Redis, so web replicas hold no state.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import openai
 
 from shared.clients import CaptionClient, IllustrateClient, NarrateClient, RetryPolicy
 from shared.settings import Profile, Settings
 from webapp.jobs.artifacts import ArtifactStore
+from webapp.jobs.database import database_url, describe, open_database
+from webapp.jobs.disk_guard import DiskGuard
 from webapp.jobs.events import EventBus
 from webapp.jobs.narration import PageNarrator
 from webapp.jobs.pipeline import PipelineConfig, StoryPipeline
-from webapp.jobs.runner import JobRunner
-from webapp.jobs.store import SqliteJobStore
+from webapp.jobs.schedulers import CeleryScheduler, InProcessScheduler, Scheduler
+from webapp.jobs.sql_store import SqlJobStore
+from webapp.jobs.stories import Stories
 from webapp.story.plan import LengthBudget
 from webapp.story.writer import StoryWriter
 
@@ -26,23 +35,17 @@ _BUDGET = {Profile.tiny: LengthBudget.compact(), Profile.offline: LengthBudget.s
 @dataclass
 class Studio:
     settings: Settings
-    store: SqliteJobStore
+    store: SqlJobStore
     artifacts: ArtifactStore
-    events: EventBus
-    captioner: CaptionClient
-    illustrator: IllustrateClient
-    narrator: NarrateClient
-    llm: openai.AsyncOpenAI
-    writer: StoryWriter
+    events: Any  # EventBus or RedisEventBus
     pipeline: StoryPipeline
-    runner: JobRunner
+    stories: Stories
+    closers: list[Any] = field(default_factory=list)
 
     async def aclose(self) -> None:
-        await self.runner.shutdown()
-        await self.captioner.aclose()
-        await self.illustrator.aclose()
-        await self.narrator.aclose()
-        await self.llm.close()
+        await self.stories.shutdown()
+        for closer in self.closers:
+            await closer()
         self.store.close()
 
 
@@ -52,8 +55,17 @@ def llm_model_name(settings: Settings) -> str:
     return model_id_for("llm", settings) or "default"
 
 
-def build_studio(settings: Settings, *, public_url: str) -> Studio:
-    """Must be called inside a running event loop (the runner creates tasks)."""
+def event_bus(settings: Settings) -> Any:
+    if settings.broker_url and settings.broker_url.startswith(("redis://", "rediss://")):
+        from webapp.jobs.redis_events import RedisEventBus
+
+        return RedisEventBus(settings.broker_url)
+    return EventBus()
+
+
+def build_studio(settings: Settings, *, public_url: str, scheduler: Scheduler | None = None) -> Studio:
+    """Must be called inside a running event loop (the in-process scheduler creates tasks). A worker passes its
+    own scheduler; otherwise FABULA_BROKER_URL chooses Celery, and its absence this process."""
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
     retry = RetryPolicy(attempts=settings.service_retries)
     captioner = CaptionClient(settings.caption_url, api_key=api_key, timeout_s=settings.service_timeout_s, retry=retry)
@@ -63,16 +75,28 @@ def build_studio(settings: Settings, *, public_url: str) -> Studio:
     llm = openai.AsyncOpenAI(base_url=settings.resolved_llm_base_url, api_key=llm_key, timeout=settings.service_timeout_s, max_retries=settings.service_retries)
     budget = _BUDGET.get(settings.profile, LengthBudget())
     writer = StoryWriter(llm, model=llm_model_name(settings), budget=budget, attempts=settings.writer_attempts, blocked_words=tuple(settings.blocked_words))
-    store = SqliteJobStore(settings.data_dir / "jobs.sqlite3")
-    artifacts = ArtifactStore(settings.data_dir / "artifacts")
-    events = EventBus()
+    guard = DiskGuard(settings.data_dir)
+    url = database_url(settings)
+    store = SqlJobStore(open_database(settings), where=describe(url), guard=guard if url.startswith("sqlite") else None)
+    artifacts = ArtifactStore(settings.data_dir / "artifacts", guard=guard)
+    events = event_bus(settings)
     config = PipelineConfig(
         public_url=public_url, image_size=settings.book_image_size or _IMAGE_SIZE[settings.profile], image_steps=4 if settings.profile.tiny_pictures else None,
-        reference_strength=settings.reference_strength, max_safety_repaints=settings.max_safety_repaints,
+        reference_strength=settings.reference_strength, max_safety_repaints=settings.max_safety_repaints, lease_s=settings.job_lease_s,
     )
     page_narrator = PageNarrator(narrate, store=store, artifacts=artifacts, voice=settings.narrator_voice)
     pipeline = StoryPipeline(
         store=store, artifacts=artifacts, events=events, captioner=captioner, illustrator=illustrator, writer=writer, config=config, narrator=page_narrator,
     )
-    runner = JobRunner(pipeline, settings)
-    return Studio(settings, store, artifacts, events, captioner, illustrator, narrate, llm, writer, pipeline, runner)
+    if scheduler is None:
+        if settings.broker_url:
+            from webapp.jobs.celery_app import celery_app
+
+            scheduler = CeleryScheduler(celery_app(settings))
+        else:
+            scheduler = InProcessScheduler(pipeline)
+    stories = Stories(store=store, artifacts=artifacts, events=events, scheduler=scheduler, settings=settings)
+    closers = [captioner.aclose, illustrator.aclose, narrate.aclose, llm.close]
+    if hasattr(events, "aclose"):
+        closers.append(events.aclose)
+    return Studio(settings, store, artifacts, events, pipeline, stories, closers)

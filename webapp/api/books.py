@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
 from shared.errors import NotFound
-from webapp.api.views import book_filename, load_story
+from webapp.jobs.reading import book_filename, load_story
 from webapp.jobs.book_assembly import AUDIOBOOK, EPUB, PDF
 from webapp.jobs.book_links import BookLinks
 from webapp.jobs.models import JobRecord

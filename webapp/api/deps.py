@@ -20,10 +20,16 @@ def get_studio(request: Request) -> Studio:
 
 
 def client_key(request: Request) -> str:
-    """Who is asking: the API key when one is sent (hashed), else the client's address."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return "key:" + hashlib.sha256(token.strip().encode()).hexdigest()[:16]
+    """Who is asking, for the rate limit and the books' owner.
+
+    With `FABULA_API_KEY` set, the key (hashed): the router's guard has already refused a wrong one. With no key
+    set, a bearer value proves nothing, and counting it would let any caller look new with each request, so the
+    client is its address.
+    """
+    if get_state(request).settings.api_key is not None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return "key:" + hashlib.sha256(token.strip().encode()).hexdigest()[:16]
     return "ip:" + (request.client.host if request.client else "unknown")
 
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
 
-from webapp.api.bodies import body_schema, read_body
+from webapp.api.bodies import body_schema, read_body, readable_body
 from webapp.api.deps import RateLimit, StateDep, StudioDep
 from webapp.api.links import accepted
 from webapp.api.schemas import MorePages, PageEdit, StoryAccepted
 
-router = APIRouter(prefix="/stories", tags=["edits"], dependencies=[RateLimit])
+# The content type is checked first, so a refused body does not count against the client's changes per minute.
+router = APIRouter(prefix="/stories", tags=["edits"], dependencies=[Depends(readable_body), RateLimit])
 
 StoryId = Annotated[str, Path(description="The story's id.", max_length=80)]
 
@@ -29,9 +30,9 @@ async def regenerate_page(
 ) -> StoryAccepted:
     edit = await read_body(request, PageEdit)
     if edit.what == "image":
-        record = studio.runner.regenerate_image(story_id, page)
+        record = studio.stories.regenerate_image(story_id, page)
     else:
-        record = studio.runner.rewrite_text(story_id, page, edit.instruction)
+        record = studio.stories.rewrite_text(story_id, page, edit.instruction)
     return accepted(record, state.public_url)
 
 
@@ -44,7 +45,7 @@ async def regenerate_page(
 )
 async def add_pages(story_id: StoryId, request: Request, state: StateDep, studio: StudioDep) -> StoryAccepted:
     more = await read_body(request, MorePages)
-    return accepted(studio.runner.add_pages(story_id, more.count), state.public_url)
+    return accepted(studio.stories.add_pages(story_id, more.count), state.public_url)
 
 
 @router.post(
@@ -54,9 +55,9 @@ async def add_pages(story_id: StoryId, request: Request, state: StateDep, studio
     summary="Make another version from the same photo and options (a new story; both are kept).",
 )
 async def new_version(story_id: StoryId, state: StateDep, studio: StudioDep) -> StoryAccepted:
-    return accepted(studio.runner.new_version(story_id), state.public_url)
+    return accepted(studio.stories.new_version(story_id), state.public_url)
 
 
 @router.post("/{story_id}/resume", status_code=202, response_model=StoryAccepted, summary="Continue a failed or interrupted story from its last saved step.")
 async def resume_story(story_id: StoryId, state: StateDep, studio: StudioDep) -> StoryAccepted:
-    return accepted(studio.runner.resume(story_id), state.public_url)
+    return accepted(studio.stories.resume(story_id), state.public_url)

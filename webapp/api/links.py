@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from webapp.api.schemas import PageView, StoryAccepted, StoryLinks, StoryView
-from webapp.api.views import StoryContent, file_version, load_story
+from webapp.jobs.reading import StoryContent, file_version, load_story
 from webapp.jobs.book_links import BookLinks
 from webapp.jobs.models import JobRecord
 from webapp.jobs.pipeline import COVER, image_name

@@ -39,7 +39,7 @@ async def report_page(
     body = await read_body(request, ReportBody)
     if body.what == "text" and page == 0:
         raise Conflict("The cover has no text; report its picture (`what`: picture) or a page from 1.", param="what")
-    record, report = studio.runner.report_page(story_id, page, body.what, body.reason, client=client_key(request))
+    record, report = studio.stories.report_page(story_id, page, body.what, body.reason, client=client_key(request))
     return ReportAccepted(report=report_view(report), story=accepted(record, state.public_url))
 
 

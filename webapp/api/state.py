@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from shared.errors import ModelNotReady
 from shared.settings import Settings
-from webapp.api.rate_limit import RateLimiter
+from webapp.api.rate_limit import RateLimiter, RedisRateLimiter
 from webapp.studio import Studio
 
 
@@ -18,17 +18,24 @@ from webapp.studio import Studio
 class WebState:
     settings: Settings
     public_url: str
-    limiter: RateLimiter
+    limiter: RateLimiter | RedisRateLimiter
     studio: Studio | None = field(default=None)
     address_warning: str | None = None  # why a phone cannot open the books' QR codes, when it cannot
 
     @classmethod
     def create(cls, settings: Settings, public_url: str, *, address_warning: str | None = None) -> "WebState":
         return cls(
-            settings=settings, public_url=public_url.rstrip("/"), limiter=RateLimiter(settings.rate_limit_per_minute), address_warning=address_warning,
+            settings=settings, public_url=public_url.rstrip("/"), limiter=rate_limiter(settings), address_warning=address_warning,
         )
 
     def require_studio(self) -> Studio:
         if self.studio is None:
             raise ModelNotReady("Fabula is still starting; try again in a few seconds.")
         return self.studio
+
+
+def rate_limiter(settings: Settings) -> RateLimiter | RedisRateLimiter:
+    """In this process on one machine; in Redis (shared by every replica) when the broker is Redis."""
+    if settings.broker_url and settings.broker_url.startswith(("redis://", "rediss://")):
+        return RedisRateLimiter(settings.broker_url, settings.rate_limit_per_minute)
+    return RateLimiter(settings.rate_limit_per_minute)

@@ -10,10 +10,10 @@ from fastapi.responses import FileResponse
 from shared.errors import NotFound
 from shared.images import check_upload_size
 from webapp.api.deps import RateLimit, StateDep, StudioDep, client_key
-from webapp.api.forms import story_options
+from webapp.story.forms import story_options
 from webapp.api.links import accepted, story_path, story_view
 from webapp.api.schemas import StoryAccepted, StoryView
-from webapp.api.views import IMAGE_NAME
+from webapp.jobs.reading import IMAGE_NAME
 
 router = APIRouter(prefix="/stories", tags=["stories"])
 
@@ -75,19 +75,19 @@ async def create_story(
     )
     photo_bytes = await _read_upload(photo, max_bytes=settings.max_upload_bytes, param="photo")
     logo_bytes = await _read_upload(logo, max_bytes=settings.max_upload_bytes, param="logo") if logo is not None and logo.filename else None
-    record = await studio.runner.submit_upload(photo_bytes, options, logo=logo_bytes, client=client_key(request))
+    record = await studio.stories.submit_upload(photo_bytes, options, logo=logo_bytes, client=client_key(request))
     response.headers["Location"] = story_path(record.id)
     return accepted(record, state.public_url)
 
 
 @router.get("/{story_id}", response_model=StoryView, summary="A story's progress, pages, pictures and book link.")
 async def get_story(story_id: StoryId, state: StateDep, studio: StudioDep) -> StoryView:
-    return story_view(studio, studio.runner.get(story_id), state.public_url)
+    return story_view(studio, studio.stories.get(story_id), state.public_url)
 
 
 @router.delete("/{story_id}", status_code=204, summary="Delete a story: its pictures, photo and book link are gone.")
 async def delete_story(story_id: StoryId, studio: StudioDep) -> Response:
-    await studio.runner.delete(story_id)
+    await studio.stories.delete(story_id)
     return Response(status_code=204)
 
 
@@ -98,7 +98,7 @@ async def delete_story(story_id: StoryId, studio: StudioDep) -> Response:
     responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}},
 )
 async def get_image(story_id: StoryId, name: Annotated[str, Path(max_length=40)], studio: StudioDep) -> FileResponse:
-    studio.runner.get(story_id)
+    studio.stories.get(story_id)
     if not IMAGE_NAME.match(name):
         raise NotFound(f"There is no picture called {name!r}; pictures are cover.png, page-01.png, page-02.png, … and photo.jpg.", param="name")
     path = studio.artifacts.path(story_id, name)

@@ -1,1 +1,1 @@
-"""Durable jobs: the store (SQLite by default), the artifact folder, progress events and the runner."""
+"""Durable jobs: the store (SQLite or PostgreSQL), the artifact folder, progress events, the schedulers and the pipeline."""

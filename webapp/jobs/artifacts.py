@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import shutil
@@ -10,14 +9,16 @@ import tempfile
 from pathlib import Path
 
 from shared.errors import StorageFull
+from webapp.jobs.disk_guard import DiskGuard, is_disk_full
 
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,80}$")
 
 
 class ArtifactStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, guard: DiskGuard | None = None) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
+        self.guard = guard
 
     def job_dir(self, job_id: str) -> Path:
         if not _NAME.match(job_id):
@@ -32,6 +33,8 @@ class ArtifactStore:
     def write(self, job_id: str, name: str, data: bytes) -> Path:
         """Write atomically (a reader sees the old file or the new one); a full disk raises `StorageFull`."""
         target = self.path(job_id, name)
+        if self.guard is not None:
+            self.guard.check()
         temporary: str | None = None
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -42,7 +45,9 @@ class ArtifactStore:
         except OSError as exc:
             if temporary is not None:
                 Path(temporary).unlink(missing_ok=True)
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            if is_disk_full(exc):
+                if self.guard is not None:
+                    self.guard.filled()
                 raise StorageFull.for_folder(str(self.root)) from None
             raise
         return target

@@ -25,7 +25,9 @@ from shared.errors import FabulaError, InvalidRequest, UpstreamError
 from shared.logs import job_id_var
 from shared.schemas import ImageGenerationRequest
 from webapp.jobs.artifacts import ArtifactStore
+from webapp.jobs.edits import BookEdits
 from webapp.jobs.narration import PageNarrator
+from webapp.jobs.orders import Outcome, WorkOrder
 from webapp.jobs.events import EventBus
 from webapp.jobs.models import JobEvent, JobRecord, JobStatus, Stage
 from webapp.jobs.safety_metrics import SAFETY
@@ -54,6 +56,7 @@ class PipelineConfig:
     max_concurrent_images: int = 25  # a whole 24-page book and its cover in flight at once
     caption_tokens: int = 160
     reference_strength: float = 0.6  # the book's default; a book's own option wins
+    lease_s: float = 60.0  # a worker's hold on a book, renewed every third of it
     max_safety_repaints: int = 2
 
 
@@ -78,39 +81,65 @@ class StoryPipeline:
         self.writer = writer
         self.config = config
         self.narrator = narrator
+        self.edits = BookEdits(self)
         self.stage_seconds: dict[str, dict[str, float]] = {}
         self._image_slots: asyncio.Semaphore | None = None
 
-    # ---- running a whole job -------------------------------------------------------------------------------
-    async def run(self, job_id: str) -> JobRecord:
-        token = job_id_var.set(job_id)
+    # ---- running a work order (a whole book, or an edit) ------------------------------------------------------
+    async def perform(self, order: WorkOrder, *, owner: str) -> Outcome:
+        """Run `order` while holding the job's lease, so no two workers make one book at once.
+
+        `skipped`: the job is gone, or already finished (a redelivered order). `held`: another worker holds it now;
+        try again after its lease (`config.lease_s`) would have run out.
+        """
+        token = job_id_var.set(order.job_id)
         try:
-            return await self._run(job_id)
+            record = self.store.get(order.job_id)
+            if record is None or record.status not in (JobStatus.queued, JobStatus.running):
+                return Outcome.skipped
+            if not self.store.acquire_lease(order.job_id, owner, self.config.lease_s):
+                logger.info("book held by another worker; trying again later")
+                return Outcome.held
+            renewing = asyncio.ensure_future(self._renew_lease(order.job_id, owner))
+            try:
+                await self._work(order)
+            finally:
+                renewing.cancel()
+                self.store.release_lease(order.job_id, owner)
+            return Outcome.done
         finally:
             job_id_var.reset(token)
 
-    async def _run(self, job_id: str) -> JobRecord:
-        record = self._require(job_id)
-        options = StoryOptions.model_validate(record.options)
-        self._set(job_id, status=JobStatus.running, error=None, error_type=None)
+    async def _renew_lease(self, job_id: str, owner: str) -> None:
+        while True:
+            await asyncio.sleep(self.config.lease_s / 3)
+            await asyncio.to_thread(self.store.renew_lease, job_id, owner, self.config.lease_s)
+
+    async def _work(self, order: WorkOrder) -> None:
+        job_id = order.job_id
+        record = self._set(job_id, status=JobStatus.running, error=None, error_type=None)
         try:
-            caption = await self._timed(job_id, "caption", self.caption(job_id))
-            saved_plan = self.store.steps(job_id).get("plan")
-            if saved_plan is None:
-                await self.tell(job_id, caption, options)
+            if order.kind == "book":
+                options = StoryOptions.model_validate(record.options)
+                caption = await self._timed(job_id, "caption", self.caption(job_id))
+                plan = self.store.progress(job_id).plan
+                if plan is None:
+                    await self.tell(job_id, caption, options)
+                else:
+                    await self._timed(job_id, "illustrate", self.illustrate(job_id, plan, options))
             else:
-                await self._timed(job_id, "illustrate", self.illustrate(job_id, StoryPlan.model_validate(saved_plan), options))
+                await self.edits.perform(order)
             await self._timed(job_id, "book", self.build_book(job_id))
         except FabulaError as exc:
-            return self._fail(job_id, exc.message, exc.error_type)
+            self._fail(job_id, exc.message, exc.error_type)
+            return
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the job fails in plain words; the traceback goes to the log
             logger.exception("job failed unexpectedly")
-            return self._fail(job_id, f"An unexpected error stopped this book ({type(exc).__name__}); its finished steps are kept and it can be resumed.", "internal_error")
-        record = self._set(job_id, status=JobStatus.done, stage=Stage.done)
-        self._emit(record, "Your book is ready.")
-        return record
+            self._fail(job_id, f"An unexpected error stopped this book ({type(exc).__name__}); its finished steps are kept and it can be resumed.", "internal_error")
+            return
+        self._emit(self._set(job_id, status=JobStatus.done, stage=Stage.done), "Your book is ready.")
 
     # ---- steps ---------------------------------------------------------------------------------------------
     async def caption(self, job_id: str) -> str:
@@ -201,7 +230,7 @@ class StoryPipeline:
             saved = {"text": written.text, "fallback": written.fallback}
             self.store.save_step(job_id, f"text:{page}", saved)
         translated = await self.translated(job_id, str(page), saved["text"], brief.options, brief.names)
-        self._emit(self._require(job_id), f"Page {page} written.", page=page)
+        self._emit(self.record(job_id), f"Page {page} written.", page=page)
         return saved["text"], translated
 
     async def translated(self, job_id: str, key: str, text: str, options: StoryOptions, names: Any, *, what: str = "page") -> str:
@@ -261,7 +290,7 @@ class StoryPipeline:
             job_id, f"image:{page}",
             {"seed": image.seed, "prompt": picture.prompt, "reference": reference is not None, "flagged": image.flagged, "repaints": attempt},
         )
-        record = self._set(job_id, pages_done=self._pages_done(job_id, self._require(job_id).pages_total))
+        record = self._set(job_id, pages_done=self._pages_done(job_id, self.record(job_id).pages_total))
         self._emit(record, "Cover painted." if page == COVER else f"Page {page} painted.", page=page)
 
     def _reference(self, job_id: str, scene: str, characters: list[Character], page: int) -> str | None:
@@ -303,7 +332,7 @@ class StoryPipeline:
     async def build_book(self, job_id: str) -> bytes:
         from webapp.jobs.book_assembly import bind_book
 
-        options = StoryOptions.model_validate(self._require(job_id).options)
+        options = StoryOptions.model_validate(self.record(job_id).options)
         await self.narrate_book(job_id, options)
         record = self._emit(self._set(job_id, stage=Stage.book), "Binding the book…")
         bound = await asyncio.to_thread(bind_book, record, self.store, self.artifacts, self.config.public_url)
@@ -320,7 +349,7 @@ class StoryPipeline:
     def _pages_done(self, job_id: str, pages: int) -> int:
         return sum(1 for page in range(1, pages + 1) if self.artifacts.exists(job_id, image_name(page)))
 
-    def _require(self, job_id: str) -> JobRecord:
+    def record(self, job_id: str) -> JobRecord:
         record = self.store.get(job_id)
         if record is None:
             raise KeyError(job_id)

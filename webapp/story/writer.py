@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 
 import openai
 
+from shared.blocked_words import remove_blocked
 from shared.errors import UpstreamError
 from shared.logs import log_fields
 from webapp.story import fallbacks, prompts
@@ -130,7 +131,7 @@ class StoryWriter:
                 draft.fallbacks.append("title")
         beats = [draft.beats[page] for page in range(1, pages + 1)]
         return StoryOutline(
-            title=draft.title or fallbacks.title(self.facts(brief)),
+            title=draft.title or remove_blocked(fallbacks.title(self.facts(brief)), self.blocked_words),
             cover_prompt=beats[0],
             characters=draft.characters,
             pages=[OutlinePage(beat=beat, scene_prompt=beat) for beat in beats],
@@ -350,8 +351,10 @@ class StoryWriter:
         return chosen
 
     def _fallback(self, piece: str, page: int, text: str) -> Written:
+        """A safe text in the model's place; it too keeps clear of the blocked words (an operator's list may hold
+        words the templates use)."""
         log_fields(logger, "using the safe fallback for a piece the model could not write within the rules", piece=piece, page=page, level=logging.WARNING)
-        return Written(text, fallback=True)
+        return Written(remove_blocked(text, self.blocked_words), fallback=True)
 
 
 def _seed(seed: int, attempt: int) -> int:

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from shared.settings import Profile
 from webapp.api.state import WebState
+from webapp.http_guards import StudioCopies
 from webapp.story.languages import LANGUAGES
 from webapp.story.options import Audience, StoryOptions
 from webapp.story.styles import STYLES
@@ -200,14 +201,41 @@ def build_ui(state: WebState) -> gr.Blocks:
     return blocks
 
 
-def mount_ui(app: FastAPI, state: WebState) -> FastAPI:
-    """Mount the studio at /. With an API key set, the page asks for it (any user name, the key as password)."""
+def _note_copies(blocks: gr.Blocks, copies: StudioCopies) -> None:
+    """Have every component tell `copies` which story's file each copy it puts in Gradio's cache came from."""
+    for block in blocks.blocks.values():
+        copy_sync, copy_async = block.move_resource_to_block_cache, block.async_move_resource_to_block_cache
+
+        def noted(source: str | Path | None, _copy=copy_sync) -> str | None:
+            copy = _copy(source)
+            copies.note(source, copy)
+            return copy
+
+        async def noted_async(source: str | Path | None, _copy=copy_async) -> str | None:
+            copy = await _copy(source)
+            copies.note(source, copy)
+            return copy
+
+        block.move_resource_to_block_cache = noted  # type: ignore[method-assign]
+        block.async_move_resource_to_block_cache = noted_async  # type: ignore[method-assign]
+
+
+def mount_ui(app: FastAPI, state: WebState, *, copies: StudioCopies | None = None) -> FastAPI:
+    """Mount the studio at /. With an API key set, the page asks for it (any user name, the key as password).
+
+    With `copies`, each copy of a story's file Gradio makes is noted, so `BookFilesGuard` can refuse it once the
+    book expires or the story is deleted.
+    """
     settings = state.settings
     key = settings.api_key.get_secret_value() if settings.api_key else None
     auth = (lambda _user, password: secrets.compare_digest(password.encode(), key.encode())) if key else None
     allowed = [str((settings.data_dir / "artifacts").resolve()), str(SAMPLES_DIR)]
+    blocks = build_ui(state)
+    if copies is not None:
+        copies.forget_missing()
+        _note_copies(blocks, copies)
     return gr.mount_gradio_app(
-        app, build_ui(state), path="/", theme=look.theme(), css=look.CSS, allowed_paths=allowed,
+        app, blocks, path="/", theme=look.theme(), css=look.CSS, allowed_paths=allowed,
         auth=auth, auth_message="Enter this server's API key as the password." if key else None,
         max_file_size=settings.max_upload_bytes * 2, footer_links=["api"], show_error=False,
     )

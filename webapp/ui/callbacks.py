@@ -17,11 +17,11 @@ import gradio as gr
 
 from shared.errors import FabulaError
 from shared.images import load_image
-from webapp.api.forms import parse_body, story_options
+from webapp.story.forms import parse_body, story_options
 from webapp.api.schemas import PageEdit, ReportBody
-from webapp.api.sse import follow_events
+from webapp.jobs.following import follow_events
 from webapp.api.state import WebState
-from webapp.api.views import load_story
+from webapp.jobs.reading import load_story
 from webapp.jobs.models import JobStatus
 from webapp.studio import Studio
 from webapp.ui.render import StoryScreen, story_screen
@@ -129,7 +129,7 @@ class StudioCallbacks:
         )
         self.state.limiter.check(_client(request))
         logo_bytes = Path(logo).read_bytes() if logo and brand_used else None
-        record = await studio.runner.submit_upload(Path(photo).read_bytes(), options, logo=logo_bytes, client=_client(request))
+        record = await studio.stories.submit_upload(Path(photo).read_bytes(), options, logo=logo_bytes, client=_client(request))
         async for screen in self._follow(studio, record.id, [record.id]):
             yield screen.as_tuple()
 
@@ -153,7 +153,7 @@ class StudioCallbacks:
     ) -> AsyncIterator[tuple]:
         """Paint one page's picture again (0 is the cover), then bind the book again."""
         studio, job_id, page = self._edit_target(story_id, page, request)
-        studio.runner.regenerate_image(job_id, page)
+        studio.stories.regenerate_image(job_id, page)
         message = f"Painting page {page} again…" if page else "Painting the cover again…"
         async for screen in self._follow(studio, job_id, versions, message, chosen_page=page):
             yield screen.as_tuple()
@@ -165,7 +165,7 @@ class StudioCallbacks:
         """Rewrite one page's text, optionally following an instruction, then bind the book again."""
         studio, job_id, page = self._edit_target(story_id, page, request)
         edit = parse_body(PageEdit, {"what": "text", "instruction": instruction})
-        studio.runner.rewrite_text(job_id, page, edit.instruction)  # type: ignore[attr-defined]
+        studio.stories.rewrite_text(job_id, page, edit.instruction)  # type: ignore[attr-defined]
         async for screen in self._follow(studio, job_id, versions, f"Rewriting page {page}…", chosen_page=page):
             yield screen.as_tuple()
 
@@ -178,7 +178,7 @@ class StudioCallbacks:
         body = parse_body(ReportBody, {"what": what or "picture", "reason": reason})
         if body.what == "text" and page == 0:
             raise gr.Error("The cover has no text; report its picture, or pick a page from 1.", title="Nothing to rewrite", print_exception=False)
-        studio.runner.report_page(job_id, page, body.what, body.reason, client=_client(request))
+        studio.stories.report_page(job_id, page, body.what, body.reason, client=_client(request))
         done = "Thank you: the report is kept. " + ("Painting the page again…" if body.what == "picture" else "Writing the page again…")
         async for screen in self._follow(studio, job_id, versions, done, chosen_page=page):
             yield screen.as_tuple()
@@ -189,7 +189,7 @@ class StudioCallbacks:
     ) -> AsyncIterator[tuple]:
         """Continue the story with more pages, then bind the book again."""
         studio, job_id, _ = self._edit_target(story_id, 0, request)
-        studio.runner.add_pages(job_id, int(count or 1))
+        studio.stories.add_pages(job_id, int(count or 1))
         async for screen in self._follow(studio, job_id, versions, "Continuing the story…"):
             yield screen.as_tuple()
 
@@ -197,7 +197,7 @@ class StudioCallbacks:
     async def another_version(self, story_id: str | None, versions: list[str], request: gr.Request = None) -> AsyncIterator[tuple]:  # type: ignore[assignment]
         """A new book from the same photo and options; the earlier one is kept and listed."""
         studio, job_id, _ = self._edit_target(story_id, 0, request)
-        record = studio.runner.new_version(job_id)
+        record = studio.stories.new_version(job_id)
         async for screen in self._follow(studio, record.id, [*versions, record.id]):
             yield screen.as_tuple()
 
@@ -219,7 +219,7 @@ class StudioCallbacks:
         return studio, story_id, int(page)
 
     def _screen(self, studio: Studio, story_id: str, versions: list[str], message: str | None, chosen_page: int | None = None) -> StoryScreen:
-        content = load_story(studio, studio.runner.get(story_id), self.state.public_url)
+        content = load_story(studio, studio.stories.get(story_id), self.state.public_url)
         titles = {story_id: content.title or ""}
         for version in versions:
             if version not in titles and (other := studio.store.get(version)) is not None:

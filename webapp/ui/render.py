@@ -14,7 +14,7 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from webapp.api.views import PageContent, StoryContent, book_filename
+from webapp.jobs.reading import PageContent, StoryContent, book_filename
 from webapp.book.qr import qr_png
 from webapp.jobs.models import JobRecord, JobStatus, Stage
 from webapp.story.languages import find_language

@@ -1,0 +1,39 @@
+"""Following a story's progress: its current state first, then every change, until it is done or failed.
+
+The REST API's server-sent events, the studio page and the CLI all follow stories through here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator
+
+from webapp.jobs.models import JobEvent, JobStatus
+from webapp.jobs.reading import current_event
+from webapp.studio import Studio
+
+FINISHED = (JobStatus.done, JobStatus.failed)
+# How often a quiet stream checks that its story still exists (a deleted story sends no more events).
+_CHECK_INTERVAL_S = 5.0
+
+
+async def follow_events(studio: Studio, story_id: str) -> AsyncIterator[JobEvent]:
+    """Yield the current state, then each event, ending after done/failed (or when the story is deleted)."""
+    queue = studio.events.subscribe(story_id)
+    try:
+        record = studio.stories.get(story_id)
+        yield current_event(studio, record)
+        if record.status in FINISHED:
+            return
+        while True:
+            try:
+                event = await asyncio.wait_for(queue.get(), timeout=_CHECK_INTERVAL_S)
+            except TimeoutError:
+                if studio.store.get(story_id) is None:
+                    return
+                continue
+            yield event
+            if event.status in FINISHED:
+                return
+    finally:
+        studio.events.unsubscribe(story_id, queue)

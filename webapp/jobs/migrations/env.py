@@ -1,0 +1,12 @@
+"""Alembic's environment: the connection comes from `webapp.jobs.schema.upgrade` (config.attributes)."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from webapp.jobs.tables import metadata
+
+connection = context.config.attributes["connection"]
+context.configure(connection=connection, target_metadata=metadata, render_as_batch=connection.dialect.name == "sqlite")
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,76 @@
+"""`fabula worker`: a Celery worker that makes books from the broker's `books` queue.
+
+Its tasks run on one asyncio event loop in a background thread, sharing one Studio (service clients, the job
+store), so a worker with `--concurrency N` makes N books at once on the same connections. A book another worker
+holds (its lease is still running) is tried again later, never made twice at once; a worker killed mid-book
+leaves its task unacknowledged, and the broker gives it to another worker after its visibility timeout, which
+redoes only the steps that were not saved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from concurrent.futures import Future
+
+from prometheus_client import CollectorRegistry, Counter, start_http_server
+
+from shared.settings import Settings
+from webapp.jobs.celery_app import BOOKS_QUEUE, RUN_ORDER, celery_app
+from webapp.jobs.orders import Outcome, WorkOrder
+from webapp.jobs.schedulers import process_owner
+
+logger = logging.getLogger(__name__)
+
+
+class WorkerRuntime:
+    """The event loop thread and the Studio every task of this worker shares."""
+
+    def __init__(self, settings: Settings) -> None:
+        from webapp.studio import build_studio
+
+        self.owner = process_owner("worker")
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="worker-loop", daemon=True)
+        self.thread.start()
+        public_url = settings.public_url or f"http://{settings.web_host}:{settings.web_port}"
+
+        async def build():  # type: ignore[no-untyped-def]
+            return build_studio(settings, public_url=public_url)
+
+        self.studio = asyncio.run_coroutine_threadsafe(build(), self.loop).result()
+
+    def perform(self, order: WorkOrder) -> Outcome:
+        future: Future[Outcome] = asyncio.run_coroutine_threadsafe(self.studio.pipeline.perform(order, owner=self.owner), self.loop)
+        return future.result()
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.studio.aclose(), self.loop).result(timeout=30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def run_worker(settings: Settings, *, concurrency: int = 2) -> int:
+    app = celery_app(settings)
+    runtime = WorkerRuntime(settings)
+    registry = CollectorRegistry()
+    orders = Counter("fabula_worker_orders", "Work orders this worker took, by outcome.", ["kind", "outcome"], registry=registry)
+
+    @app.task(name=RUN_ORDER, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
+    def run_order(task, data: dict) -> str:  # type: ignore[no-untyped-def]
+        order = WorkOrder.model_validate(data)
+        outcome = runtime.perform(order)
+        orders.labels(order.kind, outcome.value).inc()
+        if outcome == Outcome.held:
+            raise task.retry(countdown=max(1.0, settings.job_lease_s / 3))
+        return outcome.value
+
+    if settings.worker_health_port:
+        start_http_server(settings.worker_health_port, addr="0.0.0.0", registry=registry)  # /healthz and /metrics alike
+    logger.info("worker ready", extra={"fields": {"owner": runtime.owner, "concurrency": concurrency}})
+    print(f"Fabula worker {runtime.owner} takes books from {BOOKS_QUEUE} ({concurrency} at once).", flush=True)
+    try:
+        app.Worker(pool="threads", concurrency=concurrency, queues=[BOOKS_QUEUE], loglevel="WARNING", without_mingle=True, without_gossip=True, quiet=True).start()
+    finally:
+        runtime.close()
+    return 0
