@@ -121,13 +121,13 @@ async def run_sequential(studio: Studio, photo: bytes, options: StoryOptions) ->
                 num_inference_steps=config.image_steps, seed=options.seed or 0, response_format="b64_json",
             )
             response = await studio.pipeline.illustrator.generate(request)
-            studio.artifacts.write(job_id, image_name(page), base64.b64decode(response.data[0].b64_json))
+            studio.artifacts.write(job_id, image_name(page), base64.b64decode(response.data[0].b64_json), new_job=True)
             if page == 1:
                 first_page_seconds = clock.elapsed()
 
     await clock.timed("illustrate", paint_all())
     pdf = await clock.timed("book", bind_book(studio, job_id, caption, plan, translation, options))
-    studio.artifacts.write(job_id, "book.pdf", pdf)  # type: ignore[arg-type]
+    studio.artifacts.write(job_id, "book.pdf", pdf, new_job=True)  # type: ignore[arg-type]
     return RunResult(name="sequential (original demo)", total_seconds=clock.elapsed(), stages=clock.stages,
                      first_page_seconds=first_page_seconds, pages=pages)
 

@@ -137,7 +137,7 @@ class Settings(BaseSettings):
     max_queued_jobs: int = 16
     rate_limit_per_minute: int = 30
     book_link_ttl_hours: float | None = None
-    max_book_pages: int = 24
+    max_book_pages: int = Field(default=24, ge=1, le=24)
     book_image_size: int | None = Field(default=None, description="Picture size in pixels; default 64 (tiny), 512 (cpu), 1024 (gpu).")
     writer_attempts: int = Field(default=3, ge=1, le=6, description="How often the writer asks for a piece that breaks the rules before it uses a safe fallback.")
     service_timeout_s: float = 600.0

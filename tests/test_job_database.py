@@ -88,3 +88,27 @@ def test_the_queue_cap_holds_against_simultaneous_submissions(tiny_settings: Set
         assert statuses.count(202) <= 16 and statuses.count(202) + statuses.count(429) == 30, statuses
     finally:
         server.stop()
+
+
+def test_two_changes_at_once_take_the_book_once(tiny_settings: Settings, tmp_path: Path) -> None:
+    port = free_port()
+    settings = tiny_settings.model_copy(update={"data_dir": tmp_path, "rate_limit_per_minute": 1000})
+    server = ServerThread(create_web_app(settings, port=port, start_services=True), port=port).start(timeout=600)
+    try:
+        story = submit(server.url).json()
+        store = server.server.config.app.state.web.studio.store
+        deadline = time.monotonic() + 300
+        while store.get(story["id"]).status.value != "done":
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        url = f"{server.url}/api/v1/stories/{story['id']}/pages/1/regenerate"
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            answers = list(pool.map(lambda _: httpx.post(url, json={"what": "image"}, timeout=60), range(6)))
+        statuses = sorted(answer.status_code for answer in answers)
+        assert statuses.count(202) == 1 and statuses.count(409) == 5, statuses
+        while store.get(story["id"]).status.value != "done":
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        assert (tmp_path / "artifacts" / story["id"] / "page-01.png").is_file()  # the repaint was not lost
+    finally:
+        server.stop()

@@ -64,8 +64,8 @@ def event_bus(settings: Settings) -> Any:
 
 
 def build_studio(settings: Settings, *, public_url: str, scheduler: Scheduler | None = None) -> Studio:
-    """Must be called inside a running event loop (the in-process scheduler creates tasks). A worker passes its
-    own scheduler; otherwise FABULA_BROKER_URL chooses Celery, and its absence this process."""
+    """Must be called inside a running event loop (the in-process scheduler creates tasks). `scheduler` is for
+    tests and tools; otherwise FABULA_BROKER_URL chooses Celery, and its absence this process."""
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
     retry = RetryPolicy(attempts=settings.service_retries)
     captioner = CaptionClient(settings.caption_url, api_key=api_key, timeout_s=settings.service_timeout_s, retry=retry)

@@ -167,11 +167,14 @@ async def generate_images(
     body = parse_generation_request(await read_body(request, generation_body_limit(settings)), settings)
     size = check_limits(body, settings)
     engine = holder.require()
-    reference = decode_reference(body.reference_image, settings)
-    job = build_job(body, size, engine.defaults, reference=reference)
-    if job.likeness_strength > 0:
-        engine.require_likeness()
+    job = build_job(body, size, engine.defaults)
     check_cost(job, settings)
+    if body.reference_image and body.reference_image.strip():
+        # The cheap checks first; the photo is decoded off the event loop.
+        if job.reference_strength > 0:
+            engine.require_likeness()
+        reference = await asyncio.to_thread(decode_reference, body.reference_image, settings)
+        job = build_job(body, size, engine.defaults, reference=reference)
     warnings = _window_warnings(engine, job)
     # Predict: shared with concurrent requests; dropped if the client leaves before its turn.
     outcome = await cancel_on_disconnect(request, batcher.submit(job, deadline=deadline))

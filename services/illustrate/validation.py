@@ -160,6 +160,7 @@ def decode_reference(reference_image: str | None, settings: Settings) -> Image.I
         header, _, text = text.partition(",")
         if ";base64" not in header:
             raise InvalidRequest("`reference_image` as a `data:` URL must be base64 (`data:image/png;base64,...`).", param="reference_image")
+    text = "".join(text.split())  # base64 wrapped over lines (as `base64` writes it) is still base64
     if len(text) > 4 * (settings.max_upload_bytes // 3 + 1):
         raise PayloadTooLarge(
             f"`reference_image` is larger than the upload limit of {settings.max_upload_bytes:,} bytes (FABULA_MAX_UPLOAD_BYTES).", param="reference_image"

@@ -88,8 +88,18 @@ def build_router() -> APIRouter:
         arrived = time.perf_counter()
         async with request.app.state.synthesis_slots:
             started = time.perf_counter()
-            pcm = await asyncio.to_thread(engine.speak, job.text, job.voice, speed=job.speed)
-            audio = await asyncio.to_thread(encode, pcm, job.audio_format)
+            # The slot is held until the processes end, even when the client leaves: a cancelled request must not
+            # free a CPU its espeak-ng and ffmpeg are still using.
+            def speak_and_encode():  # type: ignore[no-untyped-def]
+                spoken = engine.speak(job.text, job.voice, speed=job.speed)
+                return spoken, encode(spoken, job.audio_format)
+
+            work = asyncio.ensure_future(asyncio.to_thread(speak_and_encode))
+            try:
+                pcm, audio = await asyncio.shield(work)
+            except asyncio.CancelledError:
+                await asyncio.wait([work])
+                raise
             finished = time.perf_counter()
         metrics: ServiceMetrics = request.app.state.metrics
         metrics.observe_batch(1, [started - arrived])

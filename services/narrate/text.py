@@ -29,7 +29,7 @@ def speakable_text(text: str, language: SpeechLanguage) -> str:
     cleaned = unicodedata.normalize("NFC", text)
     cleaned = _TAG.sub(" ", cleaned)
     cleaned = "".join(_kept(character) for character in cleaned)
-    cleaned = cleaned.replace("[[", "[ [")
+    cleaned = re.sub(r"\[(?=\[)", "[ ", cleaned)  # every `[[`, overlapping ones too ("[[[")
     cleaned = _BLANK_LINES.sub("\n", _SPACES.sub(" ", cleaned)).strip()
     if not any(unicodedata.category(character)[0] in "LN" for character in cleaned):
         raise InvalidRequest(

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from shared.errors import StorageFull
+from shared.errors import NotFound, StorageFull
 from webapp.jobs.disk_guard import DiskGuard, is_disk_full
 
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,80}$")
@@ -30,11 +30,14 @@ class ArtifactStore:
             raise ValueError(f"bad artifact name {name!r}")
         return self.job_dir(job_id) / name
 
-    def write(self, job_id: str, name: str, data: bytes) -> Path:
-        """Write atomically (a reader sees the old file or the new one); a full disk raises `StorageFull`."""
+    def write(self, job_id: str, name: str, data: bytes, *, new_job: bool = False) -> Path:
+        """Write atomically (a reader sees the old file or the new one); a full disk raises `StorageFull`. Only a
+        new job's first file makes its folder: a job deleted while it was being made gets no files again."""
         target = self.path(job_id, name)
         if self.guard is not None:
             self.guard.check()
+        if not new_job and not target.parent.is_dir():
+            raise NotFound(f"The story {job_id} was deleted.", param="id")
         temporary: str | None = None
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -62,4 +65,4 @@ class ArtifactStore:
         shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
 
     def copy(self, source_job: str, target_job: str, name: str) -> None:
-        self.write(target_job, name, self.read(source_job, name))
+        self.write(target_job, name, self.read(source_job, name), new_job=True)

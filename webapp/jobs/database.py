@@ -40,8 +40,8 @@ def describe(url: str) -> str:
 
 
 def open_engine(url: str) -> Engine:
-    """An engine with the settings each backend needs; SQLite writes take the write lock when they begin, so a
-    check-then-insert (the queue cap) cannot race another writer."""
+    """An engine with the settings each backend needs; SQLite writes (connections with the `immediate` execution
+    option) take the write lock when they begin, so a check-then-insert (the queue cap) cannot race another writer."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database:
@@ -59,7 +59,8 @@ def open_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(connection: Connection) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writes take the write lock when they begin (`immediate`); reads begin deferred and never wait on it.
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if connection.get_execution_options().get("immediate") else "BEGIN")
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)

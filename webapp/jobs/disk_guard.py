@@ -1,4 +1,5 @@
-"""Keeping a full disk from leaving books stuck: a small reserve file, and a "full" state every writer shares.
+"""Keeping a full disk from leaving books stuck: a small reserve file, and a "full" state every writer of this
+process shares (another process on the same volume notices on its own first write that meets the full disk).
 
 When the disk under FABULA_DATA_DIR fills up, the job database itself could not record that a book failed, so
 books would stay "running" for good. Fabula keeps a reserve file there; the first write that meets a full disk

@@ -29,7 +29,12 @@ async def follow_events(studio: Studio, story_id: str) -> AsyncIterator[JobEvent
             try:
                 event = await asyncio.wait_for(queue.get(), timeout=_CHECK_INTERVAL_S)
             except TimeoutError:
-                if studio.store.get(story_id) is None:
+                # A quiet stream reads the job itself: an event lost on its way (a broker reconnect) ends nothing.
+                record = studio.store.get(story_id)
+                if record is None:
+                    return
+                if record.status in FINISHED:
+                    yield current_event(studio, record)
                     return
                 continue
             yield event

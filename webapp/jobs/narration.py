@@ -69,7 +69,9 @@ class PageNarrator:
             page=page, audio_name=name, audio_format="mp3", duration=spans[-1][1] if spans else 0.0, voice=clips[0].voice if clips else "",
             sentences=[SpokenSentence(text=sentence, begin=round(begin, 3), end=round(end, 3)) for sentence, (begin, end) in zip(sentences, spans)],
         )
-        self.store.save_step(job_id, narration_step(page), {"digest": text_digest(text, self.voice, language), "narration": narration.model_dump()})
+        self.store.save_step(
+            job_id, narration_step(page), {"digest": text_digest(text, self.voice, language), "text": text, "narration": narration.model_dump()}
+        )
         return narration
 
     async def _speak(self, sentence: str, language: str):  # -> SpeechResult
@@ -78,11 +80,16 @@ class PageNarrator:
 
 
 def narrations(store: JobStore, job_id: str) -> dict[int, PageNarration]:
-    """Every saved page narration of a job, by page (0 is the title)."""
+    """The saved narrations that speak the book's current text, by page (0 is the title): a page whose text changed
+    since it was read aloud (a rewrite) has none until it is read again, so no old words are ever played."""
+    progress = store.progress(job_id)
+    translation = progress.translation
+    if translation is None:
+        return {}
+    texts = {0: translation.title, **dict(enumerate(translation.pages, start=1))}
     found: dict[int, PageNarration] = {}
-    for name, data in store.steps(job_id).items():
-        if name.startswith("narration:") and data.get("narration"):
-            narration = PageNarration.model_validate(data["narration"])
-            found[narration.page] = narration
+    for page, narration in progress.narrations.items():
+        spoken = (progress.narration_data(page) or {}).get("text")
+        if page in texts and spoken == texts[page]:
+            found[page] = narration
     return found
-

@@ -100,20 +100,42 @@ class StoryPipeline:
             if not self.store.acquire_lease(order.job_id, owner, self.config.lease_s):
                 logger.info("book held by another worker; trying again later")
                 return Outcome.held
-            renewing = asyncio.ensure_future(self._renew_lease(order.job_id, owner))
+            work = asyncio.ensure_future(self._work(order))
+            lost = asyncio.Event()
+            renewing = asyncio.ensure_future(self._keep_lease(order.job_id, owner, work, lost))
             try:
-                await self._work(order)
+                await work
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if lost.is_set() and not (current and current.cancelling()):
+                    logger.warning("the book's lease was lost (the job is gone, or another worker holds it); stopped")
+                    return Outcome.skipped
+                raise
             finally:
+                work.cancel()
                 renewing.cancel()
                 self.store.release_lease(order.job_id, owner)
             return Outcome.done
         finally:
             job_id_var.reset(token)
 
-    async def _renew_lease(self, job_id: str, owner: str) -> None:
+    async def _keep_lease(self, job_id: str, owner: str, work: asyncio.Future, lost: asyncio.Event) -> None:
+        """Renew the lease every third of it; stop the work when it is gone (the job was deleted, or the lease ran
+        out and another worker took the book), so two workers never make one book at once."""
+        renewed = time.monotonic()
         while True:
             await asyncio.sleep(self.config.lease_s / 3)
-            await asyncio.to_thread(self.store.renew_lease, job_id, owner, self.config.lease_s)
+            try:
+                held = await asyncio.to_thread(self.store.renew_lease, job_id, owner, self.config.lease_s)
+            except Exception:  # noqa: BLE001 - a database blip: try again while the lease still runs
+                logger.warning("could not renew the book's lease", exc_info=True)
+                held = time.monotonic() - renewed < self.config.lease_s * 2 / 3
+            else:
+                renewed = time.monotonic() if held else renewed
+            if not held:
+                lost.set()
+                work.cancel()
+                return
 
     async def _work(self, order: WorkOrder) -> None:
         job_id = order.job_id
@@ -310,17 +332,18 @@ class StoryPipeline:
         try:
             await self.narrator.narrate(job_id, page, text, options.language)
         except InvalidRequest as exc:
-            if exc.param not in ("language", "voice", "input"):  # no voice for the language or the script
+            if exc.param not in ("language", "voice", "input"):  # no voice for the language, or for its script
                 raise
             if not self.store.steps(job_id).get("narration_note"):
                 logger.info("no voice for this book", extra={"fields": {"reason": exc.message}})
-                self.store.save_step(job_id, "narration_note", {"message": exc.message})
+                self.store.save_step(job_id, "narration_note", {"message": exc.message, "param": exc.param})
 
     async def narrate_book(self, job_id: str, options: StoryOptions) -> None:
         """Narrate every page whose saved narration does not speak its current text (after an edit, a resume)."""
         steps = self.store.steps(job_id)
-        if not options.narrate or self.narrator is None or "plan" not in steps or steps.get("narration_note"):
-            return
+        note = steps.get("narration_note") or {}
+        if not options.narrate or self.narrator is None or "plan" not in steps or note.get("param") in ("language", "voice"):
+            return  # no voice for this language at all; a page the voice could not read is tried again when it changes
         plan = StoryPlan.model_validate(steps["plan"])
         translation = Translation.model_validate(steps.get("translation") or {"title": plan.title, "pages": [page.text for page in plan.pages]})
         texts = {COVER: translation.title, **dict(enumerate(translation.pages, start=1))}
@@ -367,8 +390,10 @@ class StoryPipeline:
         )
         return record
 
-    def _fail(self, job_id: str, message: str, error_type: str) -> JobRecord:
+    def _fail(self, job_id: str, message: str, error_type: str) -> JobRecord | None:
         logger.warning("job failed", extra={"fields": {"error": message}})
+        if self.store.get(job_id) is None:
+            return None  # deleted while it was being made: nothing left to mark
         record = self._set(job_id, status=JobStatus.failed, error=message, error_type=error_type)
         self._emit(record, message)
         return record

@@ -32,14 +32,21 @@ class RedisEventBus:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def publish(self, event: JobEvent) -> None:
+        """Best effort: the job store is the record of a book; a broker blip must not fail the book."""
         data = event.model_dump_json()
-        pipe = self._client.pipeline()
-        pipe.set(LAST + event.job_id, data, ex=LAST_TTL_S)
-        pipe.publish(CHANNEL + event.job_id, data)
-        pipe.execute()
+        try:
+            pipe = self._client.pipeline()
+            pipe.set(LAST + event.job_id, data, ex=LAST_TTL_S)
+            pipe.publish(CHANNEL + event.job_id, data)
+            pipe.execute()
+        except redis.RedisError:
+            logger.warning("could not publish a progress event; followers read the job instead", exc_info=True)
 
     def last(self, job_id: str) -> JobEvent | None:
-        data = self._client.get(LAST + job_id)
+        try:
+            data = self._client.get(LAST + job_id)
+        except redis.RedisError:
+            return None
         return JobEvent.model_validate_json(data) if data else None
 
     def subscribe(self, job_id: str) -> asyncio.Queue[JobEvent]:
@@ -56,7 +63,10 @@ class RedisEventBus:
             self._subscribers.pop(job_id, None)
 
     def forget(self, job_id: str) -> None:
-        self._client.delete(LAST + job_id)
+        try:
+            self._client.delete(LAST + job_id)
+        except redis.RedisError:
+            logger.warning("could not forget a job's last event", exc_info=True)
 
     async def _listen(self) -> None:
         while True:

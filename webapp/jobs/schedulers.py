@@ -49,9 +49,11 @@ class InProcessScheduler:
 
     def schedule(self, order: WorkOrder) -> None:
         async def guarded() -> None:
-            async with self._running:
-                while await self.pipeline.perform(order, owner=self.owner) == Outcome.held:
-                    await asyncio.sleep(self.pipeline.config.lease_s / 3)
+            while True:
+                async with self._running:
+                    if await self.pipeline.perform(order, owner=self.owner) != Outcome.held:
+                        return
+                await asyncio.sleep(self.pipeline.config.lease_s / 3)  # held elsewhere: wait without a slot
 
         task = asyncio.get_running_loop().create_task(guarded(), name=f"job-{order.job_id}")
         self._tasks[order.job_id] = task
@@ -92,7 +94,7 @@ class CeleryScheduler:
         return None  # the book is made elsewhere; `Stories.wait` follows the job's status
 
     async def cancel(self, job_id: str) -> None:
-        return None  # a worker stops at its next step when the job is gone
+        return None  # the worker's lease renewal finds the job gone and stops its work
 
     async def shutdown(self) -> None:
         return None

@@ -49,8 +49,10 @@ class SqlJobStore:
         if work and self.guard is not None:
             self.guard.check()
         try:
-            with self.engine.begin() as connection:
-                yield connection
+            with self.engine.connect() as connection:
+                connection.execution_options(immediate=True)
+                with connection.begin():
+                    yield connection
         except OperationalError as exc:
             if not is_disk_full(exc):
                 raise
@@ -76,6 +78,23 @@ class SqlJobStore:
             if active >= capacity:
                 return False
             connection.execute(insert(jobs).values(**_to_row(record)))
+            return True
+
+    def requeue_within(self, job_id: str, capacity: int, **changes: object) -> bool | None:
+        """Turn a finished or failed book back to queued (an edit, a resume) in one transaction with the queue cap:
+        None when it is already queued or running (another change got there first), False when the queue is full."""
+        values: dict[str, Any] = {"status": JobStatus.queued.value, "updated_at": time.time(), "error": None, "error_type": None}
+        values |= {key: value.value if isinstance(value, Stage) else value for key, value in changes.items()}
+        with self._write() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CAPACITY_LOCK})
+            status = connection.execute(select(jobs.c.status).where(jobs.c.id == job_id)).scalar_one_or_none()
+            if status is None or status in ACTIVE:
+                return None
+            active = connection.execute(select(func.count()).select_from(jobs).where(jobs.c.status.in_(ACTIVE))).scalar_one()
+            if active >= capacity:
+                return False
+            connection.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
             return True
 
     def get(self, job_id: str) -> JobRecord | None:
@@ -122,11 +141,15 @@ class SqlJobStore:
 
     # ---- leases: one worker per book at a time ------------------------------------------------------------
     def acquire_lease(self, job_id: str, owner: str, seconds: float) -> bool:
-        """Hold the book for `owner` until now + `seconds`, unless another holder's lease is still running."""
+        """Hold the book for `owner` until now + `seconds`, unless another holder's lease is still running or the
+        book is no longer queued or running."""
         now = time.time()
         free = (jobs.c.lease_owner.is_(None)) | (jobs.c.lease_until < now) | (jobs.c.lease_owner == owner)
         with self._write(work=False) as connection:
-            taken = connection.execute(update(jobs).where(jobs.c.id == job_id, free).values(lease_owner=owner, lease_until=now + seconds))
+            # Only a book still to be made: an order redelivered after its book was finished takes nothing.
+            taken = connection.execute(
+                update(jobs).where(jobs.c.id == job_id, free, jobs.c.status.in_(ACTIVE)).values(lease_owner=owner, lease_until=now + seconds)
+            )
             return taken.rowcount == 1
 
     def renew_lease(self, job_id: str, owner: str, seconds: float) -> bool:

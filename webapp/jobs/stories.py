@@ -15,7 +15,7 @@ import time
 import uuid
 
 from shared.blocked_words import refuse_blocked, remove_blocked
-from shared.errors import NotFound, RateLimited
+from shared.errors import NotFound, RateLimited, UpstreamError
 from shared.images import load_image
 from shared.settings import Settings
 from webapp.jobs.artifacts import ArtifactStore
@@ -59,7 +59,7 @@ class Stories:
         self.events = events
         self.scheduler = scheduler
         self.settings = settings
-        self.edits = EditRequests(store, artifacts, max_book_pages=settings.max_book_pages)
+        self.edits = EditRequests(store, artifacts, max_book_pages=settings.max_book_pages, max_queued_jobs=settings.max_queued_jobs)
 
     # ---- making a book -------------------------------------------------------------------------------------
     async def submit_upload(self, photo: bytes, options: StoryOptions, *, logo: bytes | None = None, client: str | None = None) -> JobRecord:
@@ -94,18 +94,27 @@ class Stories:
             created_at=now, updated_at=now, pages_total=options.pages, book_token=secrets.token_urlsafe(32),
             book_expires_at=now + ttl * 3600 if ttl else None, parent_id=parent_id, client=client,
         )
-        self.artifacts.write(record.id, Artifacts.PHOTO, photo_jpeg)
-        if logo_png:
-            self.artifacts.write(record.id, Artifacts.LOGO, logo_png)
-        if not self.store.create_within(record, self.settings.max_queued_jobs):
+        try:
+            self.artifacts.write(record.id, Artifacts.PHOTO, photo_jpeg, new_job=True)
+            if logo_png:
+                self.artifacts.write(record.id, Artifacts.LOGO, logo_png)
+            if not self.store.create_within(record, self.settings.max_queued_jobs):
+                raise self._busy()
+        except BaseException:
             self.artifacts.delete_job(record.id)
-            raise self._busy()
+            raise
         self._schedule(WorkOrder(job_id=record.id))
         return record
 
     def _schedule(self, order: WorkOrder) -> None:
         self.store.save_step(order.job_id, PENDING_ORDER, order.model_dump(mode="json"))
-        self.scheduler.schedule(order)
+        try:
+            self.scheduler.schedule(order)
+        except Exception as exc:  # noqa: BLE001 - the broker is down: the book must not wait for good
+            logger.exception("could not hand the book to the workers")
+            message = "The book queue (FABULA_BROKER_URL) cannot be reached; the book is kept and can be resumed once it is back."
+            self.store.update(order.job_id, status=JobStatus.failed, error=message, error_type="service_unavailable")
+            raise UpstreamError(message, transient=True) from exc
 
     # ---- reading and following -----------------------------------------------------------------------------
     def get(self, job_id: str) -> JobRecord:
@@ -131,8 +140,9 @@ class Stories:
     # ---- resuming and deleting -----------------------------------------------------------------------------
     def resume(self, job_id: str) -> JobRecord:
         record = self.get(job_id)
+        if record.status == JobStatus.failed and self.store.requeue_within(job_id, self.settings.max_queued_jobs) is False:
+            raise self._busy()
         if record.status == JobStatus.failed:
-            self.store.update(job_id, status=JobStatus.queued, error=None, error_type=None)
             self._schedule(self._pending(job_id))
         return self.get(job_id)
 
@@ -180,6 +190,9 @@ class Stories:
         The report is kept even when the book is still being made (then nothing is redone and a Conflict says so).
         """
         record = self.get(job_id)
+        plan = self.store.progress(job_id).plan
+        if plan is not None and not 0 <= page <= len(plan.pages):
+            raise NotFound(f"Page {page} does not exist; this story has pages 1–{len(plan.pages)} (0 is the cover).", param="page")
         report = PageReport(
             id=uuid.uuid4().hex, job_id=job_id, page=page, what=what, reason=reason.strip(), action="kept", client=client, created_at=time.time(),
         )

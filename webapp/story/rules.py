@@ -18,6 +18,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from enum import Enum
 
+from shared.blocked_words import find_blocked
+
 
 class Piece(str, Enum):
     title = "title"
@@ -254,7 +256,7 @@ def _machinery(text: str, piece: Piece) -> list[Violation]:
 
 
 def _blocked(lowered: str, blocked: tuple[str, ...]) -> list[Violation]:
-    return [Violation("blocked word", f"it contains the blocked word {word!r}") for word in blocked if word and _mentions(lowered, word)]
+    return [Violation("blocked word", f"it contains the blocked word {word!r}") for word in blocked if word and find_blocked(lowered, (word,))]
 
 
 def _grams(text: str, size: int = 6) -> set[tuple[str, ...]]:

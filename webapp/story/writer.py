@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import zlib
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
@@ -28,9 +27,29 @@ from webapp.story.chat import ChatCaller, Sampling, StoryWriterError
 from webapp.story.languages import find_language
 from webapp.story.options import StoryOptions
 from webapp.story.outline_lines import LineSplitter, read_line, read_looks
-from webapp.story.plan import Character, LengthBudget, OutlineDraft, OutlinePage, PlanPage, StoryOutline, StoryPlan, Translation
+from webapp.story.plan import (
+    Character,
+    LengthBudget,
+    OutlineDraft,
+    OutlinePage,
+    PlanPage,
+    StoryOutline,
+    StoryPlan,
+    Translation,
+)
 from webapp.story.prompts import Brief, Messages
-from webapp.story.rules import Expectations, Piece, Verdict, Violation, best, check, content_words, is_language, tidy, words
+from webapp.story.rules import (
+    Expectations,
+    Piece,
+    Verdict,
+    Violation,
+    best,
+    check,
+    content_words,
+    is_language,
+    tidy,
+    words,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -369,11 +388,7 @@ def _without_blocked(verdicts: list[Verdict], piece: Piece, expect: Expectations
     """When blocked words are all that stand in the way, the candidate with them removed."""
     for verdict in verdicts:
         if all(violation.rule == "blocked word" or not violation.hard for violation in verdict.violations):
-            text = verdict.text
-            for word in expect.blocked_words:
-                text = re.sub(r"(?<!\w)" + re.escape(word) + r"(?!\w)", "", text, flags=re.IGNORECASE)
-            text = re.sub(r"\s{2,}", " ", text).strip()
-            cleaned = check(text, piece, expect)
+            cleaned = check(remove_blocked(verdict.text, expect.blocked_words), piece, expect)
             if cleaned.usable:
                 return cleaned
     return None
