@@ -45,6 +45,16 @@ class WorkerRuntime:
         future: Future[Outcome] = asyncio.run_coroutine_threadsafe(self.studio.pipeline.perform(order, owner=self.owner), self.loop)
         return future.result()
 
+    def fail(self, job_id: str, message: str) -> None:
+        from webapp.jobs.models import JobStatus
+
+        store = self.studio.store
+        try:
+            if store.get(job_id) is not None:
+                store.update(job_id, status=JobStatus.failed, error=message, error_type="internal_error")
+        except Exception:  # noqa: BLE001 - the database itself is down: the lease runs out and the task comes back
+            logger.exception("could not record the failure")
+
     def close(self) -> None:
         asyncio.run_coroutine_threadsafe(self.studio.aclose(), self.loop).result(timeout=30)
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -59,7 +69,13 @@ def run_worker(settings: Settings, *, concurrency: int = 2) -> int:
     @app.task(name=RUN_ORDER, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
     def run_order(task, data: dict) -> str:  # type: ignore[no-untyped-def]
         order = WorkOrder.model_validate(data)
-        outcome = runtime.perform(order)
+        try:
+            outcome = runtime.perform(order)
+        except Exception as exc:  # noqa: BLE001 - an acknowledged task must not leave its book running for good
+            logger.exception("a work order failed outside the book's own error handling")
+            runtime.fail(order.job_id, f"The book stopped unexpectedly ({type(exc).__name__}); its finished steps are kept and it can be resumed.")
+            orders.labels(order.kind, "failed").inc()
+            return "failed"
         orders.labels(order.kind, outcome.value).inc()
         if outcome == Outcome.held:
             raise task.retry(countdown=max(1.0, settings.job_lease_s / 3))
