@@ -129,36 +129,31 @@ def fabula(name: str, arguments: list[str], environment: dict[str, str], log_dir
     return FabulaProcess(name, process, log=log)
 
 
+def _wait_healthy(process: FabulaProcess, path: str, timeout_s: float) -> FabulaProcess:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"{process.url}{path}", timeout=2).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        if process.process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{process.name} did not start:\n{process.log.read_text()[-3000:] if process.log else ''}")
+        time.sleep(0.3)
+
+
 def web_replica(name: str, environment: dict[str, str], log_dir: Path) -> FabulaProcess:
     port = free_port()
     replica = fabula(name, ["serve", "web", "--profile", "tiny", "--port", str(port)], {**environment, "FABULA_PUBLIC_URL": f"http://127.0.0.1:{port}"}, log_dir)
     replica.url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            if httpx.get(replica.url + "/readyz", timeout=2).status_code == 200:
-                return replica
-        except httpx.HTTPError:
-            pass
-        if replica.process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{name} did not start:\n{replica.log.read_text()[-3000:] if replica.log else ''}")
-        time.sleep(0.3)
+    return _wait_healthy(replica, "/readyz", 180)
 
 
 def worker(name: str, environment: dict[str, str], log_dir: Path, *, concurrency: int = 2, profile: str = "tiny") -> FabulaProcess:
     health = free_port()
     process = fabula(name, ["worker", "--profile", profile, "--concurrency", str(concurrency)], {**environment, "FABULA_WORKER_HEALTH_PORT": str(health)}, log_dir)
     process.url = f"http://127.0.0.1:{health}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(process.url + "/healthz", timeout=2).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        if process.process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{name} did not start:\n{process.log.read_text()[-3000:] if process.log else ''}")
-        time.sleep(0.3)
+    return _wait_healthy(process, "/healthz", 120)
 
 
 def scratch_folder() -> Path:

@@ -97,3 +97,24 @@ def epubcheck_command() -> list[str] | None:
         return ["java", "-jar", str(EPUBCHECK_JAR)]
     found = shutil.which("epubcheck")
     return [found] if found else None
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Debian's Chromium, headless, with nothing that reaches for the network (this machine has none to give).
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Headless Chromium through Playwright (`playwright install` cannot download a browser here)."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()

@@ -21,11 +21,6 @@ from shared.settings import Settings
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 PHOTO = Path(__file__).parent / "assets" / "photo.jpg"
 PAGES = 3
 STEP_TIMEOUT_MS = 150_000
@@ -78,18 +73,6 @@ def _wait_ready(url: str, process: subprocess.Popen, log: Path, timeout_s: float
             pass
         time.sleep(0.5)
     pytest.fail(f"`fabula up` was not ready after {timeout_s:.0f} s:\n{log.read_text(errors='replace')[-4000:]}")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
 
 
 def _decode_qr(png: bytes) -> str:

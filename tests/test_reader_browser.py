@@ -24,11 +24,6 @@ from webapp.reader import ReaderBook, ReaderPage, reader_router
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
 ENGLISH_TOKEN = "EnglishBook_" * 3 + "0123456"
 ARABIC_TOKEN = "ArabicBook__" * 3 + "0123456"
@@ -146,18 +141,6 @@ def reader_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     app.mount("/media", StaticFiles(directory=media), name="media")
     with ServerThread(app) as server:
         yield server.url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
 
 
 class Problems:
