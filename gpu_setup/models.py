@@ -19,6 +19,9 @@ from pydantic import BaseModel
 
 from gpu_setup.hub_errors import ModelPullFailed, explain, known_failures, offline_error, offline_variable
 from gpu_setup.hub_files import MODEL_INDEX, SHARED_WITH_BASE, is_diffusers_repository, select_files
+from gpu_setup.picture_weights import picture_weights
+from gpu_setup.picture_weights import present as present_picture_weights
+from gpu_setup.picture_weights import pull as pull_picture_weights
 from services.illustrate.tiny import REFINER_FOLDER
 from services.llm.gguf import converted_folder, gguf_file_for, is_gguf_model_id
 from shared.errors import InvalidRequest, ModelUnavailable
@@ -121,7 +124,8 @@ def pull_models(
             progress(f"{role}: {model_id} is a local folder: nothing to download.")
         else:
             to_download.append((role, model_id))
-    if not to_download:
+    extras = [] if roles else picture_weights(settings)
+    if not to_download and not extras:
         if all(result.action in ("built_locally", "not_used") for result in results):
             progress(f"The {profile.value} profile needs no download: its models are built locally on first use.")
         return results
@@ -130,12 +134,26 @@ def pull_models(
         raise offline_error(variable, profile.value)
     for role, model_id in to_download:
         results.append(_pull_one(role, model_id, settings, progress=progress))
+    for weights in extras:
+        folder, downloaded = pull_picture_weights(weights, settings, endpoint=hub_endpoint(), timeout_s=hub_timeout_s(), progress=progress)
+        action = "downloaded" if downloaded else "up_to_date"
+        results.append(PulledModel(role=weights.role, model_id=weights.model_id, action=action, path=folder, files=len(weights.files)))
     return results
 
 
 def model_status(settings: Settings) -> list[ModelStatus]:
     """For each role, the model id and whether its weights are on this machine (never touches the network)."""
-    return [_status_of(role, settings) for role in ROLES]
+    statuses = [_status_of(role, settings) for role in ROLES]
+    for weights in picture_weights(settings):
+        folder = present_picture_weights(weights)
+        statuses.append(
+            ModelStatus(role=weights.role, model_id=weights.model_id, state="present", path=folder, detail=f"present at {folder}")
+            if folder else ModelStatus(
+                role=weights.role, model_id=weights.model_id, state="missing",
+                detail=f"missing: run `fabula models pull {settings.profile.value}` (or set {weights.setting} to a local folder)",
+            )
+        )
+    return statuses
 
 
 def tiny_folder(role: str, settings: Settings) -> Path:

@@ -369,17 +369,24 @@ def fake_hub() -> FastAPI:
 
 def test_pull_downloads_only_what_loads_and_the_offline_lookup_finds_it(tmp_path: Path) -> None:
     app = fake_hub()
+    # The likeness adapter is already in a local folder and the classifier is off: this test is about the four models.
+    adapter = tmp_path / "adapter"
+    for name in ("sdxl_models/ip-adapter_sdxl_vit-h.safetensors", "models/image_encoder/config.json", "models/image_encoder/model.safetensors"):
+        (adapter / name).parent.mkdir(parents=True, exist_ok=True)
+        (adapter / name).write_bytes(b"{}")
     models = {
         "FABULA_PROFILE": "gpu", "FABULA_CAPTION_MODEL": "fabula-test/llava", "FABULA_ILLUSTRATE_MODEL": "fabula-test/sdxl-base",
         "FABULA_REFINER_MODEL": "fabula-test/sdxl-refiner", "FABULA_LLM_MODEL": "fabula-test/chat",
+        "FABULA_LIKENESS_MODEL": str(adapter), "FABULA_SAFETY_CHECKER": "false",
     }
     with ServerThread(app) as hub:
         answer = run_pull("pull", tmp_path, HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="0", **models)
         assert "error" not in answer, answer
         again = run_pull("pull", tmp_path, HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="0", **models)
 
-    assert [item["action"] for item in answer["pulled"]] == ["downloaded"] * 4
-    assert [item["action"] for item in again["pulled"]] == ["up_to_date"] * 4
+    assert [item["action"] for item in answer["pulled"]] == ["downloaded"] * 4 + ["up_to_date"]
+    assert [item["action"] for item in again["pulled"]] == ["up_to_date"] * 5
+    assert answer["pulled"][-1]["role"] == "likeness" and answer["pulled"][-1]["path"] == str(adapter)
     served = set(app.state.served)
     assert "fabula-test/sdxl-base/unet/diffusion_pytorch_model.fp16.safetensors" in served
     assert "fabula-test/llava/model.safetensors" in served and "fabula-test/chat/merges.txt" in served
@@ -390,7 +397,7 @@ def test_pull_downloads_only_what_loads_and_the_offline_lookup_finds_it(tmp_path
     # A fresh process with the network off, like a service at start-up, finds every model.
     offline = run_pull("status", tmp_path, HF_HUB_OFFLINE="1", **models)
     assert [(item["role"], item["state"]) for item in offline["status"]] == [
-        ("caption", "present"), ("illustrate", "present"), ("refiner", "present"), ("llm", "present")
+        ("caption", "present"), ("illustrate", "present"), ("refiner", "present"), ("llm", "present"), ("likeness", "present")
     ]
     base = Path(offline["status"][1]["path"])
     assert (base / "unet" / "diffusion_pytorch_model.fp16.safetensors").is_file()
@@ -456,7 +463,7 @@ def test_doctor_on_a_machine_without_gpu_says_so_and_recommends_a_profile(tmp_pa
     assert report.recommended_profile in (Profile.cpu, Profile.tiny)
     assert "No CUDA GPU" in report.recommendation
     assert "GPUs: none visible" in text and f"recommended here: {report.recommended_profile.value}" in text
-    assert [status.role for status in report.models] == ["caption", "illustrate", "refiner", "llm"]
+    assert [status.role for status in report.models] == ["caption", "illustrate", "refiner", "llm", "likeness", "safety"]
     assert report.disks and report.disks[0].free_gb > 0
 
 
