@@ -17,20 +17,13 @@ from webapp.book.audio import encode, join_clips
 from webapp.book.narration import PageNarration, SpokenSentence
 from webapp.book.sentences import split_sentences
 from webapp.jobs.artifacts import ArtifactStore
+from webapp.jobs.progress import Artifacts, Steps
 from webapp.jobs.store import JobStore
 
 logger = logging.getLogger(__name__)
 
 SENTENCE_GAP_S = 0.3
 MAX_CONCURRENT_SENTENCES = 8
-
-
-def narration_step(page: int) -> str:
-    return f"narration:{page}"
-
-
-def audio_name(page: int) -> str:
-    return "title.mp3" if page == 0 else f"page-{page:02d}.mp3"
 
 
 def text_digest(text: str, voice: str, language: str) -> str:
@@ -49,7 +42,7 @@ class PageNarrator:
 
     def saved(self, job_id: str, page: int, text: str, language: str) -> PageNarration | None:
         """The page's narration when it speaks exactly this text and its audio is still there."""
-        data = self.store.steps(job_id).get(narration_step(page))
+        data = self.store.steps(job_id).get(Steps.narration(page))
         if not data or data.get("digest") != text_digest(text, self.voice, language):
             return None
         narration = PageNarration.model_validate(data["narration"])
@@ -63,14 +56,14 @@ class PageNarrator:
         clips = await asyncio.gather(*(self._speak(sentence, language) for sentence in sentences))
         wav, spans = await asyncio.to_thread(join_clips, [clip.audio for clip in clips], SENTENCE_GAP_S)
         mp3 = await asyncio.to_thread(encode, wav, "mp3")
-        name = audio_name(page)
+        name = Artifacts.audio(page)
         self.artifacts.write(job_id, name, mp3)
         narration = PageNarration(
             page=page, audio_name=name, audio_format="mp3", duration=spans[-1][1] if spans else 0.0, voice=clips[0].voice if clips else "",
             sentences=[SpokenSentence(text=sentence, begin=round(begin, 3), end=round(end, 3)) for sentence, (begin, end) in zip(sentences, spans)],
         )
         self.store.save_step(
-            job_id, narration_step(page), {"digest": text_digest(text, self.voice, language), "text": text, "narration": narration.model_dump()}
+            job_id, Steps.narration(page), {"digest": text_digest(text, self.voice, language), "text": text, "narration": narration.model_dump()}
         )
         return narration
 

@@ -28,6 +28,7 @@ from webapp.jobs.artifacts import ArtifactStore
 from webapp.jobs.edits import BookEdits
 from webapp.jobs.narration import PageNarrator
 from webapp.jobs.orders import Outcome, WorkOrder
+from webapp.jobs.progress import COVER, Artifacts
 from webapp.jobs.events import EventBus
 from webapp.jobs.models import JobEvent, JobRecord, JobStatus, Stage
 from webapp.jobs.safety_metrics import SAFETY
@@ -41,11 +42,8 @@ from webapp.story.writer import StoryWriter
 
 logger = logging.getLogger(__name__)
 
-COVER = 0
-
-
 def image_name(page: int) -> str:
-    return "cover.png" if page == COVER else f"page-{page:02d}.png"
+    return Artifacts.picture(page)
 
 
 @dataclass
