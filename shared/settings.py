@@ -80,6 +80,17 @@ class Settings(BaseSettings):
     min_image_size: int = 64
     max_image_size: int = 2048
     max_chat_tokens: int = 8192
+    # The text engine
+    llm_engine: str = Field(
+        default="auto", description="auto (GGUF files on llama.cpp, folders on transformers), `llama.cpp` or `transformers`."
+    )
+    llm_threads: int | None = Field(
+        default=None, ge=1, le=256, description="llama.cpp compute threads; default: the usable cores less one (they spin while waiting, so fewer is faster on a busy machine)."
+    )
+    llm_parallel: int = Field(default=8, ge=1, le=64, description="llama.cpp: how many requests are decoded together in one forward pass.")
+    llm_context_tokens: int = Field(
+        default=16384, ge=256, le=1_048_576, description="llama.cpp: KV cells shared by the parallel requests; one request's context is this or the model's, whichever is smaller."
+    )
     max_chat_messages_chars: int = 100_000
     narrator_voice: str = Field(default="fable", description="The voice books are read in: an OpenAI voice name or a voice id from GET /v1/audio/voices.")
     max_speech_chars: int = Field(default=4096, description="The longest `input` one speech request may have (OpenAI's own limit).")
@@ -93,6 +104,14 @@ class Settings(BaseSettings):
         description=(
             "Words that never reach a book (comma-separated or a JSON list; replaces the default list, `[]` turns it off): "
             "a reader's field with one is refused, a generated text with one is written again, then the word removed."
+        ),
+    )
+
+    audience_words: dict[str, list[str]] | None = Field(
+        default=None,
+        description=(
+            "Words kept out of a book for its audience, as JSON from audience (young-children, children, preteens, teens, adults) "
+            "to a list; an audience named here replaces its default list (webapp/story/audience_words.py)."
         ),
     )
 

@@ -145,8 +145,6 @@ def test_deeply_nested_json_is_a_400(service: RunningService) -> None:
 
 
 def test_a_bad_deadline_header_is_a_400_naming_it(service: RunningService) -> None:
-    if service.case.name == "llm":
-        pytest.skip("the chat service runs one generation at a time without a queue deadline")
     error = assert_error_shape(service.post(b"{}", **{"X-Request-Timeout": "soon"}), 400, "invalid_request_error")
     assert error["param"] == "X-Request-Timeout"
 

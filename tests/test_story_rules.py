@@ -99,3 +99,106 @@ def test_no_text_whatever_it_holds_makes_the_rules_fail() -> None:
             verdict = check(tidied, piece, Expectations(names=("Mia",), idea_words=("kite",), source=text, script=("HANGUL",)))
             assert isinstance(verdict.usable, bool)
         is_language(text)
+
+
+# --- titles, names, audience and the reader's language ---------------------------------------------------------------
+
+TITLE_EXPECT = Expectations(names=("Aiko",), opening="Aiko walked into the old temple and saw a door she had never seen before.")
+
+
+@pytest.mark.parametrize(
+    "title, detail",
+    [
+        ("The story begins with Aiko, a bright and curious girl. She's a brave a", "talks about its own work"),
+        ("Aiko found a door. It was old", "more than one sentence"),
+        ("Aiko and the", "as if cut off"),
+        ("Aiko walked into the old temple", "copies the story's first line"),
+        ("Aiko and the very very long and winding road to the old stone temple", "1–10 words"),
+    ],
+)
+def test_a_title_is_a_short_phrase_not_a_cut_sentence(title: str, detail: str) -> None:
+    verdict = check(tidy(title, Piece.title, max_chars=80), Piece.title, TITLE_EXPECT)
+    assert not verdict.usable and any(detail in violation.detail for violation in verdict.violations), verdict.violations
+
+
+def test_a_title_cut_by_its_length_ends_on_a_whole_word() -> None:
+    cut = tidy("Aiko and the Secret Door of the Whispering Mountains", Piece.title, max_chars=30)
+    assert cut == "Aiko and the Secret Door of" or not cut.endswith(("Whisp", "Mountai"))
+    assert check(tidy("Aiko and the Secret Door", Piece.title, max_chars=30), Piece.title, TITLE_EXPECT).violations == []
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        "Aiko walked in. Aiko, the brave Aisha, looked at the huge door and smiled at the carvings on the old wall.",
+        "Aki-Dana, the brave Aiko, was right there with her mother. They found a secret door in the temple at noon.",
+        "Aiko climbed the steps of the temple. Then Aki laughed and pushed the heavy door open with both hands.",
+    ],
+)
+def test_a_page_that_renames_the_hero_breaks_the_names_rule(page: str) -> None:
+    verdict = check(tidy(page, Piece.page), Piece.page, Expectations(names=("Aiko",), min_words=10))
+    assert [violation.rule for violation in verdict.violations] == ["names"]
+
+
+def test_inflected_names_and_other_characters_are_not_renames() -> None:
+    page = "Aiko's lantern glowed. Then Aiko met Tom, and Aikos' friend Maru waved from the old temple door all day."
+    assert check(page, Piece.page, Expectations(names=("Aiko",), min_words=10)).usable
+
+
+def test_a_childrens_page_keeps_out_bars_and_drink_but_the_readers_own_words_stay_allowed() -> None:
+    from webapp.story.audience_words import audience_words
+    from webapp.story.options import Audience
+
+    page = "Aiko and Leo walked past the Whiskey Bar on their way to the old temple. They waved at the moon and laughed."
+    children = audience_words(Audience.children)
+    verdict = check(page, Piece.page, Expectations(names=("Aiko",), audience_words=children))
+    assert not verdict.usable and verdict.violations[0].rule == "audience"
+    assert check(page, Piece.page, Expectations(names=("Aiko",), audience_words=audience_words(Audience.adults))).usable
+    asked = audience_words(Audience.children, allowed_text="a pirate who runs a tavern")
+    assert "tavern" not in asked and "whiskey" in asked
+    assert audience_words(Audience.children, {"children": ["wizard"]}) == ("wizard",)
+
+
+def test_emoji_runs_are_taken_out_of_prose() -> None:
+    assert tidy("Aiko laughed 😁😁😁 💡💡🎄 and ran up the hill.", Piece.page) == "Aiko laughed and ran up the hill."
+
+
+GERMAN = Expectations(names=("Mia",), language="de", source="Mia found a red kite in the park. She was very happy.")
+
+
+@pytest.mark.parametrize(
+    "text, rule",
+    [
+        ("Mia found a red kite in the park. She was very happy about it.", "language"),
+        ("Mia fand einen roten Drachen im Park. I have made a lot of changes to help the text flow better.", "talk about the work"),
+        ('In German, the word for "magic" is "Kritik". Mia fand einen Drachen.', "talk about the work"),
+        ("Hier ist die Übersetzung: Mia fand einen roten Drachen im Park.", "talk about the work"),
+    ],
+)
+def test_a_translation_in_the_wrong_language_or_about_itself_is_refused(text: str, rule: str) -> None:
+    verdict = check(text, Piece.translation, GERMAN)
+    assert rule in {violation.rule for violation in verdict.violations} and not verdict.usable, verdict.violations
+
+
+def test_a_german_translation_passes_and_short_or_neighbouring_texts_are_not_misjudged() -> None:
+    from webapp.story.language_check import wrong_language
+
+    assert check("Mia fand einen roten Drachen im Park. Sie war sehr glücklich.", Piece.translation, GERMAN).usable
+    assert wrong_language("Mia", "de", names=("Mia",)) is None  # nothing left to judge
+    assert wrong_language("Mia og den røde drage fløj højt over parken i dag.", "no") is None  # Danish for Norwegian
+    assert wrong_language("Mia y la cometa roja volaron sobre el parque.", "de") is not None
+
+
+def test_fallback_titles_come_from_the_idea_and_fallback_pages_never_repeat_a_sentence() -> None:
+    import re
+
+    from webapp.story import fallbacks
+
+    assert fallbacks.title(fallbacks.StoryFacts(("Aiko",), "a girl who finds a secret door in an old temple")) == "Aiko and the Secret Door"
+    assert fallbacks.title(fallbacks.StoryFacts(("Nova",), "a trip to the moon to find a missing star")) == "Nova and the Missing Star"
+    assert fallbacks.title(fallbacks.StoryFacts(("Mia",), "Mia learns to swim")) == "Mia's Big Day"
+    facts = fallbacks.StoryFacts(("Aiko",), "a secret door")
+    for pages in (2, 8, 24):
+        texts = [fallbacks.page_text(fallbacks.beat(page, pages, facts), page, pages, facts) for page in range(1, pages + 1)]
+        said = [sentence for text in texts for sentence in re.split(r"(?<=[.!?])\s+", text)]
+        assert len(said) == len(set(said)), pages

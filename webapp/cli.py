@@ -214,9 +214,11 @@ async def _story(settings: Settings, photo: bytes, options: object, output: Path
             if studio.artifacts.exists(record.id, name):
                 shutil.copyfile(studio.artifacts.path(record.id, name), output.with_suffix(suffix))
                 print(f"{what}: {output.with_suffix(suffix)}")
-        note = (studio.store.steps(record.id).get("narration_note") or {}).get("message")
-        if note:
-            print(f"Not read aloud: {note}")
+        progress = studio.store.progress(record.id)
+        if progress.language_note:
+            print(progress.language_note)
+        if progress.narration_note:
+            print(f"Not read aloud: {progress.narration_note}")
         print("Time per stage: " + ", ".join(f"{stage} {seconds:.2f} s" for stage, seconds in stages.items()))
         print(f"Reader link (served by `fabula serve web`): {public_url.rstrip('/')}/read/{record.book_token}")
         return 0

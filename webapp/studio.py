@@ -74,7 +74,10 @@ def build_studio(settings: Settings, *, public_url: str, scheduler: Scheduler | 
     llm_key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else (api_key or "not-needed")
     llm = openai.AsyncOpenAI(base_url=settings.resolved_llm_base_url, api_key=llm_key, timeout=settings.service_timeout_s, max_retries=settings.service_retries)
     budget = _BUDGET.get(settings.profile, LengthBudget())
-    writer = StoryWriter(llm, model=llm_model_name(settings), budget=budget, attempts=settings.writer_attempts, blocked_words=tuple(settings.blocked_words))
+    writer = StoryWriter(
+        llm, model=llm_model_name(settings), budget=budget, attempts=settings.writer_attempts, blocked_words=tuple(settings.blocked_words),
+        audience_words=settings.audience_words,
+    )
     guard = DiskGuard(settings.data_dir)
     url = database_url(settings)
     store = SqlJobStore(open_database(settings), where=describe(url), guard=guard if url.startswith("sqlite") else None)

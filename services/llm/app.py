@@ -7,6 +7,7 @@ body is read by the shared bounded reader (depth-limited JSON); a client that le
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from pathlib import Path
@@ -16,7 +17,9 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
 
 from services.llm.engine import FINISH_LENGTH, ChatEngine
-from services.llm.gguf import convert_gguf, gguf_file_for, is_gguf_model_id
+from services.llm.gguf import convert_gguf, gguf_file_for, is_gguf_model_id, tokenizer_folder
+from services.llm.llama_engine import LlamaCppEngine
+from services.llm.transformers_engine import TransformersEngine
 from services.llm.preparation import prepare_generation
 from services.llm.schemas import (
     AssistantMessage, ChatCompletion, ChatCompletionRequest, Choice, ModelCard, ModelList, chat_body_limit,
@@ -25,29 +28,65 @@ from services.llm.streaming import stream_completion, usage_of
 from services.llm.tiny import build_tiny_chat_model
 from shared.bodies import json_body_openapi, read_json_model
 from shared.errors import ModelUnavailable, NotFound
+from shared.logs import log_fields
 from shared.metrics import ServiceMetrics
 from shared.model_holder import ModelHolder
 from shared.profiles import TINY, model_id_for, resolve_model_path, tiny_dir
-from shared.request_lifetime import cancel_on_disconnect
+from shared.request_lifetime import DeadlineDep, cancel_on_disconnect
 from shared.service_app import ServiceSpec, create_service_app
 from shared.settings import Settings
 
+logger = logging.getLogger(__name__)
+
 DESCRIPTION = (
-    "An OpenAI-compatible chat service on transformers for self-hosting small models offline. "
-    "`response_format` with a JSON schema is enforced by constrained decoding (llguidance)."
+    "An OpenAI-compatible chat service for self-hosting models offline: GGUF files on llama.cpp (concurrent requests "
+    "decoded together), model folders on transformers. `response_format` with a JSON schema is enforced by "
+    "constrained decoding (llguidance)."
 )
 
 
 def resolve_llm_model(settings: Settings) -> tuple[str, Path]:
-    """The model id to answer with and the local folder to load; builds the tiny model on first use."""
-    model_id = model_id_for("llm", settings)
-    if model_id is None:
-        raise ModelUnavailable("FABULA_LLM_MODEL is empty; name a chat model or a local folder.", param="FABULA_LLM_MODEL")
+    """The model id to answer with and the local folder to load (transformers); builds the tiny model on first use."""
+    model_id = _configured_model(settings)
     if model_id == TINY:
         return TINY, build_tiny_chat_model(tiny_dir("llm", settings))
     if is_gguf_model_id(model_id):
         return model_id, convert_gguf(gguf_file_for(model_id), settings.models_dir)
     return model_id, resolve_model_path(model_id, role="llm", settings=settings)
+
+
+def _configured_model(settings: Settings) -> str:
+    model_id = model_id_for("llm", settings)
+    if model_id is None:
+        raise ModelUnavailable("FABULA_LLM_MODEL is empty; name a chat model or a local folder.", param="FABULA_LLM_MODEL")
+    return model_id
+
+
+def engine_for(settings: Settings) -> str:
+    """Which engine runs the configured model: `llama.cpp` for GGUF files, `transformers` for folders and the tiny
+    model, unless FABULA_LLM_ENGINE says otherwise."""
+    choice = settings.llm_engine.strip().lower().replace("_", ".")
+    if choice in ("llama.cpp", "llamacpp", "llama"):
+        return "llama.cpp"
+    if choice == "transformers":
+        return "transformers"
+    if choice != "auto":
+        raise ModelUnavailable(f"FABULA_LLM_ENGINE is {settings.llm_engine!r}; use auto, llama.cpp or transformers.", param="FABULA_LLM_ENGINE")
+    return "llama.cpp" if is_gguf_model_id(_configured_model(settings)) else "transformers"
+
+
+def load_engine(settings: Settings, *, device: str, metrics: ServiceMetrics | None = None) -> ChatEngine:
+    """The configured model on its engine, ready to serve."""
+    if engine_for(settings) == "llama.cpp":
+        model_id = _configured_model(settings)
+        if not is_gguf_model_id(model_id):
+            raise ModelUnavailable(f"The llama.cpp engine runs GGUF files; '{model_id}' is not one (FABULA_LLM_ENGINE).", param="FABULA_LLM_MODEL")
+        if device != "cpu":
+            log_fields(logger, "the llama.cpp engine in this build runs on the CPU", device=device, level=logging.WARNING)
+        gguf_file = gguf_file_for(model_id)
+        return LlamaCppEngine.load(gguf_file, tokenizer_folder(gguf_file, settings.models_dir), model_id=model_id, settings=settings, metrics=metrics)
+    model_id, path = resolve_llm_model(settings)
+    return TransformersEngine.load(path, model_id=model_id, device=device, settings=settings, metrics=metrics)
 
 
 def _engine(request: Request) -> ChatEngine:
@@ -67,7 +106,7 @@ def build_router() -> APIRouter:
         responses={200: {"content": {"text/event-stream": {}}}},
         openapi_extra=json_body_openapi(ChatCompletionRequest),
     )
-    async def chat_completions(request: Request, engine: EngineDep) -> Response | ChatCompletion:
+    async def chat_completions(request: Request, engine: EngineDep, deadline: DeadlineDep) -> Response | ChatCompletion:
         settings: Settings = request.app.state.settings
         body = await read_json_model(request, ChatCompletionRequest, chat_body_limit(settings))
         generation = await prepare_generation(body, engine, settings)
@@ -75,8 +114,8 @@ def build_router() -> APIRouter:
         created = int(time.time())
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return stream_completion(engine, generation, completion_id=completion_id, created=created, include_usage=include_usage)
-        result = await cancel_on_disconnect(request, engine.complete(generation))
+            return stream_completion(engine, generation, completion_id=completion_id, created=created, include_usage=include_usage, deadline=deadline)
+        result = await cancel_on_disconnect(request, engine.complete(generation, deadline=deadline))
         finish_reason = FINISH_LENGTH if result.finish_reason == FINISH_LENGTH else "stop"
         return ChatCompletion(
             id=completion_id,
@@ -110,8 +149,7 @@ def create_app(settings: Settings, *, device: str = "cpu") -> FastAPI:
     metrics = ServiceMetrics("llm")
 
     def load() -> ChatEngine:
-        model_id, path = resolve_llm_model(settings)
-        return ChatEngine.load(path, model_id=model_id, device=device, settings=settings, metrics=metrics)
+        return load_engine(settings, device=device, metrics=metrics)
 
     holder: ModelHolder[ChatEngine] = ModelHolder(load, name="llm")
 

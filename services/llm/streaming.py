@@ -38,7 +38,7 @@ class GenerationStreamResponse(StreamingResponse):
 
 
 def stream_completion(
-    engine: ChatEngine, generation: GenerationRequest, *, completion_id: str, created: int, include_usage: bool
+    engine: ChatEngine, generation: GenerationRequest, *, completion_id: str, created: int, include_usage: bool, deadline: float | None = None
 ) -> GenerationStreamResponse:
     cancelled = threading.Event()
     frame = {"id": completion_id, "created": created, "model": engine.model_id}
@@ -55,7 +55,7 @@ def stream_completion(
         result: GenerationResult | None = None
         yield chunk(ChunkDelta(role="assistant", content=""))
         try:
-            async for item in engine.stream(generation, cancelled):
+            async for item in engine.stream(generation, cancelled, deadline=deadline):
                 if isinstance(item, GenerationResult):
                     result = item
                 elif item:

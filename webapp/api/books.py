@@ -115,7 +115,7 @@ def reader_book(state: WebState, token: str) -> ReaderBook | None:
     if not pages:
         return None
     return ReaderBook(
-        token=token, title=content.title or "", language=str(record.options.get("language", "en")),
+        token=token, title=content.title or "", language=content.language or str(record.options.get("language", "en")),
         author=(record.options.get("brand") or {}).get("name") or "Fabula",
         cover_url=links.file(content.cover_path.name) if content.cover_path else None, pages=pages, pdf_url=links.pdf,
         epub_url=links.epub if content.epub_link else None, audiobook_url=links.audiobook if content.audiobook_link else None,

@@ -58,5 +58,6 @@ def story_view(studio: Studio, record: JobRecord, public_url: str) -> StoryView:
         language=str(record.options.get("language", "en")), options=record.options, created_at=record.created_at,
         updated_at=record.updated_at, parent_id=record.parent_id, book_version=record.book_version, cover_url=cover,
         book_url=content.book_link, reader_url=content.reader_link, epub_url=content.epub_link, audiobook_url=content.audiobook_link,
-        narration_note=content.narration_note, pages=pages, links=story_links(record, public_url),
+        narration_note=content.narration_note, book_language=content.language, language_note=content.language_note,
+        pages=pages, links=story_links(record, public_url),
     )

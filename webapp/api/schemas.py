@@ -58,6 +58,10 @@ class StoryView(BaseModel):
     epub_url: str | None = Field(default=None, description="The EPUB 3 (reads along with the narration), once the book is bound.")
     audiobook_url: str | None = Field(default=None, description="The audiobook (M4B, a chapter per page), once a narrated book is bound.")
     narration_note: str | None = Field(default=None, description="Why the book has no voice, when it could not be read aloud.")
+    book_language: str | None = Field(default=None, description="The language the book is written in: `language`, unless the model could not write it.")
+    language_note: str | None = Field(
+        default=None, description="Set when the book is not in the chosen language, e.g. \"This model could not write German; the book is in English.\"",
+    )
     pages: list[PageView] = Field(default_factory=list)
     links: StoryLinks
 

@@ -15,9 +15,11 @@ from webapp.jobs.book_links import BookLinks
 from webapp.jobs.models import JobRecord
 from webapp.jobs.narration import narrations
 from webapp.jobs.pipeline import COVER, image_name
+from webapp.jobs.progress import StoryProgress
 from webapp.jobs.store import JobStore
 from webapp.story.options import StoryOptions
-from webapp.story.plan import StoryPlan, Translation
+from webapp.story.plan import StoryPlan
+from webapp.story.rules import sentences
 
 PDF, EPUB, AUDIOBOOK = "book.pdf", "book.epub", "book.m4b"
 
@@ -30,8 +32,11 @@ class BoundBook:
 
 def book_content(record: JobRecord, steps: dict[str, dict], artifacts: ArtifactStore, public_url: str) -> BookContent:
     options = StoryOptions.model_validate(record.options)
-    plan = StoryPlan.model_validate(steps["plan"])
-    translation = Translation.model_validate(steps.get("translation") or {"title": plan.title, "pages": [p.text for p in plan.pages]})
+    progress = StoryProgress(steps)
+    plan = progress.plan
+    translation = progress.translation
+    assert plan is not None and translation is not None, "a book is bound once its plan exists"
+    language = progress.language(options.language)
 
     def image(page: int) -> bytes | None:
         name = image_name(page)
@@ -49,12 +54,12 @@ def book_content(record: JobRecord, steps: dict[str, dict], artifacts: ArtifactS
             cta_url=options.brand.cta_url,
             cta_text=options.brand.cta_text,
         )
-    bilingual = options.bilingual and options.language != "en"
+    bilingual = options.bilingual and language != "en"
     return BookContent(
         title=translation.title,
         author=options.brand.name if options.brand else "Fabula",
-        language=options.language,
-        subject=steps.get("caption", {}).get("caption", "")[:300],
+        language=language,
+        subject=book_subject(options, plan, progress.language_note),
         cover_png=image(COVER),
         pages=[BookPage(number=index, text=text, image_png=image(index)) for index, text in enumerate(translation.pages, start=1)],
         download_url=BookLinks(public_url, record.book_token or "").reader,
@@ -62,6 +67,15 @@ def book_content(record: JobRecord, steps: dict[str, dict], artifacts: ArtifactS
         original_title=plan.title if bilingual else None,
         original_texts=[page.text for page in plan.pages] if bilingual else None,
     )
+
+
+def book_subject(options: StoryOptions, plan: StoryPlan, language_note: str | None) -> str:
+    """What the book's metadata says it is about: the reader's idea, else the story's first sentence; never the
+    photo's caption (a description of a person's photo does not belong in a book whose link may be shared). A note
+    that the book is not in the chosen language goes with it."""
+    opening = plan.pages[0].text if plan.pages else ""
+    about = (options.idea or "").strip() or next(iter(sentences(opening)), opening)
+    return " ".join(part for part in (about[:600], language_note) if part)
 
 
 def assemble_book(record: JobRecord, steps: dict[str, dict], artifacts: ArtifactStore, public_url: str) -> bytes:

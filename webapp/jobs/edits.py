@@ -114,7 +114,8 @@ class BookEdits:
         writer = self.pipeline.writer
         written = await writer.rewrite_page(plan, options, progress.caption or "", page, order.instruction, seed=self.pipeline.book_seed(job_id, options) + count)
         plan.pages[page - 1].text = written.text
-        translated = await writer.translate(written.text, options.language, [character.name for character in plan.characters], seed=count)
+        language = self.pipeline.language_of(job_id, options)
+        translated = await writer.translate(written.text, language, [character.name for character in plan.characters], seed=count)
         translation.pages[page - 1] = translated.text
         self.store.save_step(job_id, Steps.PLAN, plan.model_dump())
         self.store.save_step(job_id, Steps.TRANSLATION, translation.model_dump())
@@ -133,8 +134,9 @@ class BookEdits:
             more = wanted - len(plan.pages)
             new_pages = await self.pipeline.writer.continue_story(plan, options, progress.caption or "", more, seed=self.pipeline.book_seed(job_id, options) + len(plan.pages))
             texts = [page.text for page in new_pages]
-            if options.language != "en":
-                texts = await self.pipeline.writer.translate_texts(texts, options.language, [c.name for c in plan.characters])
+            language = self.pipeline.language_of(job_id, options)
+            if language != "en":
+                texts = await self.pipeline.writer.translate_texts(texts, language, [c.name for c in plan.characters])
             translation.pages = translation.pages[: len(plan.pages)] + texts  # a run cut short between the two saves added none
             plan.pages.extend(new_pages)
             self.store.save_step(job_id, Steps.PLAN, plan.model_dump())

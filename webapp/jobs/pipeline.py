@@ -28,11 +28,12 @@ from webapp.jobs.artifacts import ArtifactStore
 from webapp.jobs.edits import BookEdits
 from webapp.jobs.narration import PageNarrator
 from webapp.jobs.orders import Outcome, WorkOrder
-from webapp.jobs.progress import COVER, Artifacts
+from webapp.jobs.progress import COVER, Artifacts, Steps
 from webapp.jobs.events import EventBus
 from webapp.jobs.models import JobEvent, JobRecord, JobStatus, Stage
 from webapp.jobs.safety_metrics import SAFETY
 from webapp.jobs.store import JobStore
+from webapp.story.languages import find_language
 from webapp.story.options import StoryOptions
 from webapp.story.picture_prompt import picture_prompt
 from webapp.story.plan import Character, OutlineDraft, StoryOutline, StoryPlan, Translation
@@ -219,6 +220,9 @@ class StoryPipeline:
             self.stage_seconds[job_id]["write"] = time.perf_counter() - started
             plan = outline.as_plan([english for english, _ in written])
             translation = Translation(title=title["text"], pages=[translated for _, translated in written])
+            if self.language_of(job_id, options) != options.language:
+                # The model could not write the book's language: every piece is the English it could write.
+                translation = Translation(title=outline.title, pages=[english for english, _ in written])
             self.store.save_step(job_id, "translation", translation.model_dump())
             self.store.save_step(job_id, "plan", plan.model_dump())
             await _gather_all(list(pictures.values()))
@@ -254,14 +258,35 @@ class StoryPipeline:
         return saved["text"], translated
 
     async def translated(self, job_id: str, key: str, text: str, options: StoryOptions, names: Any, *, what: str = "page") -> str:
-        if options.language == "en":
+        """One piece in the book's language. A piece the model cannot translate within the rules (after its tries)
+        turns the whole book to English, said plainly everywhere: one language per book, never a mix."""
+        if self.language_of(job_id, options) == "en":
             return text
-        saved = self.store.steps(job_id).get(f"translation:{key}")
+        saved = self.store.steps(job_id).get(Steps.translated(key))
         if saved is None:
             written = await self.writer.translate(text, options.language, names, what=what, seed=self.book_seed(job_id, options) + len(key))
-            saved = {"text": written.text, "fallback": written.fallback}
-            self.store.save_step(job_id, f"translation:{key}", saved)
-        return saved["text"]
+            if written.fallback:
+                self.write_in_english(job_id, options.language)
+                return text
+            saved = {"text": written.text, "fallback": False}
+            self.store.save_step(job_id, Steps.translated(key), saved)
+        return saved["text"] if self.language_of(job_id, options) != "en" else text
+
+    def language_of(self, job_id: str, options: StoryOptions) -> str:
+        """The language the book is being written in (the chosen one, unless the model could not write it)."""
+        if options.language == "en":
+            return "en"
+        return self.store.progress(job_id).language(options.language)
+
+    def write_in_english(self, job_id: str, requested: str) -> None:
+        """Record, once, that the model could not write `requested`: the book is made in English and says so."""
+        if self.store.progress(job_id).language_note:
+            return
+        name = find_language(requested).name
+        note = f"This model could not write {name}; the book is in English."
+        logger.warning("the model could not write the book's language; making it in English", extra={"fields": {"language": requested}})
+        self.store.save_step(job_id, Steps.LANGUAGE, {"requested": requested, "used": "en", "note": note})
+        self._emit(self.record(job_id), note)
 
     async def illustrate(self, job_id: str, plan: StoryPlan, options: StoryOptions, pages: list[int] | None = None) -> None:
         """Paint the cover and every page whose picture is not saved yet, all requests in flight at once."""
@@ -328,7 +353,7 @@ class StoryPipeline:
         if self.narrator is None or not text.strip():
             return
         try:
-            await self.narrator.narrate(job_id, page, text, options.language)
+            await self.narrator.narrate(job_id, page, text, self.language_of(job_id, options))
         except InvalidRequest as exc:
             if exc.param not in ("language", "voice", "input"):  # no voice for the language, or for its script
                 raise
@@ -342,10 +367,11 @@ class StoryPipeline:
         note = steps.get("narration_note") or {}
         if not options.narrate or self.narrator is None or "plan" not in steps or note.get("param") in ("language", "voice"):
             return  # no voice for this language at all; a page the voice could not read is tried again when it changes
-        plan = StoryPlan.model_validate(steps["plan"])
-        translation = Translation.model_validate(steps.get("translation") or {"title": plan.title, "pages": [page.text for page in plan.pages]})
+        translation = self.store.progress(job_id).translation
+        assert translation is not None  # the plan exists
         texts = {COVER: translation.title, **dict(enumerate(translation.pages, start=1))}
-        missing = {page: text for page, text in texts.items() if self.narrator.saved(job_id, page, text, options.language) is None}
+        language = self.language_of(job_id, options)
+        missing = {page: text for page, text in texts.items() if self.narrator.saved(job_id, page, text, language) is None}
         if missing:
             self._emit(self._set(job_id, stage=Stage.narrate), "Reading the book aloud…")
             await self._timed(job_id, "narrate", _gather_all([self.narrate_page(job_id, page, text, options) for page, text in missing.items()]))

@@ -45,6 +45,7 @@ class Steps:
     TRANSLATION = "translation"
     BOOK = "book"
     NARRATION_NOTE = "narration_note"
+    LANGUAGE = "language"  # set when the model could not write the chosen language: the book's actual language
 
     @staticmethod
     def text(page: int) -> str:
@@ -103,12 +104,22 @@ class StoryProgress:
 
     @property
     def translation(self) -> Translation | None:
-        """The book's words in its language; for an English book (or before translation) the plan's own."""
+        """The book's words in its language; for an English book (or before translation, or when the model could
+        not write the chosen language) the plan's own."""
         saved = self.steps.get(Steps.TRANSLATION)
-        if saved:
-            return Translation.model_validate(saved)
         plan = self.plan
+        if saved and not (plan and self.language_note):
+            return Translation.model_validate(saved)
         return Translation(title=plan.title, pages=[page.text for page in plan.pages]) if plan else None
+
+    def language(self, requested: str) -> str:
+        """The language the book is written in: the one asked for, unless the model could not write it."""
+        return (self.steps.get(Steps.LANGUAGE) or {}).get("used") or requested
+
+    @property
+    def language_note(self) -> str | None:
+        """Said to the reader when the book is not in the language they chose ("This model could not write ...")."""
+        return (self.steps.get(Steps.LANGUAGE) or {}).get("note")
 
     @property
     def title(self) -> str | None:

@@ -52,6 +52,8 @@ class StoryContent:
     epub_link: str | None = None
     audiobook_link: str | None = None
     narration_note: str | None = None
+    language: str | None = None  # the language the book is written in
+    language_note: str | None = None  # said when that is not the language the reader chose
     pages: list[PageContent] = field(default_factory=list)
 
 
@@ -71,25 +73,30 @@ def file_version(path: Path | None) -> int | None:
 
 def load_story(studio: Studio, record: JobRecord, public_url: str) -> StoryContent:
     """Everything saved so far for one story; pages appear once the outline exists, texts and pictures as they come."""
-    steps = studio.store.steps(record.id)
+    progress = studio.store.progress(record.id)
+    steps = progress.steps
     artifacts = studio.artifacts
     content = StoryContent(record=record)
+    content.language_note = progress.language_note
+    content.language = progress.language(str(record.options.get("language", "en")))
     plan = steps.get("plan")
     if plan:
-        translation = steps.get("translation") or {}
-        translated = translation.get("pages") or []
+        translation = progress.translation
+        translated = translation.pages if translation else []
         content.original_title = plan.get("title")
-        content.title = translation.get("title") or content.original_title
+        content.title = (translation.title if translation else None) or content.original_title
         for index, page in enumerate(plan.get("pages", []), start=1):
             text = translated[index - 1] if index - 1 < len(translated) else page.get("text", "")
             content.pages.append(PageContent(index, text, page.get("text", ""), _existing(artifacts.path(record.id, image_name(index)))))
     elif outline := steps.get("outline"):
         # While the pages are being written: each page shows its text (translated when ready) as soon as it exists.
+        in_english = content.language_note is not None
         content.original_title = outline.get("title")
-        content.title = (steps.get("translation:title") or {}).get("text") or content.original_title
+        content.title = None if in_english else (steps.get("translation:title") or {}).get("text")
+        content.title = content.title or content.original_title
         for index, _ in enumerate(outline.get("pages", []), start=1):
             original = (steps.get(f"text:{index}") or {}).get("text", "")
-            text = (steps.get(f"translation:{index}") or {}).get("text") or original
+            text = original if in_english else (steps.get(f"translation:{index}") or {}).get("text") or original
             content.pages.append(PageContent(index, text, original, _existing(artifacts.path(record.id, image_name(index)))))
     spoken = narrations(studio.store, record.id)
     for page in content.pages:

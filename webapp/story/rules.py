@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from shared.blocked_words import find_blocked
+from webapp.story.language_check import wrong_language
 
 
 class Piece(str, Enum):
@@ -53,7 +54,10 @@ class Expectations:
     max_chars: int = 1200
     source: str = ""  # for a translation: the English text it translates
     script: tuple[str, ...] | None = None  # for a translation: the target language's script (Unicode name prefixes)
+    language: str | None = None  # for a translation: the language code it must be written in
     must_keep: bool = False  # the names and the idea are hard rules here (the opening page), soft elsewhere
+    audience_words: tuple[str, ...] = ()  # words kept out of a book for its audience (`audience_words`)
+    opening: str = ""  # for a title: the story's first line, which a title must not merely copy
 
 
 @dataclass
@@ -86,6 +90,28 @@ META = re.compile(
     r"the\s+reader|readers|the\s+photo|photo\s+shows|illustrat\w*|narrator|ladies\s+and\s+gentlemen)\b",
     re.IGNORECASE,
 )
+# The model talking about its own work instead of writing the piece ("Here is the translation", "I've made a lot
+# of changes", "In German, the word for magic is ...", "The story begins with ...").
+META_TALK = re.compile(
+    r"\b(here\s+is|here'?s|below\s+is)\s+(the|my|your|a)\s+(\w+\s+)?(translation|text|story|version|title|rewrite)|"
+    r"\bi(\s+have|'ve|\s+had)\s+(made|changed|translated|rewritten|revised|adjusted|corrected|kept|tried|added|removed)\b|"
+    r"\bi\s+(translated|rewrote|revised|adjusted|corrected)\b|\btranslat(e|ed|ion|ions|ing)\b|\bthe\s+word\s+for\b|"
+    r"\bgrammatical(ly)?\s+correct|\bmore\s+polished\b|\b(text|translation|version)\s+is\s+now\b|\bflows?\s+better\b|"
+    r"\blet\s+me\s+know\b|\bas\s+requested\b|"
+    r"\b(the\s+)?(story|tale|book)\s+(begins|starts|is\s+about)\b|"
+    r"\bin\s+(english|german|spanish|french|italian|portuguese|dutch|russian|chinese|japanese|korean|arabic)\s*[,:]|"
+    r"übersetz\w*|traducci[óo]n\w*|traduction\w*|traduzion\w*|tradu[çc][ãa]o|vertaling\w*|перевод\w*|翻译|翻訳|번역",
+    re.IGNORECASE,
+)
+# Emoji and other pictographs: no book font draws them, and a run of them is not prose.
+EMOJI = re.compile("[\U0001F000-\U0001FAFF\U00002600-\U000027BF\U0001F900-\U0001F9FF\u2B00-\u2BFF\uFE0F\u200D]+")
+# A title may not end on a word that needs another after it ("She's a brave a", "Mia and the").
+DANGLING = frozenset(
+    "a an the and or but of to in on at by for with from into onto over under about as is are was were be its his "
+    "her their our your my this that these those who which when where very so than then".split()
+)
+TITLE_MAX_WORDS = 10
+
 PROMPT_LABELS = re.compile(
     r"\b(page|part|chapter|beat|scene|title|text|story|paragraph|section)\s*\d*\s*:", re.IGNORECASE
 )
@@ -141,6 +167,7 @@ def tidy(text: str, piece: Piece, *, max_chars: int = 1200, max_sentences: int |
     """The piece without its wrapping: labels, quotes, Markdown, a cut-off last sentence, a runaway tail."""
     text = unicodedata.normalize("NFC", re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069]", "", text))
     text = MARKDOWN.sub("", text)
+    text = EMOJI.sub(" ", text)
     if piece in (Piece.title, Piece.beat, Piece.look):
         text = next((line for line in (line.strip() for line in text.splitlines()) if line), "")
     lines = [LEADING_LABEL.sub("", line.strip(), count=1).strip() for line in text.splitlines()]
@@ -149,7 +176,10 @@ def tidy(text: str, piece: Piece, *, max_chars: int = 1200, max_sentences: int |
     text = _unwrapped(text)
     if piece is Piece.title:
         text = text.rstrip(".").strip()
-        return text[:max_chars].strip()
+        if len(text) > max_chars:
+            # Cut at a word boundary: a title never ends in half a word.
+            text = text[: max_chars + 1].rsplit(" ", 1)[0] if " " in text[:max_chars] else text[:max_chars]
+        return _unwrapped(text.strip(" ,;:-–—"))
     if piece is Piece.look:
         return text.rstrip(".").strip()[:max_chars]
     text = cut_repetition(text)
@@ -207,19 +237,21 @@ def check(text: str, piece: Piece, expect: Expectations) -> Verdict:
     lowered = text.lower()
     found += _machinery(text, piece)
     found += _blocked(lowered, expect.blocked_words)
+    found += [Violation("audience", f"{word!r} does not belong in a book for this audience") for word in expect.audience_words if find_blocked(lowered, (word,))][:1]
     found += _echo(text, expect.instructions, expect.material)
     found += _repetition(text)
+    talk = META_TALK.search(text)
+    if talk and piece is not Piece.look:
+        found.append(Violation("talk about the work", f"it talks about its own work ({talk.group(0)!r}) instead of being the {piece.value}"))
     if piece is Piece.title:
-        count = len(words(text))
-        if not 1 <= count <= 16:
-            found.append(Violation("title length", f"a title has 1–16 words, this has {count}"))
-        if re.search(r"\b(title|untitled)\b", text, re.IGNORECASE) or text.lower().strip() in {"story", "a story", "the story"} or text.endswith(":"):
-            found.append(Violation("title", "it is a label, not a title"))
+        found += _title(text, expect)
     elif piece is Piece.look:
         if not 1 <= len(words(text)) <= 24:
             found.append(Violation("look length", "a look is a short phrase of 1–24 words"))
     else:
         found += _prose(text, piece, expect)
+    if piece in (Piece.page, Piece.beat):
+        found += _renamed(text, expect)
     if piece in (Piece.page, Piece.beat) and expect.names and not any(_mentions(lowered, name) for name in expect.names):
         # A page or beat that names none of the characters has drifted from the book: always a hard rule.
         found.append(Violation("names", "it names none of the characters (" + ", ".join(expect.names) + ")"))
@@ -337,9 +369,81 @@ def _translation(text: str, expect: Expectations) -> list[Violation]:
             found.append(Violation("untranslated", "it is the English text"))
     if expect.script and script_share(text, expect.script) < 0.5:
         found.append(Violation("script", f"less than half of its letters are in the language's script ({expect.script[0].title()})"))
+    elif expect.language:
+        wrong = wrong_language(text, expect.language, names=expect.names)
+        if wrong:
+            found.append(Violation("language", wrong))
     if not sentences(text) and len(words(expect.source)) > 8:
         found.append(Violation("sentences", "no complete sentence"))
     return found
+
+
+def _title(text: str, expect: Expectations) -> list[Violation]:
+    """A title is a short noun phrase or one short sentence: no sentence break inside, no cut or dangling end, not
+    a label, not the story's first line."""
+    found = []
+    found_words = words(text)
+    if not 1 <= len(found_words) <= TITLE_MAX_WORDS:
+        found.append(Violation("title length", f"a title has 1–{TITLE_MAX_WORDS} words, this has {len(found_words)}"))
+    if re.search(r"\b(title|untitled)\b", text, re.IGNORECASE) or text.lower().strip() in {"story", "a story", "the story"} or text.endswith(":"):
+        found.append(Violation("title", "it is a label, not a title"))
+    if re.search(r"[.!?。！？;]\s*\S", text.rstrip(".!?。！？ ")):
+        found.append(Violation("title", "it holds more than one sentence"))
+    if found_words and found_words[-1].lower() in DANGLING:
+        found.append(Violation("title", f"it ends on {found_words[-1]!r}, as if cut off"))
+    opening = [word.lower() for word in words(expect.opening)]
+    mine = [word.lower() for word in found_words]
+    if len(mine) >= 4 and opening[: len(mine)] == mine:
+        found.append(Violation("title", "it copies the story's first line"))
+    return found
+
+
+def _renamed(text: str, expect: Expectations) -> list[Violation]:
+    """A character called by a near-miss of their name ("Aki", "Aisha" or "Aki-Dana" for Aiko) has been renamed by
+    the model.
+
+    Capitalised words count inside a sentence, and at its start only where they read as a name (a hyphenated
+    name, or one followed by a comma: "Aki-Dana, the brave Aiko"); words the material uses do not count, and a
+    word that starts with the full name is the name inflected ("Aikos", "Mia's")."""
+    if not expect.names:
+        return []
+    known = {word.lower() for word in words(expect.material)} | {word.lower() for name in expect.names for word in words(name)}
+    for sentence in sentences(text) or [text]:
+        for match in WORD.finditer(sentence):
+            word = match.group(0)
+            if not word[:1].isupper():
+                continue
+            if not sentence[: match.start()].strip(" \"'“‘«(") and "-" not in word and not sentence[match.end() :].startswith(","):
+                continue  # the first word of a sentence is capitalised anyway
+            for part in word.split("-"):
+                lowered = part.lower()
+                if lowered in known or len(part) < 3:
+                    continue
+                for name in expect.names:
+                    given = name.lower()
+                    if not (lowered.startswith(given) or given.startswith(lowered)) and _near(lowered, given):
+                        return [Violation("names", f"it calls {name} {word!r}")]
+    return []
+
+
+def _near(word: str, name: str) -> bool:
+    """Close enough to be the same name misspelt: same first letter, and the same first two letters with a similar
+    length, or at most two edits apart."""
+    if word[0] != name[0]:
+        return False
+    if word[:2] == name[:2] and abs(len(word) - len(name)) <= 2:
+        return True
+    return _edits(word, name) <= 2 and min(len(word), len(name)) >= 3
+
+
+def _edits(first: str, second: str) -> int:
+    previous = list(range(len(second) + 1))
+    for row, left in enumerate(first, start=1):
+        current = [row]
+        for column, right in enumerate(second, start=1):
+            current.append(min(previous[column] + 1, current[column - 1] + 1, previous[column - 1] + (left != right)))
+        previous = current
+    return previous[-1]
 
 
 def _mentions(lowered: str, word: str) -> bool:

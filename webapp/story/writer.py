@@ -22,7 +22,8 @@ import openai
 from shared.blocked_words import remove_blocked
 from shared.errors import UpstreamError
 from shared.logs import log_fields
-from webapp.story import fallbacks, prompts
+from webapp.story import fallbacks, language_check, prompts
+from webapp.story.audience_words import audience_words
 from webapp.story.chat import ChatCaller, Sampling, StoryWriterError
 from webapp.story.languages import find_language
 from webapp.story.options import StoryOptions
@@ -83,6 +84,7 @@ class StoryWriter:
         budget: LengthBudget,
         attempts: int = 3,
         blocked_words: tuple[str, ...] = (),
+        audience_words: dict[str, list[str]] | None = None,
         sampling: Sampling | None = None,
     ) -> None:
         self.chat = ChatCaller(client, model=model, sampling=sampling)
@@ -90,6 +92,7 @@ class StoryWriter:
         self.budget = budget
         self.attempts = max(1, attempts)
         self.blocked_words = tuple(word.lower() for word in blocked_words if word.strip())
+        self.audience_words = audience_words  # FABULA_AUDIENCE_WORDS; None: the defaults in `audience_words`
 
     # ---- the brief ------------------------------------------------------------------------------------------
     def brief(self, caption: str, options: StoryOptions, names: tuple[str, ...]) -> Brief:
@@ -98,8 +101,13 @@ class StoryWriter:
         return Brief(options=options, names=names, photo=caption if is_language(caption) else None, idea=fallbacks.short_idea(options.idea, 16))
 
     def expectations(self, brief: Brief, **changes: object) -> Expectations:
-        idea_words = tuple(content_words(brief.options.idea or "")[:8])
-        base = Expectations(names=brief.names, idea_words=idea_words, blocked_words=self.blocked_words, max_chars=self.budget.page_text)
+        options = brief.options
+        idea_words = tuple(content_words(options.idea or "")[:8])
+        asked = " ".join(filter(None, [options.idea, options.brand.message if options.brand else None, options.brand.name if options.brand else None]))
+        kept_out = audience_words(options.audience, self.audience_words, allowed_text=asked)
+        base = Expectations(
+            names=brief.names, idea_words=idea_words, blocked_words=self.blocked_words, max_chars=self.budget.page_text, audience_words=kept_out,
+        )
         return replace(base, **changes)  # type: ignore[arg-type]
 
     def facts(self, brief: Brief) -> fallbacks.StoryFacts:
@@ -188,7 +196,7 @@ class StoryWriter:
             if line.kind == "title" or (line.kind == "other" and (seen_lines == 1 or title_next)):
                 title_next = False
                 if draft.title is None:
-                    verdict = check(tidy(line.text, Piece.title, max_chars=self.budget.title), Piece.title, expect)
+                    verdict = check(tidy(line.text, Piece.title, max_chars=self.budget.title), Piece.title, replace(expect, opening=draft.beats.get(1, "")))
                     if verdict.usable:
                         draft.title = verdict.text
                 return
@@ -262,7 +270,7 @@ class StoryWriter:
     async def _title(self, brief: Brief, draft: OutlineDraft, seed: int) -> Written:
         beats = [draft.beats[page] for page in sorted(draft.beats)]
         messages = prompts.title_messages(brief, beats)
-        expect = self.expectations(brief, material=" ".join([*brief.material(), *beats]))
+        expect = self.expectations(brief, material=" ".join([*brief.material(), *beats]), opening=beats[0] if beats else "")
         verdict = await self._attempts(Piece.title, [messages] * min(2, self.attempts), expect, self.budget.title // 3 + 8, seed + 7, max_chars=self.budget.title)
         if verdict is not None:
             return Written(verdict.text)
@@ -285,13 +293,15 @@ class StoryWriter:
         return min(self.budget.page_text // 3, 28 * (brief.sentences[1] + 1)) + 16
 
     async def translate(self, text: str, language: str, names: tuple[str, ...] | list[str], *, what: str = "page", seed: int = 0) -> Written:
-        """One text in the book's language; the English stays (and is marked a fallback) when no translation passes."""
+        """One text in the book's language, checked by the language identifier as well as the rules; the English
+        stays (and is marked a fallback) when no translation passes, and the caller decides what the book does."""
         if language == "en" or not text.strip():
             return Written(text)
+        await asyncio.to_thread(language_check.warm_up)  # the identifier loads once, off the event loop
         messages = prompts.translate_messages(text, language, names, what=what)
         expect = Expectations(
-            names=(), blocked_words=self.blocked_words, source=text, script=find_language(language).script, max_chars=self.budget.page_text * 3,
-            instructions=messages[-1]["content"], material=text,
+            names=tuple(names), blocked_words=self.blocked_words, source=text, script=find_language(language).script, language=language,
+            max_chars=self.budget.page_text * 3, instructions=messages[-1]["content"], material=text,
         )
         wanted = min(2 * len(text) // 3 + 32, self.budget.page_text)
         verdict = await self._attempts(Piece.translation, [messages] * min(2, self.attempts), expect, wanted, seed + 4099, max_chars=self.budget.page_text * 3)

@@ -184,11 +184,13 @@ def links_html(content: StoryContent) -> str:
 def title_html(content: StoryContent) -> str:
     if not content.title:
         return ""
-    language = find_language(str(content.record.options.get("language", "en")))
+    language = find_language(content.language or str(content.record.options.get("language", "en")))
     direction = "rtl" if language.rtl else "ltr"
     heading = f'<h2 class="book-title" lang="{language.code}" dir="{direction}">{html.escape(content.title)}</h2>'
     if content.original_title and content.original_title != content.title:
         heading += f'<p class="original-title" lang="en">{html.escape(content.original_title)}</p>'
+    if content.language_note:
+        heading += f'<p class="language-note" role="status">{html.escape(content.language_note)}</p>'
     return heading
 
 

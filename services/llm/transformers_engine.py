@@ -1,0 +1,136 @@
+"""The transformers engine: a causal LM from a safetensors folder, for GPUs and models llama.cpp cannot read.
+
+The token loop is our own (a forward pass with the KV cache, then `Sequence.choose`) rather than
+`model.generate`, because one loop then serves every need at once: streaming, stop sequences, seeded sampling,
+cancellation when a client goes away, and grammar-constrained JSON that must finish within `max_tokens`.
+Requests run one at a time in arrival order on one scheduler thread; on CPUs the llama.cpp engine, which
+decodes concurrent requests together, is the fast path.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from services.llm.engine import ChatEngine, Submission, stop_token_ids
+from services.llm.sequence import Vocabulary
+from shared.dtypes import model_dtype
+from shared.errors import ModelUnavailable, ModelNotReady
+from shared.logs import log_fields
+from shared.metrics import ServiceMetrics
+from shared.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# Below this size a CPU forward pass is a few small matmuls, and waking a second thread for each costs more
+# than it saves (ten times more on a busy 2-core machine), so the generation thread runs single-threaded.
+SINGLE_THREAD_PARAMETERS = 50_000_000
+
+
+class TransformersEngine(ChatEngine):
+    engine_name = "transformers"
+
+    def __init__(self, *, model: Any, tokenizer: Any, model_id: str, device: str, metrics: ServiceMetrics | None = None) -> None:
+        vocab_size = int(model.get_output_embeddings().weight.shape[0])
+        configured_stops = getattr(model.generation_config, "eos_token_id", None)
+        vocabulary = Vocabulary.build(tokenizer, size=vocab_size, stop_token_ids=stop_token_ids(configured_stops, tokenizer.eos_token_id))
+        super().__init__(
+            tokenizer=tokenizer, vocabulary=vocabulary, model_id=model_id, device=device,
+            context_length=_context_length(model, tokenizer), metrics=metrics,
+        )
+        self.model = model
+        self.vocab_size = vocab_size
+        self._queue: queue.SimpleQueue[Submission | None] = queue.SimpleQueue()
+        self._closed = False
+        single = device == "cpu" and sum(parameter.numel() for parameter in model.parameters()) < SINGLE_THREAD_PARAMETERS
+        previous = torch.get_num_threads()
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, args=(single, ready), name="llm-generate", daemon=True)
+        self._thread.start()
+        ready.wait()
+        torch.set_num_threads(previous)  # the process default, which the worker changed for itself
+
+    @classmethod
+    def load(
+        cls, model_path: Path, *, model_id: str, device: str, settings: Settings, metrics: ServiceMetrics | None = None
+    ) -> TransformersEngine:
+        """Load weights and tokenizer from a local folder, in the dtype `shared.dtypes` chooses for the device."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        dtype = model_dtype(device, settings)
+        tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
+        if not getattr(tokenizer, "chat_template", None):
+            raise ModelUnavailable(
+                f"The LLM at {model_path} has no chat template; use an instruct/chat model (FABULA_LLM_MODEL).",
+                param="FABULA_LLM_MODEL",
+            )
+        placement = {"device_map": device} if device.startswith("cuda") else {}
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, local_files_only=True, **placement).to(device).eval()
+        log_fields(logger, "chat model loaded", model=model_id, device=device, dtype=str(dtype).removeprefix("torch."), engine=cls.engine_name)
+        return cls(model=model, tokenizer=tokenizer, model_id=model_id, device=device, metrics=metrics)
+
+    def _dtype(self) -> str:
+        return str(next(self.model.parameters()).dtype).removeprefix("torch.")
+
+    def _info_extra(self) -> dict[str, Any]:
+        return {"parallel_sequences": 1}
+
+    def _submit(self, submission: Submission) -> None:
+        if self._closed:
+            submission.on_done(ModelNotReady("The llm service is shutting down; try again shortly."))
+            return
+        self._queue.put(submission)
+
+    def close(self) -> None:
+        self._closed = True
+        self._queue.put(None)
+
+    def _serve(self, single_threaded: bool, ready: threading.Event) -> None:
+        if single_threaded:
+            # `torch.set_num_threads` also changes the default other threads compute with (the constructor puts
+            # it back); once this thread has run one op large enough for a parallel region, OpenMP (libgomp)
+            # keeps this thread's own count.
+            torch.set_num_threads(1)
+            torch.ones(1 << 18).add_(1)
+        ready.set()
+        while True:
+            submission = self._queue.get()
+            if submission is None:
+                return
+            if self._drop_if_unwanted(submission):
+                continue
+            try:
+                self._generate(submission)
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting side, which re-raises
+                logger.exception("generation failed")
+                submission.on_done(exc)
+
+    def _generate(self, submission: Submission) -> None:
+        sequence = self._begin(submission)
+        with torch.inference_mode():
+            input_ids = torch.tensor([submission.request.prompt_ids], device=self.device)
+            cache = None
+            while not sequence.done and not sequence.check_cancelled():
+                outputs = self.model(input_ids=input_ids, cache=cache, use_cache=True)
+                self._observe_step(1)
+                cache = outputs.cache
+                token = sequence.choose(outputs.logits[0, -1].float().cpu())
+                if token is None:
+                    break
+                input_ids = torch.tensor([[token]], device=self.device)
+        self._finish(submission)
+
+
+def _context_length(model: Any, tokenizer: Any) -> int | None:
+    """The model's context: its position embeddings, else the tokenizer's limit (which many tokenizers leave at a
+    huge placeholder value; that counts as unknown)."""
+    configured = int(getattr(model.config, "max_position_embeddings", 0) or 0)
+    if configured > 0:
+        return configured
+    limit = int(getattr(tokenizer, "model_max_length", 0) or 0)
+    return limit if 0 < limit < 10_000_000 else None
