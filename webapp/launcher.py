@@ -34,7 +34,7 @@ class ServiceSpec:
 SERVICES: dict[str, ServiceSpec] = {
     "caption": ServiceSpec("caption", "services.caption.app", "resolve_caption_model", 8101, "caption_url"),
     "illustrate": ServiceSpec("illustrate", "services.illustrate.app", "resolve_illustrate_models", 8102, "illustrate_url"),
-    "llm": ServiceSpec("llm", "services.llm.app", "resolve_llm_model", 8103, "llm_url"),
+    "llm": ServiceSpec("llm", "services.llm.app", "check_llm_model", 8103, "llm_url"),
     "narrate": ServiceSpec("narrate", "services.narrate.app", "resolve_narrate_model", 8104, "narrate_url"),
 }
 

@@ -75,6 +75,16 @@ def engine_for(settings: Settings) -> str:
     return "llama.cpp" if is_gguf_model_id(_configured_model(settings)) else "transformers"
 
 
+def check_llm_model(settings: Settings) -> Path:
+    """Fail fast (ModelUnavailable) when the configured model is not on this machine, preparing what its engine reads
+    (the GGUF file's tokenizer for llama.cpp; the tiny model or a converted folder for transformers)."""
+    if engine_for(settings) == "llama.cpp":
+        gguf_file = gguf_file_for(_configured_model(settings))
+        tokenizer_folder(gguf_file, settings.models_dir)
+        return gguf_file
+    return resolve_llm_model(settings)[1]
+
+
 def load_engine(settings: Settings, *, device: str, metrics: ServiceMetrics | None = None) -> ChatEngine:
     """The configured model on its engine, ready to serve."""
     if engine_for(settings) == "llama.cpp":
@@ -165,7 +175,7 @@ def create_app(settings: Settings, *, device: str = "cpu") -> FastAPI:
         holder=holder,
         metrics=metrics,
         default_port=DEFAULT_PORT,
-        resolver=resolve_llm_model,
+        resolver=check_llm_model,
         body_limit=chat_body_limit(settings),
         on_shutdown=close_engine,
     ), settings=settings)

@@ -15,8 +15,8 @@ A sequence is admitted only when its prompt and `max_tokens` fit in the free KV 
 generation never runs out of room; requests that do not fit yet wait their turn in arrival order.
 
 Threads: llama.cpp's compute threads spin while they wait for each other, so on a machine whose cores are also
-busy with the other services, more threads can be much slower than fewer. `FABULA_LLM_THREADS` sets the count;
-the default (`default_threads`) leaves a core to the rest of the machine.
+busy with the other services, more threads can be much slower than fewer. `FABULA_LLM_THREADS` fixes the count;
+by default `threads.ThreadTuner` keeps whichever count between one and all usable cores is fastest right now.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import torch
 
 from services.llm.engine import ChatEngine, Submission
 from services.llm.sequence import Sequence, Vocabulary
+from services.llm.threads import ThreadTuner
 from shared.errors import ModelNotReady, ModelUnavailable
 from shared.logs import log_fields
 from shared.metrics import ServiceMetrics
@@ -46,14 +47,16 @@ BATCH_TOKENS = 512  # tokens one forward pass takes at most (decoding tokens fir
 IDLE_WAIT_S = 0.25
 
 
-def default_threads() -> int:
-    """Compute threads for llama.cpp when FABULA_LLM_THREADS is unset: the cores this process may use, less one
-    for the web app, the picture and speech services that share the machine (at least 1, at most 8)."""
+MAX_THREADS = 8  # past this, a CPU forward pass of these model sizes gains little from another thread
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), at most `MAX_THREADS`."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         cores = os.cpu_count() or 1
-    return max(1, min(8, cores - 1))
+    return max(1, min(MAX_THREADS, cores))
 
 
 GGML_LOG_ERROR = 4  # ggml's levels: 1 debug, 2 info, 3 warn, 4 error, 5 continued
@@ -102,7 +105,7 @@ class LlamaCppEngine(ChatEngine):
         gguf_file: Path,
         tokenizer: Any,
         model_id: str,
-        threads: int,
+        tuner: ThreadTuner,
         parallel: int,
         context_tokens: int,
         metrics: ServiceMetrics | None = None,
@@ -126,8 +129,8 @@ class LlamaCppEngine(ChatEngine):
         context_params.n_batch = BATCH_TOKENS
         context_params.n_ubatch = BATCH_TOKENS
         context_params.n_seq_max = self.parallel
-        context_params.n_threads = threads
-        context_params.n_threads_batch = threads
+        context_params.n_threads = tuner.current
+        context_params.n_threads_batch = tuner.current
         context_params.kv_unified = True  # one pool of cells: a long request may use what short ones leave
         try:
             self._context = _internals.LlamaContext(model=self._model, params=context_params, verbose=False)
@@ -146,7 +149,8 @@ class LlamaCppEngine(ChatEngine):
             tokenizer=tokenizer, vocabulary=vocabulary, model_id=model_id, device="cpu",
             context_length=min(trained, self.pool), metrics=metrics,
         )
-        self.threads = threads
+        self.tuner = tuner
+        self._threads_now = tuner.current
         self.gguf_file = gguf_file
         self._waiting: deque[Submission] = deque()
         self._slots: list[_Slot] = []
@@ -169,13 +173,13 @@ class LlamaCppEngine(ChatEngine):
                 f"The GGUF file {gguf_file} has no chat template; use an instruct/chat model (FABULA_LLM_MODEL).",
                 param="FABULA_LLM_MODEL",
             )
-        threads = settings.llm_threads or default_threads()
+        tuner = ThreadTuner.fixed(settings.llm_threads) if settings.llm_threads else ThreadTuner.up_to(usable_cores())
         engine = cls(
-            gguf_file=gguf_file, tokenizer=tokenizer, model_id=model_id, threads=threads,
+            gguf_file=gguf_file, tokenizer=tokenizer, model_id=model_id, tuner=tuner,
             parallel=settings.llm_parallel, context_tokens=settings.llm_context_tokens, metrics=metrics,
         )
         log_fields(
-            logger, "chat model loaded", model=model_id, engine=cls.engine_name, file=gguf_file.name, threads=threads,
+            logger, "chat model loaded", model=model_id, engine=cls.engine_name, file=gguf_file.name, threads=list(tuner.candidates),
             parallel=engine.parallel, kv_cells=engine.pool, context_length=engine.context_length,
         )
         return engine
@@ -185,7 +189,10 @@ class LlamaCppEngine(ChatEngine):
         return description.split()[-1] if description else "gguf"
 
     def _info_extra(self) -> dict[str, Any]:
-        return {"threads": self.threads, "parallel_sequences": self.parallel, "kv_cells": self.pool, "file": self.gguf_file.name}
+        return {
+            "threads": self.tuner.current, "threads_tried": ",".join(map(str, self.tuner.candidates)),
+            "parallel_sequences": self.parallel, "kv_cells": self.pool, "file": self.gguf_file.name,
+        }
 
     # -- the queue ------------------------------------------------------------------------------------------
     def _submit(self, submission: Submission) -> None:
@@ -278,10 +285,17 @@ class LlamaCppEngine(ChatEngine):
             room -= len(chunk)
             readers.append(slot)
         batch.n_tokens = rows
+        threads = self.tuner.threads_for_step()
+        if threads != self._threads_now:
+            self._llama.llama_set_n_threads(self._context.ctx, threads, threads)
+            self._threads_now = threads
+        started = time.perf_counter()
         status = self._llama.llama_decode(self._context.ctx, batch)
         if status != 0:
             self._fail_all(RuntimeError(f"llama.cpp could not run the batch (llama_decode returned {status})"))
             return
+        if not readers:  # prompt chunks cost far less per token than decoding: only decoding passes are compared
+            self.tuner.record(threads, time.perf_counter() - started, rows)
         self._observe_step(len(writers) + len(readers))
         vocabulary_size = self.vocabulary.size
         for slot in [*writers, *readers]:
