@@ -366,3 +366,26 @@ def test_missing_weights_fail_fast(tmp_path: Path) -> None:
     with pytest.raises(ModelUnavailable) as caught:
         resolve_llm_model(settings)
     assert caught.value.param == "FABULA_LLM_MODEL"
+
+
+def test_concurrent_requests_are_decoded_together_and_answer_as_they_would_alone(llm_url: str, client: openai.OpenAI) -> None:
+    import asyncio
+
+    from tests.conftest import metric_value
+
+    def ask(seed: int) -> dict:
+        return {"model": "tiny", "messages": MESSAGES, "max_tokens": 12, "seed": seed, "temperature": 0.8}
+
+    alone = [client.chat.completions.create(**ask(seed)).choices[0].message.content for seed in range(4)]
+    before = httpx.get(llm_url + "/metrics", timeout=10).text
+
+    async def together() -> list[str]:
+        async with openai.AsyncOpenAI(base_url=llm_url + "/v1", api_key="x", max_retries=0, timeout=120) as batch_client:
+            replies = await asyncio.gather(*(batch_client.chat.completions.create(**ask(seed)) for seed in range(4)))
+        return [reply.choices[0].message.content for reply in replies]
+
+    assert asyncio.run(together()) == alone
+    after = httpx.get(llm_url + "/metrics", timeout=10).text
+    passes = metric_value(after, "fabula_batch_size_count") - metric_value(before, "fabula_batch_size_count")
+    sequences = metric_value(after, "fabula_batch_size_sum") - metric_value(before, "fabula_batch_size_sum")
+    assert sequences / passes > 1.5, (passes, sequences)

@@ -3,8 +3,11 @@
 The token loop is our own (a forward pass with the KV cache, then `Sequence.choose`) rather than
 `model.generate`, because one loop then serves every need at once: streaming, stop sequences, seeded sampling,
 cancellation when a client goes away, and grammar-constrained JSON that must finish within `max_tokens`.
-Requests run one at a time in arrival order on one scheduler thread; on CPUs the llama.cpp engine, which
-decodes concurrent requests together, is the fast path.
+Concurrent requests are decoded together in cohorts: the scheduler thread takes the requests that arrive within a
+short window (up to `parallel`), left-pads their prompts into one batch, and advances every one of them with each
+forward pass until the last has finished; requests that arrive meanwhile form the next cohort. On a GPU a pass over
+eight sequences costs little more than over one. (The llama.cpp engine admits newcomers into a running batch; with
+padded caches that is not worth its complexity here.)
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +39,10 @@ SINGLE_THREAD_PARAMETERS = 50_000_000
 class TransformersEngine(ChatEngine):
     engine_name = "transformers"
 
-    def __init__(self, *, model: Any, tokenizer: Any, model_id: str, device: str, metrics: ServiceMetrics | None = None) -> None:
+    def __init__(
+        self, *, model: Any, tokenizer: Any, model_id: str, device: str, metrics: ServiceMetrics | None = None,
+        parallel: int = 8, window_s: float = 0.025,
+    ) -> None:
         vocab_size = int(model.get_output_embeddings().weight.shape[0])
         configured_stops = getattr(model.generation_config, "eos_token_id", None)
         vocabulary = Vocabulary.build(tokenizer, size=vocab_size, stop_token_ids=stop_token_ids(configured_stops, tokenizer.eos_token_id))
@@ -45,6 +52,9 @@ class TransformersEngine(ChatEngine):
         )
         self.model = model
         self.vocab_size = vocab_size
+        self.parallel = max(1, parallel)
+        self.window_s = max(0.0, window_s)
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (vocabulary.stop_token_ids or (0,))[0]
         self._queue: queue.SimpleQueue[Submission | None] = queue.SimpleQueue()
         self._closed = False
         single = device == "cpu" and sum(parameter.numel() for parameter in model.parameters()) < SINGLE_THREAD_PARAMETERS
@@ -72,13 +82,16 @@ class TransformersEngine(ChatEngine):
         placement = {"device_map": device} if device.startswith("cuda") else {}
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, local_files_only=True, **placement).to(device).eval()
         log_fields(logger, "chat model loaded", model=model_id, device=device, dtype=str(dtype).removeprefix("torch."), engine=cls.engine_name)
-        return cls(model=model, tokenizer=tokenizer, model_id=model_id, device=device, metrics=metrics)
+        return cls(
+            model=model, tokenizer=tokenizer, model_id=model_id, device=device, metrics=metrics,
+            parallel=settings.llm_parallel, window_s=settings.batch_window_ms / 1000,
+        )
 
     def _dtype(self) -> str:
         return str(next(self.model.parameters()).dtype).removeprefix("torch.")
 
     def _info_extra(self) -> dict[str, Any]:
-        return {"parallel_sequences": 1}
+        return {"parallel_sequences": self.parallel}
 
     def _submit(self, submission: Submission) -> None:
         if self._closed:
@@ -98,32 +111,64 @@ class TransformersEngine(ChatEngine):
             torch.set_num_threads(1)
             torch.ones(1 << 18).add_(1)
         ready.set()
-        while True:
-            submission = self._queue.get()
-            if submission is None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
                 return
-            if self._drop_if_unwanted(submission):
+            cohort, stopping = self._gather(first)
+            cohort = [submission for submission in cohort if not self._drop_if_unwanted(submission)]
+            if not cohort:
                 continue
             try:
-                self._generate(submission)
+                self._generate(cohort)
             except BaseException as exc:  # noqa: BLE001 - handed to the awaiting side, which re-raises
                 logger.exception("generation failed")
-                submission.on_done(exc)
+                for submission in cohort:
+                    submission.on_done(exc)
 
-    def _generate(self, submission: Submission) -> None:
-        sequence = self._begin(submission)
+    def _gather(self, first: Submission) -> tuple[list[Submission], bool]:
+        """`first` and what else arrives within the window, up to `parallel`; and whether the engine is closing."""
+        cohort = [first]
+        deadline = time.monotonic() + self.window_s
+        while len(cohort) < self.parallel:
+            try:
+                submission = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if submission is None:
+                return cohort, True
+            cohort.append(submission)
+        return cohort, False
+
+    def _generate(self, cohort: list[Submission]) -> None:
+        """Decode the cohort together: left-padded prompts, one forward pass per token for all of them."""
+        sequences = [self._begin(submission) for submission in cohort]
+        prompts = [submission.request.prompt_ids for submission in cohort]
+        width = max(len(prompt) for prompt in prompts)
+        pad = self.pad_token_id
         with torch.inference_mode():
-            input_ids = torch.tensor([submission.request.prompt_ids], device=self.device)
+            input_ids = torch.tensor([[pad] * (width - len(prompt)) + prompt for prompt in prompts], device=self.device)
+            mask = torch.tensor([[0] * (width - len(prompt)) + [1] * len(prompt) for prompt in prompts], device=self.device)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
             cache = None
-            while not sequence.done and not sequence.check_cancelled():
-                outputs = self.model(input_ids=input_ids, cache=cache, use_cache=True)
-                self._observe_step(1)
-                cache = outputs.cache
-                token = sequence.choose(outputs.logits[0, -1].float().cpu())
-                if token is None:
+            while True:
+                live = [row for row, sequence in enumerate(sequences) if not sequence.done and not sequence.check_cancelled()]
+                if not live:
                     break
-                input_ids = torch.tensor([[token]], device=self.device)
-        self._finish(submission)
+                outputs = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True)
+                self._observe_step(len(live))
+                cache = outputs.cache
+                next_tokens = [pad] * len(sequences)
+                for row in live:
+                    token = sequences[row].choose(outputs.logits[row, -1].float().cpu())
+                    if token is not None:
+                        next_tokens[row] = token
+                input_ids = torch.tensor([[token] for token in next_tokens], device=self.device)
+                mask = torch.cat([mask, torch.ones((len(sequences), 1), dtype=mask.dtype, device=self.device)], dim=1)
+                positions = positions[:, -1:] + 1
+        for submission in cohort:
+            self._finish(submission)
 
 
 def _context_length(model: Any, tokenizer: Any) -> int | None:
