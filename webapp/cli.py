@@ -176,6 +176,7 @@ async def _story(settings: Settings, photo: bytes, options: object, output: Path
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from webapp.jobs.models import JobStatus
+    from webapp.jobs.progress import Artifacts
     from webapp.launcher import InProcessServices
     from webapp.studio import build_studio
 
@@ -207,10 +208,10 @@ async def _story(settings: Settings, photo: bytes, options: object, output: Path
         if record.status != JobStatus.done:
             return _fail(f"the book could not be made: {record.error} (job {record.id}; `fabula resume {record.id}` continues it)", 1)
         output.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(studio.artifacts.path(record.id, "book.pdf"), output)
+        shutil.copyfile(studio.artifacts.path(record.id, Artifacts.PDF), output)
         stages = studio.pipeline.stage_seconds.get(record.id, {})
         print(f"Book written to {output} ({output.stat().st_size:,} bytes) in {time.perf_counter() - started:.1f} s")
-        for name, suffix, what in (("book.epub", ".epub", "EPUB (reads along)"), ("book.m4b", ".m4b", "Audiobook")):
+        for name, suffix, what in ((Artifacts.EPUB, ".epub", "EPUB (reads along)"), (Artifacts.AUDIOBOOK, ".m4b", "Audiobook")):
             if studio.artifacts.exists(record.id, name):
                 shutil.copyfile(studio.artifacts.path(record.id, name), output.with_suffix(suffix))
                 print(f"{what}: {output.with_suffix(suffix)}")

@@ -15,13 +15,13 @@ from webapp.jobs.book_links import BookLinks
 from webapp.jobs.models import JobRecord
 from webapp.jobs.narration import narrations
 from webapp.jobs.pipeline import COVER, image_name
-from webapp.jobs.progress import StoryProgress
+from webapp.jobs.progress import Artifacts, StoryProgress
 from webapp.jobs.store import JobStore
 from webapp.story.options import StoryOptions
 from webapp.story.plan import StoryPlan
 from webapp.story.rules import sentences
 
-PDF, EPUB, AUDIOBOOK = "book.pdf", "book.epub", "book.m4b"
+PDF, EPUB, AUDIOBOOK = Artifacts.PDF, Artifacts.EPUB, Artifacts.AUDIOBOOK
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def book_content(record: JobRecord, steps: dict[str, dict], artifacts: ArtifactS
             name=options.brand.name,
             voice=options.brand.voice,
             message=options.brand.message,
-            logo_png=artifacts.read(record.id, "logo.png") if artifacts.exists(record.id, "logo.png") else None,
+            logo_png=artifacts.read(record.id, Artifacts.LOGO) if artifacts.exists(record.id, Artifacts.LOGO) else None,
             primary_color=options.brand.primary_color,
             secondary_color=options.brand.secondary_color,
             cta_url=options.brand.cta_url,

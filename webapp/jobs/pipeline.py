@@ -42,6 +42,7 @@ from webapp.story.rules import is_language
 from webapp.story.writer import StoryWriter
 
 logger = logging.getLogger(__name__)
+STAGE_TIMES_KEPT = 64
 
 def image_name(page: int) -> str:
     return Artifacts.picture(page)
@@ -164,16 +165,16 @@ class StoryPipeline:
 
     # ---- steps ---------------------------------------------------------------------------------------------
     async def caption(self, job_id: str) -> str:
-        saved = self.store.steps(job_id).get("caption")
+        saved = self.store.progress(job_id).caption
         if saved:
-            return saved["caption"]
+            return saved
         self._emit(self._set(job_id, stage=Stage.caption), "Looking at the photo…")
-        response = await self.captioner.caption(self.artifacts.read(job_id, "photo.jpg"), max_new_tokens=self.config.caption_tokens)
+        response = await self.captioner.caption(self.artifacts.read(job_id, Artifacts.PHOTO), max_new_tokens=self.config.caption_tokens)
         caption = remove_blocked(response.caption, self.writer.blocked_words).strip() or "A photo."
         usable = is_language(caption)
         if not usable:
             logger.info("the caption does not read as language; the story follows the idea and the options")
-        self.store.save_step(job_id, "caption", {"caption": caption, "model": response.model, "usable": usable})
+        self.store.save_step(job_id, Steps.CAPTION, {"caption": caption, "model": response.model, "usable": usable})
         return caption
 
     async def tell(self, job_id: str, caption: str, options: StoryOptions) -> StoryPlan:
@@ -203,13 +204,13 @@ class StoryPipeline:
                     texts[page].add_done_callback(lambda task, page=page: read_aloud(task, page))
 
         async def on_beat(draft: OutlineDraft, page: int) -> None:
-            self.store.save_step(job_id, "outline_draft", draft.model_dump(mode="json"))
+            self.store.save_step(job_id, Steps.OUTLINE_DRAFT, draft.model_dump(mode="json"))
             start_ready(draft, complete=False)
 
         self._emit(self._set(job_id, stage=Stage.plan), "Planning the story…")
         try:
             outline = await self.outline(job_id, caption, options, seed, on_beat, start_ready)
-            self.stage_seconds.setdefault(job_id, {})["plan"] = time.perf_counter() - started
+            self._record_stage(job_id, "plan", time.perf_counter() - started)
             start_ready(_as_draft(outline), complete=True)
             pictures[COVER] = asyncio.ensure_future(self.paint_page(job_id, f"{outline.title}: {outline.cover_prompt}", outline.characters, options, COVER, seed))
             self._emit(self._set(job_id, stage=Stage.illustrate), "Writing and painting the pages…")
@@ -217,16 +218,16 @@ class StoryPipeline:
             title_task.add_done_callback(lambda task: read_aloud(task, COVER))
             title["text"] = await title_task
             written = await _gather_all([texts[page] for page in range(1, pages + 1)])
-            self.stage_seconds[job_id]["write"] = time.perf_counter() - started
+            self._record_stage(job_id, "write", time.perf_counter() - started)
             plan = outline.as_plan([english for english, _ in written])
             translation = Translation(title=title["text"], pages=[translated for _, translated in written])
             if self.language_of(job_id, options) != options.language:
                 # The model could not write the book's language: every piece is the English it could write.
                 translation = Translation(title=outline.title, pages=[english for english, _ in written])
-            self.store.save_step(job_id, "translation", translation.model_dump())
-            self.store.save_step(job_id, "plan", plan.model_dump())
+            self.store.save_step(job_id, Steps.TRANSLATION, translation.model_dump())
+            self.store.save_step(job_id, Steps.PLAN, plan.model_dump())
             await _gather_all(list(pictures.values()))
-            self.stage_seconds[job_id]["illustrate"] = time.perf_counter() - started
+            self._record_stage(job_id, "illustrate", time.perf_counter() - started)
             await _gather_all(list(voices.values()))
         finally:
             for task in [*pictures.values(), *texts.values(), *voices.values()]:
@@ -234,25 +235,25 @@ class StoryPipeline:
         return plan
 
     async def outline(self, job_id: str, caption: str, options: StoryOptions, seed: int, on_beat: Any, start_ready: Any) -> StoryOutline:
-        steps = self.store.steps(job_id)
-        if steps.get("outline"):
-            return StoryOutline.model_validate(steps["outline"])
-        draft = OutlineDraft.model_validate(steps["outline_draft"]) if steps.get("outline_draft") else None
+        progress = self.store.progress(job_id)
+        if progress.outline is not None:
+            return progress.outline
+        draft = progress.outline_draft
         if draft is not None:
             start_ready(draft, complete=False)  # the pieces a previous run settled go on at once
         outline = await self.writer.outline(caption, options, seed=seed, draft=draft, on_beat=on_beat)
-        self.store.save_step(job_id, "outline", outline.model_dump())
+        self.store.save_step(job_id, Steps.OUTLINE, outline.model_dump())
         if outline.fallbacks:
             logger.info("outline pieces replaced by fallbacks", extra={"fields": {"pieces": outline.fallbacks}})
         return outline
 
     async def write_page(self, job_id: str, brief: Brief, title: str, beats: dict[int, str], page: int, pages: int, seed: int) -> tuple[str, str]:
         """One page's English text and its translation (the same text for English books), each saved once written."""
-        saved = self.store.steps(job_id).get(f"text:{page}")
+        saved = self.store.progress(job_id).text(page)
         if saved is None:
             written = await self.writer.write_page(brief, title, beats, page, pages, seed=seed)
             saved = {"text": written.text, "fallback": written.fallback}
-            self.store.save_step(job_id, f"text:{page}", saved)
+            self.store.save_step(job_id, Steps.text(page), saved)
         translated = await self.translated(job_id, str(page), saved["text"], brief.options, brief.names)
         self._emit(self.record(job_id), f"Page {page} written.", page=page)
         return saved["text"], translated
@@ -306,7 +307,7 @@ class StoryPipeline:
         if self.artifacts.exists(job_id, image_name(page)):
             return
         picture = picture_prompt(scene, [(character.name, character.description) for character in characters], options.style)
-        redo = self.store.steps(job_id).get(f"redo:{page}", {}).get("count", 0)
+        redo = self.store.progress(job_id).repaints(page)
         size = self.config.image_size
         strength = self.config.reference_strength if options.reference_strength is None else options.reference_strength
         reference = self._reference(job_id, scene, characters, page) if strength > 0 else None
@@ -332,7 +333,7 @@ class StoryPipeline:
             SAFETY.replaced.inc()
         self.artifacts.write(job_id, image_name(page), base64.b64decode(image.b64_json))
         self.store.save_step(
-            job_id, f"image:{page}",
+            job_id, Steps.picture(page),
             {"seed": image.seed, "prompt": picture.prompt, "reference": reference is not None, "flagged": image.flagged, "repaints": attempt},
         )
         record = self._set(job_id, pages_done=self._pages_done(job_id, self.record(job_id).pages_total))
@@ -341,12 +342,12 @@ class StoryPipeline:
     def _reference(self, job_id: str, scene: str, characters: list[Character], page: int) -> str | None:
         """The uploaded photo, for the cover, the photo's own scene (page 1) and every page whose scene names the
         main character (the photo's subject: the plan's first character)."""
-        if not self.artifacts.exists(job_id, "photo.jpg"):
+        if not self.artifacts.exists(job_id, Artifacts.PHOTO):
             return None
         subject = characters[0].name.lower() if characters else ""
         if page not in (COVER, 1) and subject and subject not in scene.lower():
             return None
-        return base64.b64encode(self.artifacts.read(job_id, "photo.jpg")).decode()
+        return base64.b64encode(self.artifacts.read(job_id, Artifacts.PHOTO)).decode()
 
     async def narrate_page(self, job_id: str, page: int, text: str, options: StoryOptions) -> None:
         """Read one page (0: the title) aloud; a language with no voice leaves the book silent and says why."""
@@ -357,17 +358,17 @@ class StoryPipeline:
         except InvalidRequest as exc:
             if exc.param not in ("language", "voice", "input"):  # no voice for the language, or for its script
                 raise
-            if not self.store.steps(job_id).get("narration_note"):
+            if not self.store.progress(job_id).narration_note:
                 logger.info("no voice for this book", extra={"fields": {"reason": exc.message}})
-                self.store.save_step(job_id, "narration_note", {"message": exc.message, "param": exc.param})
+                self.store.save_step(job_id, Steps.NARRATION_NOTE, {"message": exc.message, "param": exc.param})
 
     async def narrate_book(self, job_id: str, options: StoryOptions) -> None:
         """Narrate every page whose saved narration does not speak its current text (after an edit, a resume)."""
-        steps = self.store.steps(job_id)
-        note = steps.get("narration_note") or {}
-        if not options.narrate or self.narrator is None or "plan" not in steps or note.get("param") in ("language", "voice"):
+        progress = self.store.progress(job_id)
+        note = progress.steps.get(Steps.NARRATION_NOTE) or {}
+        if not options.narrate or self.narrator is None or progress.plan is None or note.get("param") in ("language", "voice"):
             return  # no voice for this language at all; a page the voice could not read is tried again when it changes
-        translation = self.store.progress(job_id).translation
+        translation = progress.translation
         assert translation is not None  # the plan exists
         texts = {COVER: translation.title, **dict(enumerate(translation.pages, start=1))}
         language = self.language_of(job_id, options)
@@ -384,7 +385,7 @@ class StoryPipeline:
         record = self._emit(self._set(job_id, stage=Stage.book), "Binding the book…")
         bound = await asyncio.to_thread(bind_book, record, self.store, self.artifacts, self.config.public_url)
         self._set(job_id, book_version=record.book_version + 1)
-        self.store.save_step(job_id, "book", {"bytes": len(bound.pdf), "version": record.book_version + 1, "files": bound.files})
+        self.store.save_step(job_id, Steps.BOOK, {"bytes": len(bound.pdf), "version": record.book_version + 1, "files": bound.files})
         return bound.pdf
 
     # ---- helpers -------------------------------------------------------------------------------------------
@@ -427,7 +428,14 @@ class StoryPipeline:
         try:
             return await step
         finally:
-            self.stage_seconds.setdefault(job_id, {})[stage] = time.perf_counter() - started
+            self._record_stage(job_id, stage, time.perf_counter() - started)
+
+    def _record_stage(self, job_id: str, stage: str, seconds: float) -> None:
+        """Seconds per stage of the most recent books (for the CLI and the benchmarks); a long-lived web or worker
+        process keeps only the last `STAGE_TIMES_KEPT` books, so the table cannot grow without end."""
+        self.stage_seconds.setdefault(job_id, {})[stage] = seconds
+        while len(self.stage_seconds) > STAGE_TIMES_KEPT:
+            self.stage_seconds.pop(next(iter(self.stage_seconds)))
 
 
 def _as_draft(outline: StoryOutline) -> OutlineDraft:

@@ -14,6 +14,7 @@ from webapp.jobs.book_links import BookLinks
 from webapp.jobs.models import JobEvent, JobRecord, JobStatus, Stage
 from webapp.jobs.narration import narrations
 from webapp.jobs.pipeline import COVER, image_name
+from webapp.jobs.progress import Steps
 from webapp.studio import Studio
 
 IMAGE_NAME = re.compile(r"^(cover|page-\d{2})\.png$|^photo\.jpg$")
@@ -79,7 +80,7 @@ def load_story(studio: Studio, record: JobRecord, public_url: str) -> StoryConte
     content = StoryContent(record=record)
     content.language_note = progress.language_note
     content.language = progress.language(str(record.options.get("language", "en")))
-    plan = steps.get("plan")
+    plan = steps.get(Steps.PLAN)
     if plan:
         translation = progress.translation
         translated = translation.pages if translation else []
@@ -88,21 +89,21 @@ def load_story(studio: Studio, record: JobRecord, public_url: str) -> StoryConte
         for index, page in enumerate(plan.get("pages", []), start=1):
             text = translated[index - 1] if index - 1 < len(translated) else page.get("text", "")
             content.pages.append(PageContent(index, text, page.get("text", ""), _existing(artifacts.path(record.id, image_name(index)))))
-    elif outline := steps.get("outline"):
+    elif outline := steps.get(Steps.OUTLINE):
         # While the pages are being written: each page shows its text (translated when ready) as soon as it exists.
         in_english = content.language_note is not None
         content.original_title = outline.get("title")
-        content.title = None if in_english else (steps.get("translation:title") or {}).get("text")
+        content.title = None if in_english else (progress.translated("title") or {}).get("text")
         content.title = content.title or content.original_title
         for index, _ in enumerate(outline.get("pages", []), start=1):
-            original = (steps.get(f"text:{index}") or {}).get("text", "")
-            text = original if in_english else (steps.get(f"translation:{index}") or {}).get("text") or original
+            original = (progress.text(index) or {}).get("text", "")
+            text = original if in_english else (progress.translated(index) or {}).get("text") or original
             content.pages.append(PageContent(index, text, original, _existing(artifacts.path(record.id, image_name(index)))))
     spoken = narrations(studio.store, record.id)
     for page in content.pages:
         page.audio_name = spoken[page.number].audio_name if page.number in spoken else None
-        page.replaced = bool((steps.get(f"image:{page.number}") or {}).get("flagged"))
-    content.narration_note = (steps.get("narration_note") or {}).get("message")
+        page.replaced = bool(progress.picture(page.number).get("flagged"))
+    content.narration_note = progress.narration_note
     content.cover_path = _existing(artifacts.path(record.id, image_name(COVER)))
     content.book_path = _existing(artifacts.path(record.id, PDF))
     if content.book_path and record.book_token:
