@@ -215,11 +215,11 @@ async def _story(settings: Settings, photo: bytes, options: object, output: Path
             if studio.artifacts.exists(record.id, name):
                 shutil.copyfile(studio.artifacts.path(record.id, name), output.with_suffix(suffix))
                 print(f"{what}: {output.with_suffix(suffix)}")
-        progress = studio.store.progress(record.id)
-        if progress.language_note:
-            print(progress.language_note)
-        if progress.narration_note:
-            print(f"Not read aloud: {progress.narration_note}")
+        saved = studio.store.progress(record.id)
+        if saved.language_note:
+            print(saved.language_note)
+        if saved.narration_note:
+            print(f"Not read aloud: {saved.narration_note}")
         print("Time per stage: " + ", ".join(f"{stage} {seconds:.2f} s" for stage, seconds in stages.items()))
         print(f"Reader link (served by `fabula serve web`): {public_url.rstrip('/')}/read/{record.book_token}")
         return 0

@@ -21,6 +21,7 @@ by default `threads.ThreadTuner` keeps whichever count between one and all usabl
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -251,11 +252,8 @@ class LlamaCppEngine(ChatEngine):
             self._reserved += needed
 
     def _forget(self, submission: Submission) -> None:
-        with self._wake:
-            try:
-                self._waiting.remove(submission)
-            except ValueError:
-                pass
+        with self._wake, contextlib.suppress(ValueError):
+            self._waiting.remove(submission)
 
     def _step(self) -> None:
         """One forward pass over every slot: writers feed their last token, readers a chunk of their prompt."""
@@ -263,56 +261,65 @@ class LlamaCppEngine(ChatEngine):
             self._release(slot)
         if not self._slots:
             return
-        batch = self._batch.batch
-        rows = 0
-        writers = [slot for slot in self._slots if slot.next_token is not None]
-        for slot in writers:
-            rows = self._put(batch, rows, slot.next_token, slot.position, slot.seq_id, wants_logits=True)
-            slot.logits_row = rows - 1
-            slot.position += 1
-        room = BATCH_TOKENS - rows
-        readers: list[_Slot] = []
-        for slot in self._slots:
-            if slot.next_token is not None or room <= 0:
-                continue
-            chunk = slot.prompt[slot.read : slot.read + room]
-            for offset, token in enumerate(chunk):
-                last = slot.read + offset == len(slot.prompt) - 1
-                rows = self._put(batch, rows, token, slot.read + offset, slot.seq_id, wants_logits=last)
-            slot.read += len(chunk)
-            slot.position = slot.read
-            slot.logits_row = rows - 1 if slot.read == len(slot.prompt) else None
-            room -= len(chunk)
-            readers.append(slot)
-        batch.n_tokens = rows
+        writers, readers, rows = self._fill_batch()
         threads = self.tuner.threads_for_step()
         if threads != self._threads_now:
             self._llama.llama_set_n_threads(self._context.ctx, threads, threads)
             self._threads_now = threads
         started = time.perf_counter()
-        status = self._llama.llama_decode(self._context.ctx, batch)
+        status = self._llama.llama_decode(self._context.ctx, self._batch.batch)
         if status != 0:
             self._fail_all(RuntimeError(f"llama.cpp could not run the batch (llama_decode returned {status})"))
             return
         if not readers:  # prompt chunks cost far less per token than decoding: only decoding passes are compared
             self.tuner.record(threads, time.perf_counter() - started, rows)
         self._observe_step(len(writers) + len(readers))
-        vocabulary_size = self.vocabulary.size
         for slot in [*writers, *readers]:
-            if slot.logits_row is None:
+            if slot.logits_row is not None:
+                self._choose(slot)
+
+    def _fill_batch(self) -> tuple[list[_Slot], list[_Slot], int]:
+        """Fill the batch: first the next token of every writing slot, then as much of the waiting prompts as fits.
+        Returns the writers, the readers and the number of tokens."""
+        batch = self._batch.batch
+        rows = 0
+        writers = [slot for slot in self._slots if slot.next_token is not None]
+        for slot in writers:
+            assert slot.next_token is not None
+            rows = self._put(batch, rows, slot.next_token, slot.position, slot.seq_id, wants_logits=True)
+            slot.logits_row = rows - 1
+            slot.position += 1
+        readers: list[_Slot] = []
+        for slot in self._slots:
+            room = BATCH_TOKENS - rows
+            if slot.next_token is not None or room <= 0:
                 continue
-            pointer = self._llama.llama_get_logits_ith(self._context.ctx, slot.logits_row)
-            logits = torch.from_numpy(np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(vocabulary_size,)).copy())
-            try:
-                token = slot.sequence.choose(logits)
-            except BaseException as exc:  # noqa: BLE001 - the request fails alone
-                logger.exception("generation failed")
-                self._release(slot, outcome=exc)
-                continue
-            if token is None:
-                self._release(slot)
-            else:
-                slot.next_token = token
+            chunk = slot.prompt[slot.read : slot.read + room]
+            for offset, prompt_token in enumerate(chunk):
+                last = slot.read + offset == len(slot.prompt) - 1
+                rows = self._put(batch, rows, prompt_token, slot.read + offset, slot.seq_id, wants_logits=last)
+            slot.read += len(chunk)
+            slot.position = slot.read
+            slot.logits_row = rows - 1 if slot.read == len(slot.prompt) else None
+            readers.append(slot)
+        batch.n_tokens = rows
+        return writers, readers, rows
+
+    def _choose(self, slot: _Slot) -> None:
+        """Hand the slot's logits to its sequence; the token it chooses is fed next pass, or the slot is done."""
+        assert slot.logits_row is not None
+        pointer = self._llama.llama_get_logits_ith(self._context.ctx, slot.logits_row)
+        row = np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(self.vocabulary.size,))
+        try:
+            token = slot.sequence.choose(torch.from_numpy(row.copy()))
+        except BaseException as exc:  # noqa: BLE001 - the request fails alone
+            logger.exception("generation failed")
+            self._release(slot, outcome=exc)
+            return
+        if token is None:
+            self._release(slot)
+        else:
+            slot.next_token = token
 
     @staticmethod
     def _put(batch: Any, row: int, token: int, position: int, seq_id: int, *, wants_logits: bool) -> int:

@@ -42,10 +42,8 @@ def audience_words(audience: Audience, configured: dict[str, list[str]] | None =
     for it, else the default; minus any word the reader used in `allowed_text` (their idea, their brand)."""
     from shared.blocked_words import find_blocked
 
-    if configured is not None and audience.value in configured:
-        words = tuple(configured[audience.value])
-    else:
-        words = DEFAULT_AUDIENCE_WORDS[audience]
+    configured_words = (configured or {}).get(audience.value)
+    words = tuple(configured_words) if configured_words is not None else DEFAULT_AUDIENCE_WORDS[audience]
     if allowed_text.strip():
         words = tuple(word for word in words if find_blocked(allowed_text, (word,)) is None)
     return tuple(word.lower() for word in words if word.strip())
