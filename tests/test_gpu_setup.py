@@ -314,6 +314,7 @@ FAKE_REPOSITORIES: dict[str, dict[str, bytes]] = {
     "fabula-test/chat": {name: _blob(name) for name in ("config.json", "model.safetensors", "flax_model.msgpack", "tokenizer.json", "merges.txt", "vocab.json")},
 }
 FAKE_REPOSITORIES["fabula-test/huge"] = dict(FAKE_REPOSITORIES["fabula-test/chat"])
+FAKE_REPOSITORIES["fabula-test/chat-gguf"] = {name: _blob(name) for name in ("chat-q4_k_m.gguf", "chat-q8_0.gguf", "README.md")}
 REPORTED_SIZES = {("fabula-test/huge", "model.safetensors"): 10**16}  # what the hub says, not what it serves
 GATED = {"fabula-test/gated"}
 FAKE_COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -607,3 +608,27 @@ def test_doctor_says_when_the_shell_keeps_a_pull_offline(tmp_path: Path) -> None
 
     assert "TRANSFORMERS_OFFLINE=1 is set in this environment" in blocked and "unset TRANSFORMERS_OFFLINE" in blocked
     assert switched_back_on.offline is None
+
+
+def test_a_gguf_text_model_is_pulled_as_its_one_file_and_found_offline(tmp_path: Path) -> None:
+    app = fake_hub()
+    adapter = tmp_path / "adapter"
+    for name in ("sdxl_models/ip-adapter_sdxl_vit-h.safetensors", "models/image_encoder/config.json", "models/image_encoder/model.safetensors"):
+        (adapter / name).parent.mkdir(parents=True, exist_ok=True)
+        (adapter / name).write_bytes(b"{}")
+    models = {
+        "FABULA_PROFILE": "cpu", "FABULA_CAPTION_MODEL": "none", "FABULA_ILLUSTRATE_MODEL": "none", "FABULA_REFINER_MODEL": "none",
+        "FABULA_LLM_MODEL": "fabula-test/chat-gguf/chat-q4_k_m.gguf", "FABULA_LIKENESS_MODEL": str(adapter), "FABULA_SAFETY_CHECKER": "false",
+    }
+    with ServerThread(app) as hub:
+        answer = run_pull("pull", tmp_path, HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="0", **models)
+        again = run_pull("pull", tmp_path, HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="0", **models)
+        wrong = run_pull("pull", tmp_path, HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="0", **{**models, "FABULA_LLM_MODEL": "fabula-test/chat-gguf/nope.gguf"})
+    llm = next(item for item in answer["pulled"] if item["role"] == "llm")
+    assert llm["action"] == "downloaded" and llm["files"] == 1 and llm["path"].endswith("chat-q4_k_m.gguf")
+    assert next(item for item in again["pulled"] if item["role"] == "llm")["action"] == "up_to_date"
+    assert set(app.state.served) == {"fabula-test/chat-gguf/chat-q4_k_m.gguf"}
+    assert wrong["error"]["param"] == "FABULA_LLM_MODEL" and "nope.gguf" in wrong["error"]["message"]
+    offline = run_pull("status", tmp_path, HF_HUB_OFFLINE="1", **models)
+    status = next(item for item in offline["status"] if item["role"] == "llm")
+    assert status["state"] == "present" and "llama.cpp" in status["detail"]
