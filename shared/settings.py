@@ -85,7 +85,7 @@ class Settings(BaseSettings):
         default="auto", description="auto (GGUF files on llama.cpp, folders on transformers), `llama.cpp` or `transformers`."
     )
     llm_threads: int | None = Field(
-        default=None, ge=1, le=256, description="llama.cpp compute threads; default: the usable cores less one (they spin while waiting, so fewer is faster on a busy machine)."
+        default=None, ge=1, le=256, description="llama.cpp compute threads, fixed; default: chosen as it runs, between one and all usable cores, by timing its own passes (its threads spin while waiting, so fewer is faster on a busy machine)."
     )
     llm_parallel: int = Field(default=8, ge=1, le=64, description="llama.cpp: how many requests are decoded together in one forward pass.")
     llm_context_tokens: int = Field(

@@ -59,3 +59,14 @@ def test_a_fixed_count_is_never_changed() -> None:
     clock = Clock()
     tuner = ThreadTuner.fixed(3, clock=clock)
     assert set(serve(tuner, clock, {3: 0.01}, passes=500)) == {3}
+
+
+def test_passes_of_different_sizes_are_not_compared() -> None:
+    # Two threads were only ever timed on passes of eight sequences (cheap per token), one thread on passes of one:
+    # nothing comparable, so the count stays.
+    clock = Clock()
+    tuner = ThreadTuner(candidates=(1, 2), clock=clock)
+    serve(tuner, clock, {1: 0.02, 2: 0.004}, passes=20, tokens=8)
+    clock.now += EXPLORE_EVERY_S
+    serve(tuner, clock, {1: 0.006, 2: 0.5}, passes=PROBE_STEPS, tokens=1)
+    assert tuner.current == 2

@@ -15,6 +15,8 @@ REPLACEMENT_CHARACTER = "\ufffd"
 # Nucleus sampling first looks among this many most likely tokens; only when they hold less than `top_p` of the
 # probability is the whole vocabulary sorted (rare: that needs a very flat distribution).
 NUCLEUS_CANDIDATES = 256
+# Below this temperature, sampling is greedy (dividing by a vanishing temperature would overflow to inf and NaN).
+GREEDY_BELOW = 1e-5
 
 
 def sample_token(logits: torch.Tensor, *, temperature: float, top_p: float, generator: torch.Generator) -> int | None:
@@ -24,10 +26,11 @@ def sample_token(logits: torch.Tensor, *, temperature: float, top_p: float, gene
     reaches `top_p` (nucleus sampling), always at least one. The draw is one uniform number against the
     cumulative probabilities (inverse transform), a tenth of `torch.multinomial`'s cost on a 50k vocabulary.
     """
+    logits = torch.nan_to_num(logits, nan=float("-inf"), posinf=float("inf"), neginf=float("-inf"))
     best = int(torch.argmax(logits))
     if logits[best] == float("-inf"):
         return None
-    if temperature <= 0.0:
+    if temperature < GREEDY_BELOW:
         return best
     probabilities = torch.softmax(logits / temperature, dim=-1)
     tokens: torch.Tensor | None = None
@@ -38,7 +41,8 @@ def sample_token(logits: torch.Tensor, *, temperature: float, top_p: float, gene
         before = torch.cumsum(probabilities, dim=-1) - probabilities
         probabilities = probabilities[before < top_p]
     cumulative = torch.cumsum(probabilities, dim=-1)
-    draw = torch.rand(1, generator=generator) * cumulative[-1]
+    # A draw in (0, total]: the first token whose cumulative probability reaches it has a probability above zero.
+    draw = (1.0 - torch.rand(1, generator=generator)) * cumulative[-1]
     index = min(int(torch.searchsorted(cumulative, draw)), cumulative.numel() - 1)
     return int(tokens[index]) if tokens is not None else index
 

@@ -60,6 +60,17 @@ class Submission:
     submitted_monotonic: float = field(default_factory=time.monotonic)
     started: float | None = None
     sequence: Sequence | None = None
+    answered: bool = False
+
+    def answer(self, outcome: Outcome) -> None:
+        """Report the outcome, once; a waiting side that is gone (its event loop closed) never breaks the scheduler."""
+        if self.answered:
+            return
+        self.answered = True
+        try:
+            self.on_done(outcome)
+        except Exception:  # noqa: BLE001 - nothing is left to tell
+            logger.debug("a finished generation had nobody waiting for it", exc_info=True)
 
     def expired(self) -> bool:
         return self.deadline is not None and time.monotonic() > self.deadline
@@ -160,7 +171,10 @@ class ChatEngine(ABC):
         queue: asyncio.Queue[str | Outcome] = asyncio.Queue()
 
         def publish(item: str | Outcome) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the stream's event loop is closed: nobody reads any more
+                cancelled.set()
 
         self._submit(Submission(request, cancelled, publish, publish, deadline))
         try:
@@ -181,13 +195,13 @@ class ChatEngine(ABC):
         if submission.cancelled.is_set():
             if self.metrics:
                 self.metrics.observe_dropped(DROPPED_DISCONNECTED)
-            submission.on_done(GenerationResult("", FINISH_CANCELLED, len(submission.request.prompt_ids), 0))
+            submission.answer(GenerationResult("", FINISH_CANCELLED, len(submission.request.prompt_ids), 0))
             return True
         if submission.expired():
             if self.metrics:
                 self.metrics.observe_dropped(DROPPED_DEADLINE)
             waited = time.monotonic() - submission.submitted_monotonic
-            submission.on_done(DeadlineExceeded(
+            submission.answer(DeadlineExceeded(
                 f"The request waited {waited:.1f} s for the model and passed its deadline before it could start; "
                 "try again, or allow more time (X-Request-Timeout, FABULA_SERVICE_TIMEOUT_S)."
             ))
@@ -203,10 +217,17 @@ class ChatEngine(ABC):
         return submission.sequence
 
     def _finish(self, submission: Submission) -> None:
-        """Report a finished sequence: its result with timings, logged and counted."""
+        """Report a finished sequence: its result with timings, logged and counted (once)."""
+        if submission.answered:
+            return
         sequence = submission.sequence
         assert sequence is not None and submission.started is not None
-        result = sequence.result()
+        try:
+            result = sequence.result()
+        except Exception as exc:  # noqa: BLE001 - this request fails alone
+            logger.exception("could not finish a generation")
+            submission.answer(exc)
+            return
         now = time.perf_counter()
         result.timings = {"queue_seconds": submission.started - submission.submitted, "inference_seconds": now - submission.started}
         if self.metrics and result.finish_reason != FINISH_CANCELLED:
@@ -216,7 +237,7 @@ class ChatEngine(ABC):
             finish_reason=result.finish_reason, structured=submission.request.grammar is not None,
             queue_seconds=round(result.timings["queue_seconds"], 3), seconds=round(result.timings["inference_seconds"], 3),
         )
-        submission.on_done(result)
+        submission.answer(result)
 
     def _observe_step(self, sequences: int) -> None:
         """One forward pass that advanced `sequences` requests together (the real batch size)."""

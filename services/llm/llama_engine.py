@@ -199,7 +199,7 @@ class LlamaCppEngine(ChatEngine):
     def _submit(self, submission: Submission) -> None:
         with self._wake:
             if self._closed:
-                submission.on_done(ModelNotReady("The llm service is shutting down; try again shortly."))
+                submission.answer(ModelNotReady("The llm service is shutting down; try again shortly."))
                 return
             self._waiting.append(submission)
             self._wake.notify()
@@ -220,10 +220,16 @@ class LlamaCppEngine(ChatEngine):
                     if self._closed:
                         break
                     waiting = list(self._waiting)
-                self._admit(waiting)
-                if self._slots:
-                    self._step()
+                try:
+                    self._admit(waiting)
+                    if self._slots:
+                        self._step()
+                except Exception as exc:  # noqa: BLE001 - the running requests fail; the engine goes on serving
+                    logger.exception("llama.cpp scheduler step failed")
+                    self._fail_all(exc)
         finally:
+            with self._wake:
+                self._closed = True  # from now on a submission is answered at once, never left waiting
             self._shut_down()
 
     def _admit(self, waiting: list[Submission]) -> None:
@@ -243,7 +249,7 @@ class LlamaCppEngine(ChatEngine):
                 sequence = self._begin(submission)
             except BaseException as exc:  # noqa: BLE001 - the request fails alone
                 logger.exception("could not start a generation")
-                submission.on_done(exc)
+                submission.answer(exc)
                 continue
             if sequence.done:
                 self._finish(submission)
@@ -337,7 +343,7 @@ class LlamaCppEngine(ChatEngine):
         self._free_ids.append(slot.seq_id)
         self._reserved -= slot.reserved
         if outcome is not None:
-            slot.submission.on_done(outcome)
+            slot.submission.answer(outcome)
         else:
             self._finish(slot.submission)
 
@@ -354,7 +360,7 @@ class LlamaCppEngine(ChatEngine):
         with self._wake:
             waiting, self._waiting = list(self._waiting), deque()
         for submission in waiting:
-            submission.on_done(stopping)
+            submission.answer(stopping)
         started = time.perf_counter()
         self._batch.close()
         self._context.close()

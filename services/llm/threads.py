@@ -6,7 +6,8 @@ second (two threads, idle machine) to 5, where one thread kept 63. No fixed coun
 services come and go (a book's pictures, its narration, another book), so the engine keeps the count that is fastest
 now: it serves with the best known count, and every `explore_every_s` seconds it tries another for a few forward
 passes, abandoning the try at once when a pass is much slower than the current best. A pass's cost is compared per
-token in it, and only between passes of similar size.
+token in it, and only between passes of the same size (a pass over eight sequences costs far less per token than a
+pass over one), so the choice follows the thread count, not how many requests happened to be running.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ PROBE_STEPS = 6  # forward passes a candidate count is timed over
 EXPLORE_EVERY_S = 4.0
 GIVE_UP_FACTOR = 2.0  # a probe pass this many times slower than the best's average ends the probe at once
 SMOOTHING = 0.3  # weight of a new measurement in a count's running average
+MAX_SIZE_BUCKET = 8  # passes of 8 tokens or more are compared as one size
 
 
 @dataclass
@@ -39,16 +41,15 @@ class ThreadTuner:
     clock: Callable[[], float] = time.monotonic
     explore_every_s: float = EXPLORE_EVERY_S
     current: int = 0
-    _measures: dict[int, _Measure] = field(default_factory=dict)
+    _measures: dict[tuple[int, int], _Measure] = field(default_factory=dict)
     _probing: int | None = None
     _probe_left: int = 0
-    _probe_times: list[float] = field(default_factory=list)
+    _probe_times: list[tuple[int, float]] = field(default_factory=list)
     _next_probe_at: float = 0.0
 
     def __post_init__(self) -> None:
         self.candidates = tuple(sorted(set(self.candidates)))
         self.current = self.current or self.candidates[-1]
-        self._measures = {count: _Measure() for count in self.candidates}
         self._next_probe_at = self.clock() + self.explore_every_s
 
     @classmethod
@@ -73,19 +74,31 @@ class ThreadTuner:
             return
         per_token = seconds / tokens
         now = self.clock()
+        size = min(tokens, MAX_SIZE_BUCKET)
         if self._probing is None or threads != self._probing:
             if threads == self.current:
-                self._measures[threads].add(per_token, now)
+                self._measure(threads, size).add(per_token, now)
             return
-        best = self._measures[self.current].seconds_per_token
-        self._probe_times.append(per_token)
+        best = self._measure(self.current, size).seconds_per_token
+        self._probe_times.append((size, per_token))
         self._probe_left -= 1
         if best is not None and per_token > GIVE_UP_FACTOR * best:
             self._end_probe(now, keep=False)
         elif self._probe_left <= 0:
-            average = sum(self._probe_times) / len(self._probe_times)
-            self._measures[threads].add(average, now)
-            self._end_probe(now, keep=best is None or average < best)
+            self._end_probe(now, keep=self._probe_wins(threads, now))
+
+    def _probe_wins(self, threads: int, now: float) -> bool:
+        """Whether the probed count beat the current one on the pass sizes both were measured at."""
+        wins = losses = 0
+        for size, per_token in self._probe_times:
+            self._measure(threads, size).add(per_token, now)
+            best = self._measure(self.current, size).seconds_per_token
+            if best is not None:
+                wins, losses = (wins + 1, losses) if per_token < best else (wins, losses + 1)
+        return wins > losses
+
+    def _measure(self, threads: int, size: int) -> _Measure:
+        return self._measures.setdefault((threads, size), _Measure())
 
     def _end_probe(self, now: float, *, keep: bool) -> None:
         if keep and self._probing is not None:
@@ -96,4 +109,9 @@ class ThreadTuner:
     def _next_candidate(self) -> int:
         """The count measured longest ago (never measured first), other than the current one."""
         others = [count for count in self.candidates if count != self.current]
-        return min(others, key=lambda count: (self._measures[count].seconds_per_token is not None, self._measures[count].measured_at))
+
+        def last_measured(count: int) -> float:
+            times = [measure.measured_at for (threads, _), measure in self._measures.items() if threads == count]
+            return max(times, default=-1.0)
+
+        return min(others, key=last_measured)

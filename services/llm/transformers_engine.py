@@ -95,7 +95,7 @@ class TransformersEngine(ChatEngine):
 
     def _submit(self, submission: Submission) -> None:
         if self._closed:
-            submission.on_done(ModelNotReady("The llm service is shutting down; try again shortly."))
+            submission.answer(ModelNotReady("The llm service is shutting down; try again shortly."))
             return
         self._queue.put(submission)
 
@@ -125,7 +125,7 @@ class TransformersEngine(ChatEngine):
             except BaseException as exc:  # noqa: BLE001 - handed to the awaiting side, which re-raises
                 logger.exception("generation failed")
                 for submission in cohort:
-                    submission.on_done(exc)
+                    submission.answer(exc)
 
     def _gather(self, first: Submission) -> tuple[list[Submission], bool]:
         """`first` and what else arrives within the window, up to `parallel`; and whether the engine is closing."""
@@ -142,9 +142,21 @@ class TransformersEngine(ChatEngine):
         return cohort, False
 
     def _generate(self, cohort: list[Submission]) -> None:
-        """Decode the cohort together: left-padded prompts, one forward pass per token for all of them."""
-        sequences = [self._begin(submission) for submission in cohort]
-        prompts = [submission.request.prompt_ids for submission in cohort]
+        """Decode the cohort together: left-padded prompts, one forward pass per token for all of them; each request
+        is answered the moment its own sequence ends."""
+        started: list[Submission] = []
+        for submission in cohort:
+            try:
+                self._begin(submission)
+            except Exception as exc:  # noqa: BLE001 - this request fails alone
+                logger.exception("could not start a generation")
+                submission.answer(exc)
+                continue
+            started.append(submission)
+        if not started:
+            return
+        sequences = [submission.sequence for submission in started]
+        prompts = [submission.request.prompt_ids for submission in started]
         width = max(len(prompt) for prompt in prompts)
         pad = self.pad_token_id
         with torch.inference_mode():
@@ -153,7 +165,10 @@ class TransformersEngine(ChatEngine):
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
             cache = None
             while True:
-                live = [row for row, sequence in enumerate(sequences) if not sequence.done and not sequence.check_cancelled()]
+                for submission, sequence in zip(started, sequences, strict=True):
+                    if sequence is not None and (sequence.done or sequence.check_cancelled()):
+                        self._finish(submission)
+                live = [row for row, sequence in enumerate(sequences) if sequence is not None and not sequence.done]
                 if not live:
                     break
                 outputs = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True)
@@ -161,14 +176,16 @@ class TransformersEngine(ChatEngine):
                 cache = outputs.cache
                 next_tokens = [pad] * len(sequences)
                 for row in live:
-                    token = sequences[row].choose(outputs.logits[row, -1].float().cpu())
+                    sequence = sequences[row]
+                    assert sequence is not None
+                    token = sequence.choose(outputs.logits[row, -1].float().cpu())
                     if token is not None:
                         next_tokens[row] = token
                 input_ids = torch.tensor([[token] for token in next_tokens], device=self.device)
                 mask = torch.cat([mask, torch.ones((len(sequences), 1), dtype=mask.dtype, device=self.device)], dim=1)
                 positions = positions[:, -1:] + 1
-        for submission in cohort:
-            self._finish(submission)
+        for submission in started:
+            self._finish(submission)  # answered once: a request that already had its answer is skipped
 
 
 def _context_length(model: Any, tokenizer: Any) -> int | None:

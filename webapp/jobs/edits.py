@@ -9,6 +9,8 @@ the steps, so running an order twice (a redelivered task) changes the book once.
 
 from __future__ import annotations
 
+import asyncio
+
 import logging
 from typing import TYPE_CHECKING
 
@@ -116,6 +118,8 @@ class BookEdits:
         plan.pages[page - 1].text = written.text
         language = self.pipeline.language_of(job_id, options)
         translated = await writer.translate(written.text, language, [character.name for character in plan.characters], seed=count)
+        if translated.fallback:
+            self.pipeline.write_in_english(job_id, language)  # one language per book: the whole book turns English
         translation.pages[page - 1] = translated.text
         self.store.save_step(job_id, Steps.PLAN, plan.model_dump())
         self.store.save_step(job_id, Steps.TRANSLATION, translation.model_dump())
@@ -136,7 +140,11 @@ class BookEdits:
             texts = [page.text for page in new_pages]
             language = self.pipeline.language_of(job_id, options)
             if language != "en":
-                texts = await self.pipeline.writer.translate_texts(texts, language, [c.name for c in plan.characters])
+                names = [character.name for character in plan.characters]
+                written = await asyncio.gather(*(self.pipeline.writer.translate(text, language, names, seed=index) for index, text in enumerate(texts)))
+                if any(piece.fallback for piece in written):
+                    self.pipeline.write_in_english(job_id, language)
+                texts = [piece.text for piece in written]
             translation.pages = translation.pages[: len(plan.pages)] + texts  # a run cut short between the two saves added none
             plan.pages.extend(new_pages)
             self.store.save_step(job_id, Steps.PLAN, plan.model_dump())

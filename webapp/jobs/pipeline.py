@@ -360,18 +360,23 @@ class StoryPipeline:
                 raise
             if not self.store.progress(job_id).narration_note:
                 logger.info("no voice for this book", extra={"fields": {"reason": exc.message}})
-                self.store.save_step(job_id, Steps.NARRATION_NOTE, {"message": exc.message, "param": exc.param})
+                language = self.language_of(job_id, options)
+                self.store.save_step(job_id, Steps.NARRATION_NOTE, {"message": exc.message, "param": exc.param, "language": language})
 
     async def narrate_book(self, job_id: str, options: StoryOptions) -> None:
         """Narrate every page whose saved narration does not speak its current text (after an edit, a resume)."""
         progress = self.store.progress(job_id)
+        language = self.language_of(job_id, options)
         note = progress.steps.get(Steps.NARRATION_NOTE) or {}
+        if note and note.get("language", language) != language:
+            # Said of another language (the one chosen, before the model was found not to write it): not this book's.
+            self.store.delete_step(job_id, Steps.NARRATION_NOTE)
+            note = {}
         if not options.narrate or self.narrator is None or progress.plan is None or note.get("param") in ("language", "voice"):
             return  # no voice for this language at all; a page the voice could not read is tried again when it changes
         translation = progress.translation
         assert translation is not None  # the plan exists
         texts = {COVER: translation.title, **dict(enumerate(translation.pages, start=1))}
-        language = self.language_of(job_id, options)
         missing = {page: text for page, text in texts.items() if self.narrator.saved(job_id, page, text, language) is None}
         if missing:
             self._emit(self._set(job_id, stage=Stage.narrate), "Reading the book aloud…")

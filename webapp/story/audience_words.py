@@ -16,14 +16,16 @@ from webapp.story.options import Audience
 
 _DRINK_AND_SMOKE = (
     "alcohol", "alcoholic", "beer", "beers", "wine", "wines", "whiskey", "whisky", "vodka", "rum", "gin", "tequila",
-    "liquor", "booze", "cocktail", "cocktails", "drunk", "drunken", "tipsy", "hangover", "pub", "pubs", "tavern",
-    "saloon", "the bar", "a bar", "bartender", "cigarette", "cigarettes", "cigar", "cigars", "tobacco", "smoking",
-    "vape", "casino", "gambling", "gamble", "bet money", "lottery ticket",
+    "liquor", "booze", "cocktail", "cocktails", "drunken", "got drunk", "tipsy", "hangover", "pub", "pubs", "tavern",
+    "saloon", "at the bar", "into the bar", "bartender", "cigarette", "cigarettes", "cigar", "cigars", "tobacco",
+    "smoking a", "vape", "casino", "gambling", "gamble", "bet money", "lottery ticket",
 )
+# Phrases rather than words where the word has an innocent sense in a picture book ("the wind died down", "a
+# shooting star", "a bar of chocolate", "a green shoot").
 _WEAPONS_AND_HARM = (
-    "weapon", "weapons", "knife fight", "stabbed", "stab", "shot him", "shot her", "shoot", "shooting", "blood",
-    "bloody", "bleeding", "dead body", "die", "died", "dying", "death", "funeral", "war", "soldiers", "revolver",
-    "ammunition", "explosion", "poison", "poisoned", "horror", "nightmare", "monster attack",
+    "weapon", "weapons", "knife fight", "stabbed", "stab", "shot him", "shot her", "shot them", "shot at", "blood",
+    "bloody", "bleeding", "dead body", "was killed", "funeral", "revolver", "ammunition", "explosion", "horror",
+    "monster attack",
 )
 _YOUNGEST_ONLY = ("sword", "swords", "dagger", "daggers", "axe", "spear", "arrows", "cannon", "ghost", "ghosts", "demon", "devil", "zombie", "skeleton")
 _ROMANCE = ("lover", "lovers", "seduce", "seductive", "flirt", "flirting", "kissing", "make out", "dating", "boyfriend", "girlfriend")

@@ -7,8 +7,10 @@ byte n-grams ships inside the package, 97 languages, no download at first use). 
 book's language (or a close neighbour the identifier often mistakes it for, such as Norwegian for Danish), and
 no sentence of five words or more may read as English with confidence.
 
-Short texts carry little evidence: a text of fewer than `MIN_LETTERS` letters besides the characters' names
-(a title such as "Mia") is not judged.
+Short texts carry little evidence, and the identifier misreads correct short translations (a Romanian title as
+Catalan, an Icelandic one as Norwegian): a text of fewer than `MIN_LETTERS` letters besides the characters' names
+(most titles) is judged only against English, and only when the identifier is sure; a longer text is refused when
+the identifier is fairly sure it is another language and the book's language is not among its three best guesses.
 """
 
 from __future__ import annotations
@@ -19,14 +21,16 @@ from typing import Any
 
 from webapp.story.languages import find_language
 
-MIN_LETTERS = 12
+MIN_LETTERS = 12  # below this nothing is judged
+SHORT_LETTERS = 40  # below this only "it is English" is judged
 SENTENCE_WORDS = 5
 ENGLISH_CONFIDENCE = 0.95
+OTHER_CONFIDENCE = 0.8
 # Languages the identifier confuses with each other on short texts; either counts as the other.
 NEIGHBOURS: dict[str, frozenset[str]] = {
     code: frozenset(group)
     for group in (
-        {"no", "nb", "nn", "da", "sv"}, {"ms", "id", "jv", "tl"}, {"hr", "sr", "bs", "sl", "mk"}, {"cs", "sk"},
+        {"no", "nb", "nn", "da", "sv", "is", "fo"}, {"ms", "id", "jv", "tl"}, {"hr", "sr", "bs", "sl", "mk"}, {"cs", "sk"},
         {"es", "gl", "ca", "an", "pt", "oc"}, {"ru", "uk", "be", "bg", "mk", "sr"}, {"hi", "mr", "ne"},
         {"fa", "ur", "ps"}, {"zh", "ja"}, {"nl", "af", "lb"}, {"de", "lb"}, {"fr", "oc", "wa"}, {"it", "la"},
         {"fi", "et"}, {"ga", "cy", "br"},
@@ -52,6 +56,11 @@ def identify(text: str) -> tuple[str, float]:
     code, probability = _identifier().classify(text)
     return str(code), float(probability)
 
+
+def best_guesses(text: str, count: int = 3) -> list[str]:
+    """The `count` most likely language codes of `text`."""
+    return [str(code) for code, _ in _identifier().rank(text)[:count]]
+
 def accepts(expected: str, found: str) -> bool:
     """Whether text identified as `found` counts as written in `expected`."""
     expected = expected.split("-")[0]
@@ -67,10 +76,15 @@ def wrong_language(text: str, expected: str, *, names: tuple[str, ...] = ()) -> 
     """Why `text` is not in the language `expected` (a plain sentence), or None when it is or cannot be judged."""
     expected = expected.split("-")[0]
     judged = _without_names(text, names)
-    if sum(1 for character in judged if character.isalpha()) < MIN_LETTERS:
+    letters = sum(1 for character in judged if character.isalpha())
+    if letters < MIN_LETTERS:
         return None
-    found, _ = identify(judged)
-    if not accepts(expected, found):
+    found, probability = identify(judged)
+    if letters < SHORT_LETTERS:
+        if found == "en" and expected != "en" and probability >= ENGLISH_CONFIDENCE:
+            return f"it reads as English, not {language_name(expected)}"
+        return None
+    if not accepts(expected, found) and probability >= OTHER_CONFIDENCE and not any(accepts(expected, guess) for guess in best_guesses(judged)):
         return f"it reads as {language_name(found)}, not {language_name(expected)}"
     if expected == "en":
         return None
@@ -85,6 +99,6 @@ def wrong_language(text: str, expected: str, *, names: tuple[str, ...] = ()) -> 
 def _without_names(text: str, names: tuple[str, ...]) -> str:
     for name in names:
         if name.strip():
-            text = re.sub(r"(?<!\w)" + re.escape(name.strip()) + r"\w{0,3}", " ", text, flags=re.IGNORECASE)
+            text = re.sub(r"(?<!\w)" + re.escape(name.strip()) + r"[\w'’]*", " ", text, flags=re.IGNORECASE)
     return text
 

@@ -104,12 +104,13 @@ META_TALK = re.compile(
     re.IGNORECASE,
 )
 # Emoji and other pictographs: no book font draws them, and a run of them is not prose.
-EMOJI = re.compile("[\U0001F000-\U0001FAFF\U00002600-\U000027BF\U0001F900-\U0001F9FF\u2B00-\u2BFF\uFE0F\u200D]+")
-# A title may not end on a word that needs another after it ("She's a brave a", "Mia and the").
-DANGLING = frozenset(
-    "a an the and or but of to in on at by for with from into onto over under about as is are was were be its his "
-    "her their our your my this that these those who which when where very so than then".split()
+EMOJI = re.compile(
+    "[\U0001F000-\U0001FAFF\u2300-\u23FF\u2600-\u27BF\u2B00-\u2BFF\uFE0F\u200D\u20E3\U000E0020-\U000E007F]+"
 )
+# A title may not end on a word that needs another after it ("She's a brave a", "Mia and the").
+DANGLING = frozenset("a an the and or but of to at by for with from into onto as its their our your my very than".split())
+# Abbreviations whose full stop does not end a sentence ("Mr. Fox and the Moon").
+ABBREVIATIONS = re.compile(r"\b(Mr|Mrs|Ms|Dr|St|Mt|Jr|Sr|Prof|Capt|Lt|Sgt|Gen|Col)\.", re.IGNORECASE)
 TITLE_MAX_WORDS = 10
 
 PROMPT_LABELS = re.compile(
@@ -167,7 +168,7 @@ def tidy(text: str, piece: Piece, *, max_chars: int = 1200, max_sentences: int |
     """The piece without its wrapping: labels, quotes, Markdown, a cut-off last sentence, a runaway tail."""
     text = unicodedata.normalize("NFC", re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069]", "", text))
     text = MARKDOWN.sub("", text)
-    text = EMOJI.sub(" ", text)
+    text = re.sub(r"[ \t]+([,.;:!?])", r"\1", EMOJI.sub(" ", text))
     if piece in (Piece.title, Piece.beat, Piece.look):
         text = next((line for line in (line.strip() for line in text.splitlines()) if line), "")
     lines = [LEADING_LABEL.sub("", line.strip(), count=1).strip() for line in text.splitlines()]
@@ -240,7 +241,7 @@ def check(text: str, piece: Piece, expect: Expectations) -> Verdict:
     found += [Violation("audience", f"{word!r} does not belong in a book for this audience") for word in expect.audience_words if find_blocked(lowered, (word,))][:1]
     found += _echo(text, expect.instructions, expect.material)
     found += _repetition(text)
-    talk = META_TALK.search(text)
+    talk = META_TALK.search(_outside_quotes(text) if piece in (Piece.page, Piece.beat) else text)
     if talk and piece is not Piece.look:
         found.append(Violation("talk about the work", f"it talks about its own work ({talk.group(0)!r}) instead of being the {piece.value}"))
     if piece is Piece.title:
@@ -378,6 +379,15 @@ def _translation(text: str, expect: Expectations) -> list[Violation]:
     return found
 
 
+QUOTED = re.compile(r"\"[^\"]*\"|“[^”]*”|«[^»]*»|„[^“”]*[“”]|‘[^’]*’(?!\w)")
+
+
+def _outside_quotes(text: str) -> str:
+    """The narration without what characters say: "I've made you a present," said Mia is a story, not talk about
+    the work."""
+    return QUOTED.sub(" ", text)
+
+
 def _title(text: str, expect: Expectations) -> list[Violation]:
     """A title is a short noun phrase or one short sentence: no sentence break inside, no cut or dangling end, not
     a label, not the story's first line."""
@@ -387,7 +397,7 @@ def _title(text: str, expect: Expectations) -> list[Violation]:
         found.append(Violation("title length", f"a title has 1–{TITLE_MAX_WORDS} words, this has {len(found_words)}"))
     if re.search(r"\b(title|untitled)\b", text, re.IGNORECASE) or text.lower().strip() in {"story", "a story", "the story"} or text.endswith(":"):
         found.append(Violation("title", "it is a label, not a title"))
-    if re.search(r"[.!?。！？;]\s*\S", text.rstrip(".!?。！？ ")):
+    if re.search(r"[.!?。！？;]\s*\S", ABBREVIATIONS.sub(r"\1", text).rstrip(".!?。！？ ")):
         found.append(Violation("title", "it holds more than one sentence"))
     if found_words and found_words[-1].lower() in DANGLING:
         found.append(Violation("title", f"it ends on {found_words[-1]!r}, as if cut off"))
@@ -398,13 +408,23 @@ def _title(text: str, expect: Expectations) -> list[Violation]:
     return found
 
 
+# Capitalised words that sit where a name could and are not one: family words, titles, and the like.
+NOT_NAMES = frozenset(
+    "mum mom mummy mommy mama mother dad daddy papa father grandma granny grandpa grandad nana nan aunt auntie uncle "
+    "mr mrs miss ms mister madam sir lady lord dr doctor sister brother baby santa king queen prince princess captain "
+    "professor teacher officer god monday tuesday wednesday thursday friday saturday sunday january february march "
+    "april may june july august september october november december earth moon sun mars".split()
+)
+
+
 def _renamed(text: str, expect: Expectations) -> list[Violation]:
     """A character called by a near-miss of their name ("Aki", "Aisha" or "Aki-Dana" for Aiko) has been renamed by
-    the model.
+    the model: a soft rule, so the writer asks again and keeps the best answer, without forcing a fallback.
 
     Capitalised words count inside a sentence, and at its start only where they read as a name (a hyphenated
-    name, or one followed by a comma: "Aki-Dana, the brave Aiko"); words the material uses do not count, and a
-    word that starts with the full name is the name inflected ("Aikos", "Mia's")."""
+    name, or one followed by a comma: "Aki-Dana, the brave Aiko"); words the material uses, family words and
+    titles (`NOT_NAMES`) do not count, and a word that starts with the full name is the name inflected ("Aikos",
+    "Mia's")."""
     if not expect.names:
         return []
     known = {word.lower() for word in words(expect.material)} | {word.lower() for name in expect.names for word in words(name)}
@@ -417,23 +437,26 @@ def _renamed(text: str, expect: Expectations) -> list[Violation]:
                 continue  # the first word of a sentence is capitalised anyway
             for part in word.split("-"):
                 lowered = part.lower()
-                if lowered in known or len(part) < 3:
+                if lowered in known or lowered in NOT_NAMES or len(part) < 3:
                     continue
                 for name in expect.names:
                     given = name.lower()
                     if not (lowered.startswith(given) or given.startswith(lowered)) and _near(lowered, given):
-                        return [Violation("names", f"it calls {name} {word!r}")]
+                        return [Violation("names", f"it calls {name} {word!r}", hard=False)]
     return []
 
 
 def _near(word: str, name: str) -> bool:
-    """Close enough to be the same name misspelt: same first letter, and the same first two letters with a similar
-    length, or at most two edits apart."""
+    """Close enough to be the same name misspelt: the same first letter, and for a name of three letters one edit
+    apart (Mia: "Mya", not "Max"); for longer names two edits, or the same first two letters and a similar length
+    (Aiko: "Aki", "Aisha")."""
     if word[0] != name[0]:
         return False
+    if len(name) <= 3:
+        return len(word) <= 4 and _edits(word, name) <= 1
     if word[:2] == name[:2] and abs(len(word) - len(name)) <= 2:
         return True
-    return _edits(word, name) <= 2 and min(len(word), len(name)) >= 3
+    return _edits(word, name) <= 2
 
 
 def _edits(first: str, second: str) -> int:
