@@ -368,13 +368,19 @@ def fake_hub() -> FastAPI:
     return app
 
 
-def test_pull_downloads_only_what_loads_and_the_offline_lookup_finds_it(tmp_path: Path) -> None:
-    app = fake_hub()
-    # The likeness adapter is already in a local folder and the classifier is off: this test is about the four models.
-    adapter = tmp_path / "adapter"
+def local_adapter(folder: Path) -> Path:
+    """A likeness adapter already in a local folder (the files `fabula models pull` would fetch, as stand-ins)."""
+    adapter = folder / "adapter"
     for name in ("sdxl_models/ip-adapter_sdxl_vit-h.safetensors", "models/image_encoder/config.json", "models/image_encoder/model.safetensors"):
         (adapter / name).parent.mkdir(parents=True, exist_ok=True)
         (adapter / name).write_bytes(b"{}")
+    return adapter
+
+
+def test_pull_downloads_only_what_loads_and_the_offline_lookup_finds_it(tmp_path: Path) -> None:
+    app = fake_hub()
+    # The likeness adapter is already in a local folder and the classifier is off: this test is about the four models.
+    adapter = local_adapter(tmp_path)
     models = {
         "FABULA_PROFILE": "gpu", "FABULA_CAPTION_MODEL": "fabula-test/llava", "FABULA_ILLUSTRATE_MODEL": "fabula-test/sdxl-base",
         "FABULA_REFINER_MODEL": "fabula-test/sdxl-refiner", "FABULA_LLM_MODEL": "fabula-test/chat",
@@ -612,10 +618,7 @@ def test_doctor_says_when_the_shell_keeps_a_pull_offline(tmp_path: Path) -> None
 
 def test_a_gguf_text_model_is_pulled_as_its_one_file_and_found_offline(tmp_path: Path) -> None:
     app = fake_hub()
-    adapter = tmp_path / "adapter"
-    for name in ("sdxl_models/ip-adapter_sdxl_vit-h.safetensors", "models/image_encoder/config.json", "models/image_encoder/model.safetensors"):
-        (adapter / name).parent.mkdir(parents=True, exist_ok=True)
-        (adapter / name).write_bytes(b"{}")
+    adapter = local_adapter(tmp_path)
     models = {
         "FABULA_PROFILE": "cpu", "FABULA_CAPTION_MODEL": "none", "FABULA_ILLUSTRATE_MODEL": "none", "FABULA_REFINER_MODEL": "none",
         "FABULA_LLM_MODEL": "fabula-test/chat-gguf/chat-q4_k_m.gguf", "FABULA_LIKENESS_MODEL": str(adapter), "FABULA_SAFETY_CHECKER": "false",

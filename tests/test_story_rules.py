@@ -114,6 +114,7 @@ TITLE_EXPECT = Expectations(names=("Aiko",), opening="Aiko walked into the old t
         ("Aiko and the", "as if cut off"),
         ("Aiko walked into the old temple", "copies the story's first line"),
         ("Aiko and the very very long and winding road to the old stone temple", "1–10 words"),
+        ("8 Pages of the Endless Shadows", "talks about the book"),
     ],
 )
 def test_a_title_is_a_short_phrase_not_a_cut_sentence(title: str, detail: str) -> None:

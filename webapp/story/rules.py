@@ -112,6 +112,8 @@ DANGLING = frozenset("a an the and or but of to at by for with from into onto as
 # Abbreviations whose full stop does not end a sentence ("Mr. Fox and the Moon").
 ABBREVIATIONS = re.compile(r"\b(Mr|Mrs|Ms|Dr|St|Mt|Jr|Sr|Prof|Capt|Lt|Sgt|Gen|Col)\.", re.IGNORECASE)
 TITLE_MAX_WORDS = 10
+# A title about the book rather than the story ("8 Pages of the Endless Shadows", "My Picture Book").
+BOOK_WORDS = re.compile(r"\b(pages?|chapters?|picture\s*book|storybook|illustrat\w*)\b", re.IGNORECASE)
 
 PROMPT_LABELS = re.compile(
     r"\b(page|part|chapter|beat|scene|title|text|story|paragraph|section)\s*\d*\s*:", re.IGNORECASE
@@ -397,6 +399,9 @@ def _title(text: str, expect: Expectations) -> list[Violation]:
         found.append(Violation("title length", f"a title has 1–{TITLE_MAX_WORDS} words, this has {len(found_words)}"))
     if re.search(r"\b(title|untitled)\b", text, re.IGNORECASE) or text.lower().strip() in {"story", "a story", "the story"} or text.endswith(":"):
         found.append(Violation("title", "it is a label, not a title"))
+    book_word = BOOK_WORDS.search(text)
+    if book_word:
+        found.append(Violation("title", f"it talks about the book ({book_word.group(0)!r})"))
     if re.search(r"[.!?。！？;]\s*\S", ABBREVIATIONS.sub(r"\1", text).rstrip(".!?。！？ ")):
         found.append(Violation("title", "it holds more than one sentence"))
     if found_words and found_words[-1].lower() in DANGLING:
