@@ -33,7 +33,11 @@ class JsonFormatter(logging.Formatter):
 
 
 # Libraries that narrate their own start-up and every request at INFO; their warnings and errors still show.
-CHATTY_LIBRARIES = ("httpx", "httpx2", "httpcore", "uvicorn", "uvicorn.access", "uvicorn.error", "gradio", "gradio_client", "huggingface_hub", "urllib3", "PIL")
+CHATTY_LIBRARIES = (
+    "httpx", "httpx2", "httpcore", "uvicorn", "uvicorn.access", "uvicorn.error", "gradio", "gradio_client", "huggingface_hub", "urllib3", "PIL",
+    "fontTools",  # dozens of "GSUB pruned" lines for every font a book subsets
+    "llama.cpp",  # the model loader's report (services/llm/llama_engine.py routes it here)
+)
 # Libraries whose warnings are advice to their own developers (a deprecation, "torchvision is not installed, using
 # the PIL backend"): only their errors are shown, unless Fabula itself logs at DEBUG.
 ADVISORY_LIBRARIES = ("transformers", "diffusers", "torch", "accelerate", "py.warnings")
