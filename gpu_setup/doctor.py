@@ -11,7 +11,7 @@ import os
 import platform
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -94,9 +94,16 @@ def offline_setting(environment: Mapping[str, str]) -> str | None:
     return name if environment.get(name, "").strip().lower() in _TRUE else None
 
 
-def doctor_report(settings: Settings, *, gpus: list[GpuInfo] | None = None, environment: Mapping[str, str] | None = None) -> DoctorReport:
+def doctor_report(
+    settings: Settings,
+    *,
+    gpus: list[GpuInfo] | None = None,
+    environment: Mapping[str, str] | None = None,
+    job_database: Callable[[Settings], str] | None = None,
+) -> DoctorReport:
     """Everything `fabula doctor` prints; `gpus` defaults to what `collect_gpus` finds and `environment` (read for
-    the hub's offline switches) to `os.environ`."""
+    the hub's offline switches) to `os.environ`. `job_database` says whether the job database opens: the web app
+    hands in its own check (this package sits below the web app and does not import it)."""
     gpus = collect_gpus() if gpus is None else gpus
     torch_version, cuda_build = _torch_versions()
     memory = _memory_gib()
@@ -111,18 +118,8 @@ def doctor_report(settings: Settings, *, gpus: list[GpuInfo] | None = None, envi
         recommended_profile=recommended, recommendation=recommendation, assignment=assignment,
         gpu_assignment=gpu_plan if settings.profile != Profile.gpu else None, models=model_status(settings),
         disks=_disks(settings), offline=offline_setting(os.environ if environment is None else environment), notes=_notes(gpus, settings),
-        job_database=_job_database(settings),
+        job_database=job_database(settings) if job_database else "",
     )
-
-
-def _job_database(settings: Settings) -> str:
-    from webapp.jobs.database import JobDatabaseError, database_url, describe, open_database
-
-    try:
-        open_database(settings).dispose()
-    except JobDatabaseError as exc:
-        return f"PROBLEM: {exc.message}"
-    return f"{describe(database_url(settings))}: opens and is up to date."
 
 
 def format_report(report: DoctorReport) -> str:

@@ -275,7 +275,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from gpu_setup.doctor import doctor_report, format_report, launch_environment
 
     # The shell's own environment: `main` switched the hub client off for this process, not for `fabula models pull`.
-    print(format_report(doctor_report(_settings(args), environment=launch_environment())))
+    from webapp.jobs.database import health_line
+
+    print(format_report(doctor_report(_settings(args), environment=launch_environment(), job_database=health_line)))
     return 0
 
 

@@ -109,3 +109,12 @@ def database_error(url: str, exc: Exception) -> JobDatabaseError:
         "FABULA_DATABASE_URL is right; `fabula doctor` checks it again.",
         param="FABULA_DATABASE_URL",
     )
+
+
+def health_line(settings: Settings) -> str:
+    """For `fabula doctor`: the job database and whether it opens (a damaged file is named with what to do)."""
+    try:
+        open_database(settings).dispose()
+    except JobDatabaseError as exc:
+        return f"PROBLEM: {exc.message}"
+    return f"{describe(database_url(settings))}: opens and is up to date."
