@@ -117,7 +117,8 @@ def converted_folder(gguf_file: Path, models_dir: Path) -> Path:
 
 def tokenizer_folder(gguf_file: Path, models_dir: Path) -> Path:
     """The folder holding `gguf_file`'s tokenizer (chat template included), reading it out first if needed."""
-    folder = converted_folder(gguf_file, models_dir).with_name(converted_folder(gguf_file, models_dir).name + "-tokenizer")
+    converted = converted_folder(gguf_file, models_dir)
+    folder = converted.with_name(converted.name + "-tokenizer")
     return build_once(folder, marker="tokenizer_config.json", write=lambda staging: _write_tokenizer(gguf_file, staging), what=f"{gguf_file.name} tokenizer")
 
 
