@@ -35,11 +35,6 @@ DEFAULT_BLOCKED_WORDS: tuple[str, ...] = (
 )
 
 
-def normalise(words: Iterable[str]) -> tuple[str, ...]:
-    """Lower-cased, stripped, de-duplicated, in order; empty entries dropped."""
-    return tuple(dict.fromkeys(word.strip().lower() for word in words if word and word.strip()))
-
-
 @lru_cache(maxsize=256)
 def _pattern(word: str) -> re.Pattern[str]:
     spaced = r"\s+".join(re.escape(part) for part in word.split())

@@ -65,10 +65,6 @@ class SqlJobStore:
             return query(connection)
 
     # ---- jobs ----------------------------------------------------------------------------------------------
-    def create(self, record: JobRecord) -> None:
-        with self._write() as connection:
-            connection.execute(insert(jobs).values(**_to_row(record)))
-
     def create_within(self, record: JobRecord, capacity: int) -> bool:
         """Insert `record` only while fewer than `capacity` books are queued or running; False when full."""
         with self._write() as connection:
