@@ -105,7 +105,7 @@ async def warm_up(studio: Studio, photo: bytes) -> None:
     await studio.pipeline.captioner.caption(photo, max_new_tokens=8)
     await studio.pipeline.illustrator.generate(ImageGenerationRequest(
         prompt="warm-up", size=f"{config.image_size}x{config.image_size}", num_inference_steps=config.image_steps, seed=0))
-    await studio.pipeline.writer.translate_texts(["Warm-up"], "fr", [])
+    await studio.pipeline.writer.translate("Warm-up", "fr", [])
 
 
 async def benchmark(settings: Settings, photo: bytes, options: StoryOptions, *, mode: str,

@@ -1,7 +1,7 @@
 """The original demo's order, as the baseline Fabula is measured against: every step waits for the one before.
 
 caption → story → title → scene list (three schema-constrained JSON calls, as the original demo made them, with
-the same `LengthBudget` bounds as Fabula's pieces) → translation (`StoryWriter.translate_plan`: the title, then the
+the same `LengthBudget` bounds as Fabula's pieces) → translation (`translate_plan`: the title, then the
 pages side by side) → each picture in turn (pages, then the cover) → the PDF. It uses the same clients, services,
 picture prompts (`picture_prompt`), sizes and book renderer as Fabula's pipeline (taken from a built `Studio`).
 The demo had no character sheet, so its pictures are prompted from their scenes alone.
@@ -21,12 +21,14 @@ from pydantic import BaseModel, Field, StringConstraints, ValidationError, creat
 
 from bench.common import RunResult, StageClock
 from shared.schemas import ImageGenerationRequest
-from webapp.jobs.book_assembly import assemble_book
+from webapp.book.pdf import render_book
+from webapp.jobs.book_assembly import book_content
 from webapp.jobs.models import JobRecord, JobStatus, Stage
 from webapp.jobs.pipeline import COVER, image_name
 from webapp.story.options import StoryOptions
 from webapp.story.picture_prompt import picture_prompt
 from webapp.story.plan import LengthBudget, PlanPage, StoryPlan, Translation
+from webapp.story.writer import StoryWriter
 from webapp.studio import Studio
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -106,7 +108,7 @@ async def run_sequential(studio: Studio, photo: bytes, options: StoryOptions) ->
     if options.language == "en":
         translation = None
     else:
-        translation = await clock.timed("translate", studio.pipeline.writer.translate_plan(plan, options.language))
+        translation = await clock.timed("translate", translate_plan(studio.pipeline.writer, plan, options.language))
 
     job_id = f"sequential-{uuid.uuid4().hex}"
     first_page_seconds: float | None = None
@@ -145,7 +147,15 @@ async def bind_book(studio: Studio, job_id: str, caption: str, plan: StoryPlan, 
         id=job_id, status=JobStatus.running, stage=Stage.book, options=options.model_dump(mode="json"), created_at=now,
         updated_at=now, pages_total=len(plan.pages), pages_done=len(plan.pages), book_token=uuid.uuid4().hex,
     )
-    return await asyncio.to_thread(assemble_book, record, steps, studio.artifacts, studio.pipeline.config.public_url)
+    return await asyncio.to_thread(lambda: render_book(book_content(record, steps, studio.artifacts, studio.pipeline.config.public_url)))
+
+
+async def translate_plan(writer: StoryWriter, plan: StoryPlan, language: str) -> Translation:
+    """The original demo's translation step: the title, then every page, each its own call (concurrently)."""
+    names = [character.name for character in plan.characters]
+    title = await writer.translate(plan.title, language, names, what="title")
+    pages = await asyncio.gather(*(writer.translate(page.text, language, names, seed=index) for index, page in enumerate(plan.pages)))
+    return Translation(title=title.text, pages=[page.text for page in pages])
 
 
 # "Once upon a time" in the scripts the book's fonts cover, so every font is loaded before anything is timed.

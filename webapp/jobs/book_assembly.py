@@ -78,11 +78,6 @@ def book_subject(options: StoryOptions, plan: StoryPlan, language_note: str | No
     return " ".join(part for part in (about[:600], language_note) if part)
 
 
-def assemble_book(record: JobRecord, steps: dict[str, dict], artifacts: ArtifactStore, public_url: str) -> bytes:
-    """The PDF alone (what the benchmarks time against a PDF-only flow)."""
-    return render_book(book_content(record, steps, artifacts, public_url))
-
-
 def bind_book(record: JobRecord, store: JobStore, artifacts: ArtifactStore, public_url: str) -> BoundBook:
     """Render and save every format of the book; the audiobook only when pages were read aloud."""
     steps = store.steps(record.id)

@@ -36,7 +36,6 @@ from webapp.story.plan import (
     PlanPage,
     StoryOutline,
     StoryPlan,
-    Translation,
 )
 from webapp.story.prompts import Brief, Messages
 from webapp.story.rules import (
@@ -308,17 +307,6 @@ class StoryWriter:
         if verdict is not None:
             return Written(verdict.text)
         return self._fallback("translation", 0, text)
-
-    async def translate_texts(self, texts: list[str], language: str, names: list[str] | tuple[str, ...]) -> list[str]:
-        """Several texts, each on its own (concurrently)."""
-        written = await asyncio.gather(*(self.translate(text, language, names, seed=index) for index, text in enumerate(texts)))
-        return [piece.text for piece in written]
-
-    async def translate_plan(self, plan: StoryPlan, language: str) -> Translation:
-        """A whole plan (title and pages) in the book's language."""
-        title = await self.translate(plan.title, language, [c.name for c in plan.characters], what="title")
-        pages = await self.translate_texts([page.text for page in plan.pages], language, [c.name for c in plan.characters])
-        return Translation(title=title.text, pages=pages)
 
     # ---- edits ----------------------------------------------------------------------------------------------
     async def rewrite_page(self, plan: StoryPlan, options: StoryOptions, caption: str, page: int, instruction: str | None, *, seed: int = 0) -> Written:
