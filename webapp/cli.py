@@ -154,7 +154,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 # ---- story ------------------------------------------------------------------------------------------------
 def cmd_story(args: argparse.Namespace) -> int:
     from shared.errors import InvalidRequest
-    from webapp.story.forms import story_options
+    from webapp.story.forms import StoryForm
 
     settings = _settings(args)
     configure_logging("WARNING")
@@ -162,11 +162,11 @@ def cmd_story(args: argparse.Namespace) -> int:
     if not photo.is_file():
         return _fail(f"no such photo: {photo}")
     try:
-        options = story_options(
-            max_pages=settings.max_book_pages, pages=args.pages, language=args.lang, style=args.style, audience=args.audience,
-            tone=args.tone, idea=args.idea, character_names=args.names, seed=args.seed, narrate=args.narrate,
-            reference_strength=args.reference_strength, blocked_words=tuple(settings.blocked_words),
+        form = StoryForm(
+            pages=args.pages, language=args.lang, style=args.style, audience=args.audience, tone=args.tone, idea=args.idea,
+            character_names=args.names, seed=args.seed, narrate=args.narrate, reference_strength=args.reference_strength,
         )
+        options = form.options(max_pages=settings.max_book_pages, blocked_words=tuple(settings.blocked_words))
     except InvalidRequest as exc:
         return _fail(exc.message.replace(f"`{exc.param}`", f"--{(exc.param or 'option').replace('_', '-')}") if exc.param else exc.message)
     return asyncio.run(_story(settings, photo.read_bytes(), options, Path(args.output)))
@@ -175,6 +175,7 @@ def cmd_story(args: argparse.Namespace) -> int:
 async def _story(settings: Settings, photo: bytes, options: object, output: Path) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from webapp.jobs.following import follow_events
     from webapp.jobs.models import JobStatus
     from webapp.jobs.progress import Artifacts
     from webapp.launcher import InProcessServices
@@ -188,39 +189,35 @@ async def _story(settings: Settings, photo: bytes, options: object, output: Path
     studio = build_studio(settings, public_url=public_url)
     try:
         if services is None:
-            down = [client.name for client in (studio.pipeline.captioner, studio.pipeline.illustrator) if not await client.ready()]
+            down = await studio.services_down()
             if down:
                 return _fail(
                     f"the {' and '.join(down)} service{'s are' if len(down) > 1 else ' is'} not running or not ready "
                     f"(FABULA_CAPTION_URL / FABULA_ILLUSTRATE_URL). Start them with `fabula up --profile {settings.profile.value}`."
                 )
         started = time.perf_counter()
-        record = studio.stories.submit(photo, options)  # type: ignore[arg-type]
-        queue = studio.events.subscribe(record.id)
+        stories = studio.stories
+        record = stories.submit(photo, options)  # type: ignore[arg-type]
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:
             bar = progress.add_task("Queued", total=record.pages_total)
-            while True:
-                event = await queue.get()
+            async for event in follow_events(stories, record.id):
                 progress.update(bar, description=f"{event.stage.value}: {event.message}", completed=event.pages_done, total=event.pages_total)
-                if event.status in (JobStatus.done, JobStatus.failed):
-                    break
-        record = await studio.stories.wait(record.id)
+        record = await stories.wait(record.id)
         if record.status != JobStatus.done:
             return _fail(f"the book could not be made: {record.error} (job {record.id}; `fabula resume {record.id}` continues it)", 1)
         output.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(studio.artifacts.path(record.id, Artifacts.PDF), output)
-        stages = studio.pipeline.stage_seconds.get(record.id, {})
+        shutil.copyfile(stories.file(record.id, Artifacts.PDF) or "", output)
+        saved = stories.progress(record.id)
         print(f"Book written to {output} ({output.stat().st_size:,} bytes) in {time.perf_counter() - started:.1f} s")
         for name, suffix, what in ((Artifacts.EPUB, ".epub", "EPUB (reads along)"), (Artifacts.AUDIOBOOK, ".m4b", "Audiobook")):
-            if studio.artifacts.exists(record.id, name):
-                shutil.copyfile(studio.artifacts.path(record.id, name), output.with_suffix(suffix))
+            if (path := stories.file(record.id, name)) is not None:
+                shutil.copyfile(path, output.with_suffix(suffix))
                 print(f"{what}: {output.with_suffix(suffix)}")
-        saved = studio.store.progress(record.id)
         if saved.language_note:
             print(saved.language_note)
         if saved.narration_note:
             print(f"Not read aloud: {saved.narration_note}")
-        print("Time per stage: " + ", ".join(f"{stage} {seconds:.2f} s" for stage, seconds in stages.items()))
+        print("Time per stage: " + ", ".join(f"{stage} {seconds:.2f} s" for stage, seconds in saved.stage_seconds.items()))
         print(f"Reader link (served by `fabula serve web`): {public_url.rstrip('/')}/read/{record.book_token}")
         return 0
     finally:

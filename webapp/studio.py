@@ -8,8 +8,8 @@ progress travels through Redis pub/sub and the rate limit is kept in Redis, so w
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import openai
 
@@ -18,11 +18,15 @@ from shared.settings import Profile, Settings
 from webapp.jobs.artifacts import ArtifactStore
 from webapp.jobs.database import database_url, describe, open_database
 from webapp.jobs.disk_guard import DiskGuard
-from webapp.jobs.events import EventBus
+from webapp.jobs.dispatch import LeasedDispatch
+from webapp.jobs.events import EventBus, LocalEventBus
+from webapp.jobs.ledger import JobLedger
 from webapp.jobs.narration import PageNarrator
+from webapp.jobs.painting import PagePainter, PaintingConfig
 from webapp.jobs.pipeline import PipelineConfig, StoryPipeline
 from webapp.jobs.schedulers import CeleryScheduler, InProcessScheduler, Scheduler
 from webapp.jobs.sql_store import SqlJobStore
+from webapp.jobs.store import JobStore
 from webapp.jobs.stories import Stories
 from webapp.story.plan import LengthBudget
 from webapp.story.writer import StoryWriter
@@ -34,13 +38,31 @@ _BUDGET = {Profile.tiny: LengthBudget.compact(), Profile.offline: LengthBudget.s
 
 @dataclass
 class Studio:
+    """Everything one process needs to make books: what it reads and changes them through (`stories`), and what
+    runs their work orders (`dispatch`, for the in-process scheduler and `fabula worker`)."""
+
     settings: Settings
-    store: SqlJobStore
-    artifacts: ArtifactStore
-    events: Any  # EventBus or RedisEventBus
-    pipeline: StoryPipeline
     stories: Stories
-    closers: list[Any] = field(default_factory=list)
+    pipeline: StoryPipeline
+    dispatch: LeasedDispatch
+    required: list[CaptionClient | IllustrateClient]  # the services no book can be made without
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    @property
+    def store(self) -> JobStore:
+        return self.stories.store
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        return self.stories.artifacts
+
+    @property
+    def events(self) -> EventBus:
+        return self.stories.events
+
+    async def services_down(self) -> list[str]:
+        """The services no book can be made without (caption, illustrate) that do not answer ready."""
+        return [client.name for client in self.required if not await client.ready()]
 
     async def aclose(self) -> None:
         await self.stories.shutdown()
@@ -55,12 +77,12 @@ def llm_model_name(settings: Settings) -> str:
     return model_id_for("llm", settings) or "default"
 
 
-def event_bus(settings: Settings) -> Any:
+def event_bus(settings: Settings) -> EventBus:
     if settings.broker_url and settings.broker_url.startswith(("redis://", "rediss://")):
         from webapp.jobs.redis_events import RedisEventBus
 
         return RedisEventBus(settings.broker_url)
-    return EventBus()
+    return LocalEventBus()
 
 
 def build_studio(settings: Settings, *, public_url: str, scheduler: Scheduler | None = None) -> Studio:
@@ -83,23 +105,23 @@ def build_studio(settings: Settings, *, public_url: str, scheduler: Scheduler | 
     store = SqlJobStore(open_database(settings), where=describe(url), guard=guard if url.startswith("sqlite") else None)
     artifacts = ArtifactStore(settings.data_dir / "artifacts", guard=guard)
     events = event_bus(settings)
-    config = PipelineConfig(
-        public_url=public_url, image_size=settings.book_image_size or _IMAGE_SIZE[settings.profile], image_steps=4 if settings.profile.tiny_pictures else None,
-        reference_strength=settings.reference_strength, max_safety_repaints=settings.max_safety_repaints, lease_s=settings.job_lease_s,
+    ledger = JobLedger(store, events, artifacts)
+    painting = PaintingConfig(
+        image_size=settings.book_image_size or _IMAGE_SIZE[settings.profile], image_steps=4 if settings.profile.tiny_pictures else None,
+        reference_strength=settings.reference_strength, max_safety_repaints=settings.max_safety_repaints,
     )
-    page_narrator = PageNarrator(narrate, store=store, artifacts=artifacts, voice=settings.narrator_voice)
     pipeline = StoryPipeline(
-        store=store, artifacts=artifacts, events=events, captioner=captioner, illustrator=illustrator, writer=writer, config=config, narrator=page_narrator,
+        ledger=ledger, artifacts=artifacts, captioner=captioner, writer=writer, painter=PagePainter(illustrator, artifacts, ledger, painting),
+        narrator=PageNarrator(narrate, store=store, artifacts=artifacts, voice=settings.narrator_voice), config=PipelineConfig(public_url=public_url),
     )
+    dispatch = LeasedDispatch(store, pipeline.run, lease_s=settings.job_lease_s)
     if scheduler is None:
         if settings.broker_url:
             from webapp.jobs.celery_app import celery_app
 
             scheduler = CeleryScheduler(celery_app(settings))
         else:
-            scheduler = InProcessScheduler(pipeline)
+            scheduler = InProcessScheduler(dispatch)
     stories = Stories(store=store, artifacts=artifacts, events=events, scheduler=scheduler, settings=settings)
-    closers = [captioner.aclose, illustrator.aclose, narrate.aclose, llm.close]
-    if hasattr(events, "aclose"):
-        closers.append(events.aclose)
-    return Studio(settings, store, artifacts, events, pipeline, stories, closers)
+    closers = [captioner.aclose, illustrator.aclose, narrate.aclose, llm.close, events.aclose]
+    return Studio(settings, stories, pipeline, dispatch, [captioner, illustrator], closers)

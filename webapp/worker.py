@@ -42,7 +42,7 @@ class WorkerRuntime:
         self.studio = asyncio.run_coroutine_threadsafe(build(), self.loop).result()
 
     def perform(self, order: WorkOrder) -> Outcome:
-        future: Future[Outcome] = asyncio.run_coroutine_threadsafe(self.studio.pipeline.perform(order, owner=self.owner), self.loop)
+        future: Future[Outcome] = asyncio.run_coroutine_threadsafe(self.studio.dispatch.perform(order, owner=self.owner), self.loop)
         return future.result()
 
     def fail(self, job_id: str, message: str) -> None:

@@ -4,7 +4,6 @@ target), the PDF, the EPUB, the audiobook, and the pictures and page audio the r
 from __future__ import annotations
 
 import re
-import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
@@ -12,13 +11,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
 from shared.errors import NotFound
-from webapp.jobs.reading import book_filename, load_story
-from webapp.jobs.book_assembly import AUDIOBOOK, EPUB, PDF
 from webapp.jobs.book_links import BookLinks
 from webapp.jobs.models import JobRecord
+from webapp.jobs.progress import Artifacts
+from webapp.jobs.reading import book_filename, load_story
+from webapp.jobs.stories import Stories
 from webapp.reader.model import ReaderBook, ReaderPage
-from webapp.jobs.narration import narrations
-from webapp.studio import Studio
 
 if TYPE_CHECKING:
     from webapp.api.state import WebState
@@ -28,6 +26,7 @@ router = APIRouter(tags=["books"])
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 _FILE = re.compile(r"^(?:cover|page-\d{2})\.png$|^(?:title|page-\d{2})\.mp3$")
 _GONE = "There is no book at this link: it was deleted, has expired, or the link is mistyped."
+PDF, EPUB, AUDIOBOOK = Artifacts.PDF, Artifacts.EPUB, Artifacts.AUDIOBOOK
 _FORMATS = {
     PDF: ("application/pdf", ".pdf"),
     EPUB: ("application/epub+zip", ".epub"),
@@ -36,28 +35,24 @@ _FORMATS = {
 _HEADERS = {"Cache-Control": "no-cache", "X-Robots-Tag": "noindex"}
 
 
-def _bound_record(request: Request, token: str) -> JobRecord | None:
-    return _find(request.app.state.web.require_studio(), token)
+def _stories(request: Request) -> Stories:
+    return request.app.state.web.require_studio().stories
 
 
-def _find(studio: Studio, token: str) -> JobRecord | None:
-    record = studio.store.find_by_token(token) if _TOKEN.match(token) else None
-    if record is None or (record.book_expires_at is not None and record.book_expires_at < time.time()):
-        return None
-    return record
+def _find(stories: Stories, token: str) -> JobRecord | None:
+    return stories.find_by_token(token) if _TOKEN.match(token) else None
 
 
 def _download(request: Request, token: str, name: str) -> FileResponse:
-    record = _bound_record(request, token)
+    stories = _stories(request)
+    record = _find(stories, token)
     if record is None:
         raise NotFound(_GONE, param="token")
-    studio = request.app.state.web.require_studio()
-    path = studio.artifacts.path(record.id, name)
-    if not path.is_file():
+    path = stories.file(record.id, name)
+    if path is None:
         missing = "This book has no audiobook: it was not read aloud." if name == AUDIOBOOK else "This book is not bound yet; try again when it is finished."
         raise NotFound(missing, param="token")
-    steps = studio.store.steps(record.id)
-    title = (steps.get("translation") or {}).get("title") or (steps.get("plan") or {}).get("title")
+    title = stories.progress(record.id).title
     media_type, suffix = _FORMATS[name]
     return FileResponse(
         path, media_type=media_type, filename=book_filename(title).removesuffix(".pdf") + suffix,
@@ -86,23 +81,24 @@ async def download_audiobook(token: str, request: Request) -> FileResponse:
 @router.get("/books/{token}/{name}", summary="A bound book's picture (PNG) or page audio (MP3), as the reader loads them.",
             response_class=FileResponse, responses={404: {"description": "Unknown link or file."}})
 async def book_file(token: str, name: str, request: Request) -> FileResponse:
-    record = _bound_record(request, token) if _FILE.match(name) else None
-    studio = request.app.state.web.require_studio()
-    if record is None or not studio.artifacts.exists(record.id, PDF) or not studio.artifacts.exists(record.id, name):
+    stories = _stories(request)
+    record = _find(stories, token) if _FILE.match(name) else None
+    path = stories.file(record.id, name) if record is not None and stories.file(record.id, PDF) else None
+    if path is None:
         raise NotFound(_GONE, param="token")
     media_type = "image/png" if name.endswith(".png") else "audio/mpeg"
-    return FileResponse(studio.artifacts.path(record.id, name), media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
+    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
 
 
 def reader_book(state: WebState, token: str) -> ReaderBook | None:
     """The reader's view of a bound book, or None for an unknown, expired or unbound link."""
-    studio = state.require_studio()
-    record = _find(studio, token)
-    if record is None or not studio.artifacts.exists(record.id, PDF):
+    stories = state.require_studio().stories
+    record = _find(stories, token)
+    if record is None or stories.file(record.id, PDF) is None:
         return None
-    content = load_story(studio, record, state.public_url)
+    content = load_story(stories, record, state.public_url)
     links = BookLinks("", token)
-    spoken = narrations(studio.store, record.id)
+    spoken = stories.progress(record.id).spoken
     pages = [
         ReaderPage(
             number=page.number, text=page.text,

@@ -1,15 +1,15 @@
-"""URLs for a story's resources, and the API's view of a story built from `views.load_story`."""
+"""URLs for a story's resources, and the API's view of a story built from `reading.load_story`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from webapp.api.schemas import PageView, StoryAccepted, StoryLinks, StoryView
-from webapp.jobs.reading import StoryContent, file_version, load_story
 from webapp.jobs.book_links import BookLinks
 from webapp.jobs.models import JobRecord
-from webapp.jobs.pipeline import COVER, image_name
-from webapp.studio import Studio
+from webapp.jobs.progress import COVER, Artifacts
+from webapp.jobs.reading import StoryContent, file_version, load_story
+from webapp.jobs.stories import Stories
 
 API_PREFIX = "/api/v1"
 
@@ -26,7 +26,7 @@ def story_links(record: JobRecord, public_url: str) -> StoryLinks:
 
 def image_url(story_id: str, page: int, version: int) -> str:
     """`version` (the file's change time) makes a repainted picture a new URL, so no cache shows the old one."""
-    return f"{story_path(story_id)}/images/{image_name(page)}?v={version}"
+    return f"{story_path(story_id)}/images/{Artifacts.picture(page)}?v={version}"
 
 
 def accepted(record: JobRecord, public_url: str) -> StoryAccepted:
@@ -36,8 +36,8 @@ def accepted(record: JobRecord, public_url: str) -> StoryAccepted:
     )
 
 
-def story_view(studio: Studio, record: JobRecord, public_url: str) -> StoryView:
-    content: StoryContent = load_story(studio, record, public_url)
+def story_view(stories: Stories, record: JobRecord, public_url: str) -> StoryView:
+    content: StoryContent = load_story(stories, record, public_url)
 
     def picture(page: int, path: Path | None) -> str | None:
         version = file_version(path)

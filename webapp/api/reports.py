@@ -53,4 +53,4 @@ async def list_reports(
             "Reports are listed only for whoever runs this server: set FABULA_API_KEY and send it as `Authorization: Bearer <key>`.",
             param="Authorization",
         )
-    return ReportList(reports=[report_view(report) for report in studio.store.reports(limit=limit, job_id=story_id)])
+    return ReportList(reports=[report_view(report) for report in studio.stories.reports(limit=limit, job_id=story_id)])

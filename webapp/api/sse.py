@@ -25,7 +25,7 @@ async def story_events(story_id: StoryId, studio: StudioDep) -> EventSourceRespo
     studio.stories.get(story_id)
 
     async def stream() -> AsyncIterator[dict]:
-        async for event in follow_events(studio, story_id):
+        async for event in follow_events(studio.stories, story_id):
             yield {"event": "progress", "data": event.model_dump_json()}
 
     return EventSourceResponse(stream(), ping=15, sep="\n")

@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse
 from shared.errors import NotFound
 from shared.images import check_upload_size
 from webapp.api.deps import RateLimit, StateDep, StudioDep, client_key
-from webapp.story.forms import story_options
+from webapp.story.forms import StoryForm
 from webapp.api.links import accepted, story_path, story_view
 from webapp.api.schemas import StoryAccepted, StoryView
 from webapp.jobs.reading import IMAGE_NAME
@@ -43,36 +43,11 @@ async def create_story(
     state: StateDep,
     studio: StudioDep,
     photo: Annotated[UploadFile, File(description="The photo the story is about (JPEG, PNG, WebP or GIF).")],
-    pages: Annotated[int | None, Form(description="Story pages, 1–24 (default 8).")] = None,
-    language: Annotated[str | None, Form(description="Language code or name, e.g. 'ko' or 'Korean'.")] = None,
-    style: Annotated[str | None, Form(description="Style preset id, see GET /api/v1/options.")] = None,
-    audience: Annotated[str | None, Form(description="young-children, children, preteens, teens or adults.")] = None,
-    tone: Annotated[str | None, Form(description="Tone or genre, e.g. 'bedtime story'.")] = None,
-    idea: Annotated[str | None, Form(description="An idea or plot hint.")] = None,
-    character_names: Annotated[str | None, Form(description="Character names, comma-separated.")] = None,
-    bilingual: Annotated[bool | None, Form(description="Print the English text under the translation.")] = None,
-    seed: Annotated[int | None, Form(description="One seed for the whole book's pictures.")] = None,
-    narrate: Annotated[bool | None, Form(description="Read the book aloud (default true): reader, EPUB and audiobook get a voice.")] = None,
-    reference_strength: Annotated[
-        float | None, Form(description="0–1: how strongly the pictures follow the photo's people and pets; 0 turns it off.")
-    ] = None,
-    brand_name: Annotated[str | None, Form()] = None,
-    brand_voice: Annotated[str | None, Form()] = None,
-    brand_message: Annotated[str | None, Form(description="A message or product to weave into the story.")] = None,
-    brand_primary_color: Annotated[str | None, Form(description="#RRGGBB")] = None,
-    brand_secondary_color: Annotated[str | None, Form(description="#RRGGBB")] = None,
-    brand_cta_url: Annotated[str | None, Form(description="Call-to-action link (http or https).")] = None,
-    brand_cta_text: Annotated[str | None, Form()] = None,
+    form: Annotated[StoryForm, Form()],
     logo: Annotated[UploadFile | None, File(description="Brand logo (optional).")] = None,
 ) -> StoryAccepted:
     settings = state.settings
-    options = story_options(
-        max_pages=settings.max_book_pages, pages=pages, language=language, style=style, audience=audience, tone=tone,
-        idea=idea, character_names=character_names, bilingual=bilingual, seed=seed, narrate=narrate,
-        reference_strength=reference_strength, blocked_words=tuple(settings.blocked_words), brand_name=brand_name,
-        brand_voice=brand_voice, brand_message=brand_message, brand_primary_color=brand_primary_color,
-        brand_secondary_color=brand_secondary_color, brand_cta_url=brand_cta_url, brand_cta_text=brand_cta_text,
-    )
+    options = form.options(max_pages=settings.max_book_pages, blocked_words=tuple(settings.blocked_words))
     photo_bytes = await _read_upload(photo, max_bytes=settings.max_upload_bytes, param="photo")
     logo_bytes = await _read_upload(logo, max_bytes=settings.max_upload_bytes, param="logo") if logo is not None and logo.filename else None
     record = await studio.stories.submit_upload(photo_bytes, options, logo=logo_bytes, client=client_key(request))
@@ -82,7 +57,7 @@ async def create_story(
 
 @router.get("/{story_id}", response_model=StoryView, summary="A story's progress, pages, pictures and book link.")
 async def get_story(story_id: StoryId, state: StateDep, studio: StudioDep) -> StoryView:
-    return story_view(studio, studio.stories.get(story_id), state.public_url)
+    return story_view(studio.stories, studio.stories.get(story_id), state.public_url)
 
 
 @router.delete("/{story_id}", status_code=204, summary="Delete a story: its pictures, photo and book link are gone.")
@@ -101,7 +76,7 @@ async def get_image(story_id: StoryId, name: Annotated[str, Path(max_length=40)]
     studio.stories.get(story_id)
     if not IMAGE_NAME.match(name):
         raise NotFound(f"There is no picture called {name!r}; pictures are cover.png, page-01.png, page-02.png, … and photo.jpg.", param="name")
-    path = studio.artifacts.path(story_id, name)
-    if not path.is_file():
+    path = studio.stories.file(story_id, name)
+    if path is None:
         raise NotFound(f"The picture {name} is not painted yet.", param="name")
     return FileResponse(path, media_type=_MEDIA_TYPES[name.rsplit(".", 1)[1]], headers={"Cache-Control": "private, no-cache"})

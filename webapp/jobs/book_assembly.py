@@ -13,15 +13,12 @@ from webapp.book.pdf import render_book
 from webapp.jobs.artifacts import ArtifactStore
 from webapp.jobs.book_links import BookLinks
 from webapp.jobs.models import JobRecord
-from webapp.jobs.narration import narrations
-from webapp.jobs.pipeline import COVER, image_name
-from webapp.jobs.progress import Artifacts, StoryProgress
+from webapp.jobs.progress import COVER, Artifacts, StoryProgress
 from webapp.jobs.store import JobStore
 from webapp.story.options import StoryOptions
 from webapp.story.plan import StoryPlan
 from webapp.story.rules import sentences
 
-PDF, EPUB, AUDIOBOOK = Artifacts.PDF, Artifacts.EPUB, Artifacts.AUDIOBOOK
 
 
 @dataclass(frozen=True)
@@ -30,16 +27,15 @@ class BoundBook:
     files: list[str]
 
 
-def book_content(record: JobRecord, steps: dict[str, dict], artifacts: ArtifactStore, public_url: str) -> BookContent:
+def book_content(record: JobRecord, progress: StoryProgress, artifacts: ArtifactStore, public_url: str) -> BookContent:
     options = StoryOptions.model_validate(record.options)
-    progress = StoryProgress(steps)
     plan = progress.plan
-    translation = progress.translation
+    translation = progress.words
     assert plan is not None and translation is not None, "a book is bound once its plan exists"
     language = progress.language(options.language)
 
     def image(page: int) -> bytes | None:
-        name = image_name(page)
+        name = Artifacts.picture(page)
         return artifacts.read(record.id, name) if artifacts.exists(record.id, name) else None
 
     brand = None
@@ -80,23 +76,23 @@ def book_subject(options: StoryOptions, plan: StoryPlan, language_note: str | No
 
 def bind_book(record: JobRecord, store: JobStore, artifacts: ArtifactStore, public_url: str) -> BoundBook:
     """Render and save every format of the book; the audiobook only when pages were read aloud."""
-    steps = store.steps(record.id)
-    content = book_content(record, steps, artifacts, public_url)
+    progress = store.progress(record.id)
+    content = book_content(record, progress, artifacts, public_url)
     pdf = render_book(content)
-    artifacts.write(record.id, PDF, pdf)
-    spoken = {page: narration for page, narration in narrations(store, record.id).items() if page <= len(content.pages)}
+    artifacts.write(record.id, Artifacts.PDF, pdf)
+    spoken = {page: narration for page, narration in progress.spoken.items() if page <= len(content.pages)}
     spoken = {page: narration for page, narration in spoken.items() if artifacts.exists(record.id, narration.audio_name)}
     identifier = str(uuid.uuid5(uuid.NAMESPACE_URL, f"fabula:{record.id}"))
     epub = render_epub(content, spoken, lambda name: artifacts.read(record.id, name), identifier=identifier)
-    artifacts.write(record.id, EPUB, epub)
-    files = [PDF, EPUB]
+    artifacts.write(record.id, Artifacts.EPUB, epub)
+    files = [Artifacts.PDF, Artifacts.EPUB]
     chapters = [
         ("Title" if page == COVER else f"Page {page}", artifacts.read(record.id, spoken[page].audio_name))
         for page in sorted(spoken)
     ]
     if chapters:
-        artifacts.write(record.id, AUDIOBOOK, render_audiobook(content.title, content.author, content.language, chapters, content.cover_png))
-        files.append(AUDIOBOOK)
-    elif artifacts.exists(record.id, AUDIOBOOK):
-        artifacts.path(record.id, AUDIOBOOK).unlink()
+        artifacts.write(record.id, Artifacts.AUDIOBOOK, render_audiobook(content.title, content.author, content.language, chapters, content.cover_png))
+        files.append(Artifacts.AUDIOBOOK)
+    elif artifacts.exists(record.id, Artifacts.AUDIOBOOK):
+        artifacts.path(record.id, Artifacts.AUDIOBOOK).unlink()
     return BoundBook(pdf=pdf, files=files)

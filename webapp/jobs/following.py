@@ -10,19 +10,19 @@ from typing import AsyncIterator
 
 from webapp.jobs.models import JobEvent, JobStatus
 from webapp.jobs.reading import current_event
-from webapp.studio import Studio
+from webapp.jobs.stories import Stories
 
 FINISHED = (JobStatus.done, JobStatus.failed)
 # How often a quiet stream checks that its story still exists (a deleted story sends no more events).
 _CHECK_INTERVAL_S = 5.0
 
 
-async def follow_events(studio: Studio, story_id: str) -> AsyncIterator[JobEvent]:
+async def follow_events(stories: Stories, story_id: str) -> AsyncIterator[JobEvent]:
     """Yield the current state, then each event, ending after done/failed (or when the story is deleted)."""
-    queue = studio.events.subscribe(story_id)
+    queue = stories.events.subscribe(story_id)
     try:
-        record = studio.stories.get(story_id)
-        yield current_event(studio, record)
+        record = stories.get(story_id)
+        yield current_event(stories, record)
         if record.status in FINISHED:
             return
         while True:
@@ -30,15 +30,15 @@ async def follow_events(studio: Studio, story_id: str) -> AsyncIterator[JobEvent
                 event = await asyncio.wait_for(queue.get(), timeout=_CHECK_INTERVAL_S)
             except TimeoutError:
                 # A quiet stream reads the job itself: an event lost on its way (a broker reconnect) ends nothing.
-                record = studio.store.get(story_id)
+                record = stories.store.get(story_id)
                 if record is None:
                     return
                 if record.status in FINISHED:
-                    yield current_event(studio, record)
+                    yield current_event(stories, record)
                     return
                 continue
             yield event
             if event.status in FINISHED:
                 return
     finally:
-        studio.events.unsubscribe(story_id, queue)
+        stories.events.unsubscribe(story_id, queue)

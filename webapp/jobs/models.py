@@ -19,10 +19,21 @@ class Stage(str, Enum):
     caption = "caption"
     plan = "plan"
     illustrate = "illustrate"
-    translate = "translate"
     narrate = "narrate"
     book = "book"
     done = "done"
+
+
+# What a follower is told when a book enters each stage (the pipeline says more as pieces are finished).
+STAGE_MESSAGES = {
+    Stage.queued: "Waiting for a free slot…",
+    Stage.caption: "Looking at the photo…",
+    Stage.plan: "Writing the story…",
+    Stage.illustrate: "Writing and painting the pages…",
+    Stage.narrate: "Reading the book aloud…",
+    Stage.book: "Binding the book…",
+    Stage.done: "Your book is ready.",
+}
 
 
 class JobRecord(BaseModel):

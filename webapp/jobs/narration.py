@@ -13,6 +13,7 @@ import hashlib
 import logging
 
 from shared.clients import NarrateClient
+from shared.errors import InvalidRequest
 from webapp.book.audio import encode, join_clips
 from webapp.book.narration import PageNarration, SpokenSentence
 from webapp.book.sentences import split_sentences
@@ -42,7 +43,7 @@ class PageNarrator:
 
     def saved(self, job_id: str, page: int, text: str, language: str) -> PageNarration | None:
         """The page's narration when it speaks exactly this text and its audio is still there."""
-        data = self.store.steps(job_id).get(Steps.narration(page))
+        data = self.store.progress(job_id).narration_data(page)
         if not data or data.get("digest") != text_digest(text, self.voice, language):
             return None
         narration = PageNarration.model_validate(data["narration"])
@@ -67,22 +68,35 @@ class PageNarrator:
         )
         return narration
 
+    async def read_aloud(self, job_id: str, page: int, text: str, language: str) -> None:
+        """Narrate one page (0: the title); a language (or a script) with no voice leaves the book silent and says why,
+        once, in the `narration_note` step."""
+        if not text.strip():
+            return
+        try:
+            await self.narrate(job_id, page, text, language)
+        except InvalidRequest as exc:
+            if exc.param not in ("language", "voice", "input"):
+                raise
+            if not self.store.progress(job_id).narration_note:
+                logger.info("no voice for this book", extra={"fields": {"reason": exc.message}})
+                self.store.save_step(job_id, Steps.NARRATION_NOTE, {"message": exc.message, "param": exc.param, "language": language})
+
+    def unread(self, job_id: str, language: str) -> dict[int, str]:
+        """The pages (0: the title) whose saved narration does not speak their current words (after an edit, a
+        resume); none when the language has no voice at all. A note said of another language (the one chosen,
+        before the model was found not to write it) is dropped: it is not this book's."""
+        progress = self.store.progress(job_id)
+        note = progress.narration_note_data
+        if note and note.get("language", language) != language:
+            self.store.delete_step(job_id, Steps.NARRATION_NOTE)
+            note = {}
+        words = progress.words if progress.plan is not None else None
+        if words is None or note.get("param") in ("language", "voice"):
+            return {}
+        texts = {0: words.title, **dict(enumerate(words.pages, start=1))}
+        return {page: text for page, text in texts.items() if self.saved(job_id, page, text, language) is None}
+
     async def _speak(self, sentence: str, language: str):  # -> SpeechResult
         async with self._sentences:
             return await self.client.speech(sentence, voice=self.voice, language=language, response_format="wav")
-
-
-def narrations(store: JobStore, job_id: str) -> dict[int, PageNarration]:
-    """The saved narrations that speak the book's current text, by page (0 is the title): a page whose text changed
-    since it was read aloud (a rewrite) has none until it is read again, so no old words are ever played."""
-    progress = store.progress(job_id)
-    translation = progress.translation
-    if translation is None:
-        return {}
-    texts = {0: translation.title, **dict(enumerate(translation.pages, start=1))}
-    found: dict[int, PageNarration] = {}
-    for page, narration in progress.narrations.items():
-        spoken = (progress.narration_data(page) or {}).get("text")
-        if page in texts and spoken == texts[page]:
-            found[page] = narration
-    return found

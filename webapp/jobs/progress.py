@@ -46,6 +46,8 @@ class Steps:
     BOOK = "book"
     NARRATION_NOTE = "narration_note"
     LANGUAGE = "language"  # set when the model could not write the chosen language: the book's actual language
+    ORDER = "order"  # the job's last scheduled work order, so a restart or a resume runs it again
+    STAGE_TIMES = "stage_times"  # seconds per stage of the latest run, for the CLI and the benchmarks
 
     @staticmethod
     def text(page: int) -> str:
@@ -79,13 +81,15 @@ class StoryProgress:
 
     steps: dict[str, dict[str, Any]]
 
-    def has(self, name: str) -> bool:
-        return bool(self.steps.get(name))
-
     @property
     def caption(self) -> str | None:
         saved = self.steps.get(Steps.CAPTION)
         return saved["caption"] if saved else None
+
+    @property
+    def caption_step(self) -> dict[str, Any] | None:
+        """The caption with the model that wrote it and whether it reads as language (copied to a new version)."""
+        return self.steps.get(Steps.CAPTION)
 
     @property
     def outline_draft(self) -> OutlineDraft | None:
@@ -103,14 +107,41 @@ class StoryProgress:
         return StoryPlan.model_validate(saved) if saved else None
 
     @property
-    def translation(self) -> Translation | None:
-        """The book's words in its language; for an English book (or before translation, or when the model could
-        not write the chosen language) the plan's own."""
-        saved = self.steps.get(Steps.TRANSLATION)
+    def words(self) -> Translation | None:
+        """The book's words in its language: the translation; for an English book, or when the model could not write
+        the chosen language, the plan's own text. While the pages are still being written (an outline, no plan
+        yet): each piece as far as it exists, translated where that is done. None before the outline."""
         plan = self.plan
-        if saved and not (plan and self.language_note):
-            return Translation.model_validate(saved)
-        return Translation(title=plan.title, pages=[page.text for page in plan.pages]) if plan else None
+        if plan is not None:
+            english = [page.text for page in plan.pages]
+            saved = self.steps.get(Steps.TRANSLATION)
+            if not saved or self.language_note:
+                return Translation(title=plan.title, pages=english)
+            translation = Translation.model_validate(saved)
+            # A run cut short between saving the plan and its translation (adding pages): the new pages in English.
+            pages = translation.pages[: len(english)] + english[len(translation.pages) :]
+            return Translation(title=translation.title, pages=pages)
+        outline = self.outline
+        if outline is None:
+            return None
+        in_english = self.language_note is not None
+
+        def piece(key: str | int, english: str) -> str:
+            return english if in_english else (self.translated(key) or {}).get("text") or english
+
+        texts = [(self.text(page) or {}).get("text", "") for page in range(1, len(outline.pages) + 1)]
+        return Translation(title=piece("title", outline.title), pages=[piece(page, text) for page, text in enumerate(texts, start=1)])
+
+    @property
+    def english(self) -> Translation | None:
+        """The book's words as the model first wrote them (the plan's, else the pages written so far)."""
+        plan = self.plan
+        if plan is not None:
+            return Translation(title=plan.title, pages=[page.text for page in plan.pages])
+        outline = self.outline
+        if outline is None:
+            return None
+        return Translation(title=outline.title, pages=[(self.text(page) or {}).get("text", "") for page in range(1, len(outline.pages) + 1)])
 
     def language(self, requested: str) -> str:
         """The language the book is written in: the one asked for, unless the model could not write it."""
@@ -123,8 +154,8 @@ class StoryProgress:
 
     @property
     def title(self) -> str | None:
-        translation = self.translation
-        return translation.title if translation else None
+        words = self.words
+        return words.title if words else None
 
     def text(self, page: int) -> dict[str, Any] | None:
         return self.steps.get(Steps.text(page))
@@ -141,16 +172,46 @@ class StoryProgress:
     def rewrites(self, page: int) -> int:
         return int((self.steps.get(Steps.rewrites(page)) or {}).get("count", 0))
 
+    def rewrite_request(self, page: int) -> dict[str, Any]:
+        """The latest rewrite asked for the page: `count`, `instruction`, and `done` once it is made."""
+        return self.steps.get(Steps.rewrites(page)) or {}
+
     @property
     def narration_note(self) -> str | None:
         return (self.steps.get(Steps.NARRATION_NOTE) or {}).get("message")
+
+    @property
+    def narration_note_data(self) -> dict[str, Any]:
+        """Why the book is not read aloud: `message`, the request field at fault (`param`) and the `language`."""
+        return self.steps.get(Steps.NARRATION_NOTE) or {}
+
+    @property
+    def order(self) -> dict[str, Any] | None:
+        return self.steps.get(Steps.ORDER)
+
+    @property
+    def stage_seconds(self) -> dict[str, float]:
+        return dict(self.steps.get(Steps.STAGE_TIMES) or {})
 
     def narration_data(self, page: int) -> dict[str, Any] | None:
         return self.steps.get(Steps.narration(page))
 
     @property
+    def spoken(self) -> dict[int, PageNarration]:
+        """The saved narrations that speak the book's current words, by page (0 is the title): a page whose text
+        changed since it was read aloud (a rewrite) has none until it is read again, so no old words are played."""
+        words = self.words if self.plan is not None else None
+        if words is None:
+            return {}
+        texts = {COVER: words.title, **dict(enumerate(words.pages, start=1))}
+        return {
+            page: narration for page, narration in self.narrations.items()
+            if page in texts and (self.narration_data(page) or {}).get("text") == texts[page]
+        }
+
+    @property
     def narrations(self) -> dict[int, PageNarration]:
-        """Every saved page narration, by page (0 is the title)."""
+        """Every saved page narration, by page (0 is the title), whatever text it speaks."""
         found: dict[int, PageNarration] = {}
         for name, data in self.steps.items():
             if name.startswith("narration:") and data.get("narration"):

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
-
 import redis
 import redis.asyncio as aioredis
 
+from webapp.jobs.events import Subscribers
 from webapp.jobs.models import JobEvent
 
 logger = logging.getLogger(__name__)
@@ -27,7 +26,7 @@ class RedisEventBus:
     def __init__(self, url: str) -> None:
         self.url = url
         self._client = redis.Redis.from_url(url)
-        self._subscribers: dict[str, set[asyncio.Queue[JobEvent]]] = defaultdict(set)
+        self._subscribers = Subscribers()
         self._listener: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -50,17 +49,14 @@ class RedisEventBus:
         return JobEvent.model_validate_json(data) if data else None
 
     def subscribe(self, job_id: str) -> asyncio.Queue[JobEvent]:
-        queue: asyncio.Queue[JobEvent] = asyncio.Queue()
-        self._subscribers[job_id].add(queue)
+        queue = self._subscribers.add(job_id)
         if self._listener is None or self._listener.done():
             self._loop = asyncio.get_running_loop()
             self._listener = self._loop.create_task(self._listen(), name="redis-events")
         return queue
 
     def unsubscribe(self, job_id: str, queue: asyncio.Queue[JobEvent]) -> None:
-        self._subscribers.get(job_id, set()).discard(queue)
-        if not self._subscribers.get(job_id):
-            self._subscribers.pop(job_id, None)
+        self._subscribers.remove(job_id, queue)
 
     def forget(self, job_id: str) -> None:
         try:
@@ -77,9 +73,7 @@ class RedisEventBus:
                     async for message in pubsub.listen():
                         if message.get("type") != "pmessage":
                             continue
-                        event = JobEvent.model_validate_json(message["data"])
-                        for queue in list(self._subscribers.get(event.job_id, ())):
-                            queue.put_nowait(event)
+                        self._subscribers.deliver(JobEvent.model_validate_json(message["data"]))
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the broker went away: followers fall back to reading the job, and we reconnect

@@ -1,7 +1,7 @@
 """Who runs the work orders: tasks in this process (one machine, the default), or Celery workers over a broker.
 
-A scheduler only schedules: the pipeline does the work (`StoryPipeline.perform`), the store's lease keeps one
-worker per book, and every order may run twice safely.
+A scheduler only schedules: `LeasedDispatch.perform` runs an order under its book's lease (one worker per book) and
+the pipeline does the work; every order may run twice safely.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from webapp.jobs.orders import Outcome, WorkOrder
 if TYPE_CHECKING:
     from celery import Celery
 
-    from webapp.jobs.pipeline import StoryPipeline
+    from webapp.jobs.dispatch import LeasedDispatch
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +41,8 @@ class InProcessScheduler:
 
     local = True
 
-    def __init__(self, pipeline: StoryPipeline, *, max_running: int = 2) -> None:
-        self.pipeline = pipeline
+    def __init__(self, dispatch: LeasedDispatch, *, max_running: int = 2) -> None:
+        self.dispatch = dispatch
         self.owner = process_owner("web")
         self._tasks: dict[str, asyncio.Task] = {}
         self._running = asyncio.Semaphore(max_running)
@@ -51,9 +51,9 @@ class InProcessScheduler:
         async def guarded() -> None:
             while True:
                 async with self._running:
-                    if await self.pipeline.perform(order, owner=self.owner) != Outcome.held:
+                    if await self.dispatch.perform(order, owner=self.owner) != Outcome.held:
                         return
-                await asyncio.sleep(self.pipeline.config.lease_s / 3)  # held elsewhere: wait without a slot
+                await asyncio.sleep(self.dispatch.lease_s / 3)  # held elsewhere: wait without a slot
 
         task = asyncio.get_running_loop().create_task(guarded(), name=f"job-{order.job_id}")
         self._tasks[order.job_id] = task

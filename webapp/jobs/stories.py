@@ -13,6 +13,7 @@ import logging
 import secrets
 import time
 import uuid
+from pathlib import Path
 
 from shared.blocked_words import refuse_blocked, remove_blocked
 from shared.errors import NotFound, RateLimited, UpstreamError
@@ -23,7 +24,7 @@ from webapp.jobs.edits import EditRequests
 from webapp.jobs.events import EventBus
 from webapp.jobs.models import JobRecord, JobStatus, PageReport, Stage
 from webapp.jobs.orders import WorkOrder
-from webapp.jobs.progress import Artifacts, Steps
+from webapp.jobs.progress import Artifacts, Steps, StoryProgress
 from webapp.jobs.safety_metrics import SAFETY
 from webapp.jobs.schedulers import Scheduler
 from webapp.jobs.store import JobStore
@@ -31,7 +32,6 @@ from webapp.story.options import StoryOptions
 
 logger = logging.getLogger(__name__)
 
-PENDING_ORDER = "order"  # the step that holds a job's last scheduled order, so a restart runs it again
 _POLL_S = 2.0
 
 
@@ -59,7 +59,7 @@ class Stories:
         self.events = events
         self.scheduler = scheduler
         self.settings = settings
-        self.edits = EditRequests(store, artifacts, max_book_pages=settings.max_book_pages, max_queued_jobs=settings.max_queued_jobs)
+        self.edits = EditRequests(store, max_book_pages=settings.max_book_pages, max_queued_jobs=settings.max_queued_jobs)
 
     # ---- making a book -------------------------------------------------------------------------------------
     async def submit_upload(self, photo: bytes, options: StoryOptions, *, logo: bytes | None = None, client: str | None = None) -> JobRecord:
@@ -107,7 +107,7 @@ class Stories:
         return record
 
     def _schedule(self, order: WorkOrder) -> None:
-        self.store.save_step(order.job_id, PENDING_ORDER, order.model_dump(mode="json"))
+        self.store.save_step(order.job_id, Steps.ORDER, order.model_dump(mode="json"))
         try:
             self.scheduler.schedule(order)
         except Exception as exc:  # noqa: BLE001 - the broker is down: the book must not wait for good
@@ -122,6 +122,22 @@ class Stories:
         if record is None:
             raise NotFound(f"There is no story with id {job_id!r}.", param="id")
         return record
+
+    def progress(self, job_id: str) -> StoryProgress:
+        """Everything saved so far for the story, as typed values."""
+        return self.store.progress(job_id)
+
+    def find_by_token(self, token: str) -> JobRecord | None:
+        """The story behind a public book link, unless its link has expired."""
+        record = self.store.find_by_token(token)
+        if record is None or (record.book_expires_at is not None and record.book_expires_at < time.time()):
+            return None
+        return record
+
+    def file(self, job_id: str, name: str) -> Path | None:
+        """One of the story's files (its photo, a picture, page audio, a format of the book), when it exists."""
+        path = self.artifacts.path(job_id, name)
+        return path if path.is_file() else None
 
     async def wait(self, job_id: str) -> JobRecord:
         """Until the story is done or failed (made here or by a worker anywhere)."""
@@ -157,7 +173,7 @@ class Stories:
         return resumed
 
     def _pending(self, job_id: str) -> WorkOrder:
-        saved = self.store.steps(job_id).get(PENDING_ORDER)
+        saved = self.store.progress(job_id).order
         return WorkOrder.model_validate(saved) if saved else WorkOrder(job_id=job_id)
 
     async def delete(self, job_id: str) -> None:
@@ -211,12 +227,16 @@ class Stories:
             logger.warning("page reported", extra={"fields": {"job_id": job_id, "page": page, "what": what, "action": report.action}})
         return record, report
 
+    def reports(self, *, limit: int = 100, job_id: str | None = None) -> list[PageReport]:
+        """Readers' reports, newest first (of one story, or of all)."""
+        return self.store.reports(limit=limit, job_id=job_id)
+
     def new_version(self, job_id: str, options: StoryOptions | None = None) -> JobRecord:
         record = self.get(job_id)
         chosen = options or StoryOptions.model_validate({**record.options, "seed": None})
         logo = self.artifacts.read(job_id, Artifacts.LOGO) if self.artifacts.exists(job_id, Artifacts.LOGO) else None
         version = self.submit(self.artifacts.read(job_id, Artifacts.PHOTO), chosen, logo=logo, client=record.client, parent_id=job_id)
-        caption = self.store.steps(job_id).get(Steps.CAPTION)
+        caption = self.store.progress(job_id).caption_step
         if caption:
             self.store.save_step(version.id, Steps.CAPTION, caption)
         return version

@@ -1,17 +1,73 @@
-"""Turning loose form fields (REST multipart, UI widgets) into `StoryOptions`, with one set of messages.
-
-The REST API and the UI both call `story_options`, so a bad value gets the same sentence in both places.
+"""The book's options as forms send them: one `StoryForm` for the REST API (multipart fields), the studio's widgets
+and the CLI's flags, turned into validated `StoryOptions` with one set of messages, so a bad value gets the same
+sentence everywhere.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from shared.blocked_words import refuse_blocked
 from shared.errors import InvalidRequest
+from shared.http_errors import describe_validation
 from webapp.story.options import StoryOptions
+
+_BRAND_FIELDS = ("name", "voice", "message", "primary_color", "secondary_color", "cta_url", "cta_text")
+
+
+class StoryForm(BaseModel):
+    """Loose form fields; a blank field means "the default". `options()` checks them against the book's rules."""
+
+    pages: int | None = Field(default=None, description="Story pages, 1–24 (default 8).")
+    language: str | None = Field(default=None, description="Language code or name, e.g. 'ko' or 'Korean'.")
+    style: str | None = Field(default=None, description="Style preset id, see GET /api/v1/options.")
+    audience: str | None = Field(default=None, description="young-children, children, preteens, teens or adults.")
+    tone: str | None = Field(default=None, description="Tone or genre, e.g. 'bedtime story'.")
+    idea: str | None = Field(default=None, description="An idea or plot hint.")
+    character_names: str | None = Field(default=None, description="Character names, comma-separated.")
+    bilingual: bool | None = Field(default=None, description="Print the English text under the translation.")
+    seed: int | None = Field(default=None, description="One seed for the whole book's pictures.")
+    narrate: bool | None = Field(default=None, description="Read the book aloud (default true): reader, EPUB and audiobook get a voice.")
+    reference_strength: float | None = Field(
+        default=None, description="0–1: how strongly the pictures follow the photo's people and pets; 0 turns it off."
+    )
+    brand_name: str | None = None
+    brand_voice: str | None = None
+    brand_message: str | None = Field(default=None, description="A message or product to weave into the story.")
+    brand_primary_color: str | None = Field(default=None, description="#RRGGBB")
+    brand_secondary_color: str | None = Field(default=None, description="#RRGGBB")
+    brand_cta_url: str | None = Field(default=None, description="Call-to-action link (http or https).")
+    brand_cta_text: str | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _blank_is_default(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    def options(self, *, max_pages: int, blocked_words: tuple[str, ...] = ()) -> StoryOptions:
+        """Validated options; raises `InvalidRequest` naming the form field and the rule."""
+        brand = {key: str(getattr(self, f"brand_{key}")).strip() for key in _BRAND_FIELDS if getattr(self, f"brand_{key}") is not None}
+        fields: dict[str, Any] = {
+            name: value for name, value in self.model_dump(exclude={f"brand_{key}" for key in _BRAND_FIELDS}).items() if value is not None
+        }
+        fields["character_names"] = split_names(self.character_names)
+        if brand:
+            if "name" not in brand:
+                raise InvalidRequest("`brand_name` is required when any other brand field is given.", param="brand_name")
+            fields["brand"] = brand
+        try:
+            options = StoryOptions.model_validate(fields)
+        except ValidationError as exc:
+            raise describe_validation([_form_location(error) for error in exc.errors()]) from None
+        if options.pages > max_pages:
+            raise InvalidRequest(
+                f"`pages`: this server makes books of at most {max_pages} pages (FABULA_MAX_BOOK_PAGES), not {options.pages}.", param="pages"
+            )
+        for field, text in options.reader_texts().items():
+            refuse_blocked(text, field, blocked_words)
+        return options
 
 
 def split_names(names: str | list[str] | None) -> list[str]:
@@ -23,84 +79,18 @@ def split_names(names: str | list[str] | None) -> list[str]:
     return [name.strip() for name in names if name and name.strip()]
 
 
-def _blank_to_none(value: Any) -> Any:
-    return None if isinstance(value, str) and not value.strip() else value
-
-
-def describe_validation(error: ValidationError, *, prefix: dict[str, str] | None = None) -> tuple[str, str | None]:
-    """A plain sentence per problem, naming the form field, e.g. "`pages`: Input should be ≤ 24."."""
-    parts: list[str] = []
-    first_param: str | None = None
-    for item in error.errors()[:5]:
-        location = [str(part) for part in item.get("loc", ()) if not isinstance(part, int)]
-        if location and prefix and location[0] in prefix:
-            location = [prefix[location[0]] + "_".join(location[1:])] if len(location) > 1 else [location[0]]
-        param = "_".join(location) if location else None
-        first_param = first_param or param
-        message = str(item.get("msg", "is invalid")).removeprefix("Value error, ")
-        if item.get("type") == "missing":
-            parts.append(f"`{param}` is required.")
-        else:
-            parts.append(f"`{param}`: {message}." if param else f"{message}.")
-    return " ".join(parts), first_param
-
-
-def story_options(
-    *,
-    max_pages: int,
-    pages: int | None = None,
-    language: str | None = None,
-    style: str | None = None,
-    audience: str | None = None,
-    tone: str | None = None,
-    idea: str | None = None,
-    character_names: str | list[str] | None = None,
-    bilingual: bool | None = None,
-    seed: int | None = None,
-    narrate: bool | None = None,
-    reference_strength: float | None = None,
-    blocked_words: tuple[str, ...] = (),
-    brand_name: str | None = None,
-    brand_voice: str | None = None,
-    brand_message: str | None = None,
-    brand_primary_color: str | None = None,
-    brand_secondary_color: str | None = None,
-    brand_cta_url: str | None = None,
-    brand_cta_text: str | None = None,
-) -> StoryOptions:
-    """Build validated options; raises `InvalidRequest` naming the field and the rule."""
-    brand_values = {
-        "name": brand_name, "voice": brand_voice, "message": brand_message, "primary_color": brand_primary_color,
-        "secondary_color": brand_secondary_color, "cta_url": brand_cta_url, "cta_text": brand_cta_text,
-    }
-    brand_values = {key: value.strip() for key, value in brand_values.items() if _blank_to_none(value) is not None}
-    fields: dict[str, Any] = {
-        "pages": pages, "language": _blank_to_none(language), "style": _blank_to_none(style), "audience": _blank_to_none(audience),
-        "tone": _blank_to_none(tone), "idea": _blank_to_none(idea), "bilingual": bilingual, "seed": seed,
-        "narrate": narrate, "reference_strength": reference_strength, "character_names": split_names(character_names),
-    }
-    fields = {key: value for key, value in fields.items() if value is not None}
-    if brand_values:
-        if "name" not in brand_values:
-            raise InvalidRequest("`brand_name` is required when any other brand field is given.", param="brand_name")
-        fields["brand"] = brand_values
-    try:
-        options = StoryOptions.model_validate(fields)
-    except ValidationError as exc:
-        message, param = describe_validation(exc, prefix={"brand": "brand_"})
-        raise InvalidRequest(message, param=param) from None
-    if options.pages > max_pages:
-        raise InvalidRequest(f"`pages`: this server makes books of at most {max_pages} pages (FABULA_MAX_BOOK_PAGES), not {options.pages}.", param="pages")
-    for field, text in options.reader_texts().items():
-        refuse_blocked(text, field, blocked_words)
-    return options
+def _form_location(error: Any) -> dict[str, Any]:
+    """An error of the nested options as the form names it: ("brand", "cta_url") → "brand_cta_url"; list positions
+    (a character name's index) dropped."""
+    location = [str(part) for part in error.get("loc", ()) if not isinstance(part, int)]
+    if len(location) > 1 and location[0] == "brand":
+        location = ["brand_" + "_".join(location[1:])]
+    return {**error, "loc": tuple(location)}
 
 
 def parse_body(model: type[BaseModel], data: dict[str, Any]) -> BaseModel:
     """Validate a small JSON or form body, with the same plain messages."""
     try:
-        return model.model_validate({key: _blank_to_none(value) for key, value in data.items() if _blank_to_none(value) is not None})
+        return model.model_validate({key: value for key, value in data.items() if not (value is None or (isinstance(value, str) and not value.strip()))})
     except ValidationError as exc:
-        message, param = describe_validation(exc)
-        raise InvalidRequest(message, param=param) from None
-
+        raise describe_validation(list(exc.errors())) from None

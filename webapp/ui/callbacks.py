@@ -17,7 +17,7 @@ import gradio as gr
 
 from shared.errors import FabulaError
 from shared.images import load_image
-from webapp.story.forms import parse_body, story_options
+from webapp.story.forms import StoryForm, parse_body
 from webapp.api.schemas import PageEdit, ReportBody
 from webapp.jobs.following import follow_events
 from webapp.api.state import WebState
@@ -122,11 +122,11 @@ class StudioCallbacks:
             "brand_primary_color": hex_color(brand_primary_color), "brand_secondary_color": hex_color(brand_secondary_color),
             "brand_cta_url": brand_cta_url, "brand_cta_text": brand_cta_text,
         } if brand_used else {}
-        options = story_options(
-            max_pages=self.state.settings.max_book_pages, pages=int(pages) if pages is not None else None, language=language,
-            style=style, audience=audience, tone=tone, idea=idea, character_names=character_names, bilingual=bilingual,
-            narrate=narrate, reference_strength=likeness, blocked_words=tuple(self.state.settings.blocked_words), **brand,
+        form = StoryForm(
+            pages=int(pages) if pages is not None else None, language=language, style=style, audience=audience, tone=tone, idea=idea,
+            character_names=character_names, bilingual=bilingual, narrate=narrate, reference_strength=likeness, **brand,
         )
+        options = form.options(max_pages=self.state.settings.max_book_pages, blocked_words=tuple(self.state.settings.blocked_words))
         self.state.limiter.check(_client(request))
         logo_bytes = Path(logo).read_bytes() if logo and brand_used else None
         record = await studio.stories.submit_upload(Path(photo).read_bytes(), options, logo=logo_bytes, client=_client(request))
@@ -219,11 +219,11 @@ class StudioCallbacks:
         return studio, story_id, int(page)
 
     def _screen(self, studio: Studio, story_id: str, versions: list[str], message: str | None, chosen_page: int | None = None) -> StoryScreen:
-        content = load_story(studio, studio.stories.get(story_id), self.state.public_url)
+        content = load_story(studio.stories, studio.stories.get(story_id), self.state.public_url)
         titles = {story_id: content.title or ""}
         for version in versions:
-            if version not in titles and (other := studio.store.get(version)) is not None:
-                titles[version] = load_story(studio, other, self.state.public_url).title or ""
+            if version not in titles:
+                titles[version] = studio.stories.progress(version).title or ""
         return story_screen(content, versions, titles, message, chosen_page=chosen_page)
 
     async def _follow(
@@ -232,11 +232,11 @@ class StudioCallbacks:
         """One screen now, then one per progress event until the story is done or failed; the Page dropdown stays
         on `chosen_page`, the page being changed."""
         last_status = None
-        async for event in follow_events(studio, story_id):
+        async for event in follow_events(studio.stories, story_id):
             message = first_message if last_status is None and first_message else event.message
             last_status = event.status
             yield self._screen(studio, story_id, versions, message or None, chosen_page)
         if last_status == JobStatus.failed:
-            record = studio.store.get(story_id)
+            record = studio.stories.store.get(story_id)
             error = record.error if record and record.error else "The book could not be made."
             raise gr.Error(plain_words(error), title="The book could not be finished", print_exception=False)

@@ -23,7 +23,7 @@ from webapp.story.languages import find_language
 STEPS: tuple[tuple[str, tuple[Stage, ...]], ...] = (
     ("Looking at the photo", (Stage.queued, Stage.caption)),
     ("Writing the story", (Stage.plan,)),
-    ("Painting the pictures", (Stage.illustrate, Stage.translate)),
+    ("Painting the pictures", (Stage.illustrate,)),
     ("Binding the book", (Stage.book,)),
 )
 STEP_LABELS = {stage: label for label, stages in STEPS for stage in stages}
@@ -66,7 +66,7 @@ def _step_index(stage: Stage) -> int:
 def _fraction(record: JobRecord) -> float:
     if record.status == JobStatus.done:
         return 1.0
-    if record.stage in (Stage.illustrate, Stage.translate) and record.pages_total:
+    if record.stage == Stage.illustrate and record.pages_total:
         return 0.15 + 0.75 * record.pages_done / record.pages_total
     return {Stage.queued: 0.02, Stage.caption: 0.06, Stage.plan: 0.12, Stage.book: 0.94}.get(record.stage, 0.15)
 
@@ -86,7 +86,7 @@ def progress_html(record: JobRecord, message: str | None = None) -> str:
         sentence = f"Your book is ready: {record.pages_total} pages."
     else:
         sentence = message or STEP_LABELS.get(record.stage, "Working") + "…"
-        if record.stage in (Stage.illustrate, Stage.translate):
+        if record.stage == Stage.illustrate:
             sentence += f" {record.pages_done} of {record.pages_total} pages done."
     percent = round(100 * _fraction(record))
     return (

@@ -1,0 +1,92 @@
+"""A book's pieces in flight at once: every page's picture, its text and its reading aloud, each started the moment
+what it needs exists. This is the one place that decides what runs concurrently while a book is made.
+
+- A page's picture starts when its beat (its scene) is settled in the streamed outline.
+- A page's text starts once the next page's beat exists too (so the page can lead into it), or it is the last
+  page, or the outline is complete; page 1 at once when it is the photo's own scene.
+- A page is read aloud the moment its text (in the book's language) exists; the title too.
+Leaving the `async with` block cancels whatever is still running, so no piece outlives its book's run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+
+from webapp.jobs.progress import COVER
+from webapp.story.plan import Character, OutlineDraft
+
+Paint = Callable[[int, str, list[Character]], Awaitable[None]]  # page, scene, characters
+Write = Callable[[OutlineDraft, int], Awaitable[tuple[str, str]]]  # the outline so far, page → (English, book's language)
+ReadAloud = Callable[[int, str], Awaitable[None]]  # page (0: the title), its words
+SaveDraft = Callable[[OutlineDraft], None]
+
+
+class PagesInFlight:
+    def __init__(self, pages: int, *, paint: Paint, write: Write, read_aloud: ReadAloud | None, save_draft: SaveDraft) -> None:
+        self.pages = pages
+        self._paint, self._write, self._read_aloud, self._save_draft = paint, write, read_aloud, save_draft
+        self.pictures: dict[int, asyncio.Task[None]] = {}
+        self.texts: dict[int, asyncio.Task[tuple[str, str]]] = {}
+        self.voices: dict[int, asyncio.Task[None]] = {}
+
+    async def __aenter__(self) -> PagesInFlight:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        for task in [*self.pictures.values(), *self.texts.values(), *self.voices.values()]:
+            task.cancel()
+
+    async def on_beat(self, draft: OutlineDraft, page: int) -> None:
+        """The outline's writer settled a beat: save the draft (a restart goes on from it), start what is ready."""
+        self._save_draft(draft)
+        self.start_ready(draft)
+
+    def start_ready(self, draft: OutlineDraft, *, complete: bool = False) -> None:
+        characters = draft.characters or []
+        for page in sorted(draft.beats):
+            if page not in self.pictures:
+                self.paint(page, draft.beats[page], characters)
+            opening = page == 1 and draft.opening  # the photo's scene: it needs no plan around it
+            if page not in self.texts and (page + 1 in draft.beats or page == self.pages or complete or opening):
+                snapshot = draft.model_copy(update={"beats": dict(draft.beats)})
+                task = asyncio.ensure_future(self._write(snapshot, page))
+                task.add_done_callback(lambda done, page=page: self._read_when_written(page, done))
+                self.texts[page] = task
+
+    def paint(self, page: int, scene: str, characters: list[Character]) -> None:
+        self.pictures[page] = asyncio.ensure_future(self._paint(page, scene, characters))
+
+    async def title(self, translated: Awaitable[str]) -> str:
+        """The title in the book's language; read aloud as soon as it exists."""
+        title = await translated
+        self._read(COVER, title)
+        return title
+
+    async def written(self) -> list[tuple[str, str]]:
+        """Every page's (English, book's language) text, in page order, once all are written."""
+        return await gather_all([self.texts[page] for page in range(1, self.pages + 1)])
+
+    async def painted(self) -> None:
+        await gather_all(list(self.pictures.values()))
+
+    async def read(self) -> None:
+        await gather_all(list(self.voices.values()))
+
+    def _read_when_written(self, page: int, task: asyncio.Task[tuple[str, str]]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            self._read(page, task.result()[1])
+
+    def _read(self, page: int, text: str) -> None:
+        if self._read_aloud is not None:
+            self.voices[page] = asyncio.ensure_future(self._read_aloud(page, text))
+
+
+async def gather_all(awaitables: list) -> list:  # type: ignore[type-arg]
+    """Wait for all; the first failure is raised once every one has ended (so none is left running unseen)."""
+    results = await asyncio.gather(*awaitables, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results

@@ -1,0 +1,95 @@
+"""Painting one page's picture: the scene in the book's style, the photo as the likeness reference where its
+subject appears, checked by the image service's safety classifier, saved once it passes.
+
+A flagged picture is painted again with the next seeds (`seeds.seed_for`); after `max_safety_repaints` it is
+replaced by the service's calm placeholder and the page is marked, so a reader knows why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from dataclasses import dataclass
+
+from shared.clients import IllustrateClient
+from shared.errors import UpstreamError
+from shared.schemas import ImageData, ImageGenerationRequest
+from webapp.jobs.artifacts import ArtifactStore
+from webapp.jobs.ledger import JobLedger
+from webapp.jobs.progress import COVER, Artifacts, Steps
+from webapp.jobs.safety_metrics import SAFETY
+from webapp.jobs.seeds import seed_for
+from webapp.story.options import StoryOptions
+from webapp.story.picture_prompt import picture_prompt
+from webapp.story.plan import Character
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PaintingConfig:
+    image_size: int = 1024
+    image_steps: int | None = None
+    max_concurrent_images: int = 25  # a whole 24-page book and its cover in flight at once
+    reference_strength: float = 0.6  # the book's default; a book's own option wins
+    max_safety_repaints: int = 2
+
+
+class PagePainter:
+    def __init__(self, illustrator: IllustrateClient, artifacts: ArtifactStore, ledger: JobLedger, config: PaintingConfig) -> None:
+        self.illustrator = illustrator
+        self.artifacts = artifacts
+        self.ledger = ledger
+        self.store = ledger.store
+        self.config = config
+        self._slots: asyncio.Semaphore | None = None
+
+    async def paint(self, job_id: str, scene: str, characters: list[Character], options: StoryOptions, page: int, seed: int) -> None:
+        """Paint the page's picture unless it is saved already."""
+        if self.artifacts.exists(job_id, Artifacts.picture(page)):
+            return
+        picture = picture_prompt(scene, [(character.name, character.description) for character in characters], options.style)
+        strength = self.config.reference_strength if options.reference_strength is None else options.reference_strength
+        reference = self._reference(job_id, scene, characters, page) if strength > 0 else None
+        first_try = self.store.progress(job_id).repaints(page) * (self.config.max_safety_repaints + 1)
+        for attempt in range(self.config.max_safety_repaints + 1):
+            size = self.config.image_size
+            request = ImageGenerationRequest(
+                prompt=picture.prompt, negative_prompt=picture.negative_prompt, n=1, size=f"{size}x{size}",
+                num_inference_steps=self.config.image_steps, seed=seed_for(seed, first_try + attempt), response_format="b64_json",
+                reference_image=reference, reference_strength=strength if reference else None,
+            )
+            image = await self._one(request)
+            if not image.flagged:
+                break
+            logger.warning("picture flagged by the safety classifier", extra={"fields": {"page": page, "attempt": attempt + 1, "seed": image.seed}})
+            SAFETY.flagged.inc()
+        if image.flagged:
+            logger.warning("flagged picture replaced by a placeholder", extra={"fields": {"page": page}})
+            SAFETY.replaced.inc()
+        self.artifacts.write(job_id, Artifacts.picture(page), base64.b64decode(image.b64_json))
+        self.store.save_step(
+            job_id, Steps.picture(page),
+            {"seed": image.seed, "prompt": picture.prompt, "reference": reference is not None, "flagged": image.flagged, "repaints": attempt},
+        )
+        self.ledger.picture_saved(job_id, page)
+
+    async def _one(self, request: ImageGenerationRequest) -> ImageData:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.config.max_concurrent_images)
+        async with self._slots:
+            response = await self.illustrator.generate(request)
+        if not response.data:
+            raise UpstreamError("The image service answered without an image.", transient=True)
+        return response.data[0]
+
+    def _reference(self, job_id: str, scene: str, characters: list[Character], page: int) -> str | None:
+        """The uploaded photo, for the cover, the photo's own scene (page 1) and every page whose scene names the
+        main character (the photo's subject: the plan's first character)."""
+        if not self.artifacts.exists(job_id, Artifacts.PHOTO):
+            return None
+        subject = characters[0].name.lower() if characters else ""
+        if page not in (COVER, 1) and subject and subject not in scene.lower():
+            return None
+        return base64.b64encode(self.artifacts.read(job_id, Artifacts.PHOTO)).decode()
