@@ -123,7 +123,10 @@ async def test_a_service_that_is_down_fails_the_job_in_plain_words_and_resume_fi
 def test_fabula_story_makes_a_book_from_the_command_line(tmp_path: Path) -> None:
     photo = Path(__file__).parent / "assets" / "photo.jpg"
     output = tmp_path / "book.pdf"
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "FABULA_CACHE_DIR": str(tmp_path / "cache"), "FABULA_DATA_DIR": str(tmp_path / "data"), "HF_HUB_OFFLINE": "1"}
+    env = {
+        "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "FABULA_CACHE_DIR": str(tmp_path / "cache"), "FABULA_DATA_DIR": str(tmp_path / "data"),
+        "HF_HUB_OFFLINE": "1",
+    }
     result = subprocess.run(
         [sys.executable, "-m", "webapp.cli", "story", str(photo), "--pages", "2", "--lang", "fr", "--profile", "tiny", "-o", str(output)],
         capture_output=True, text=True, timeout=600, env=env, cwd=Path(__file__).parent.parent,

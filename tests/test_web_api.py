@@ -8,7 +8,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -51,7 +51,8 @@ def client(web: ServerThread) -> Iterator[httpx.Client]:
 
 
 def post_story(client: httpx.Client, photo: bytes, *, logo: bytes | None = None, **fields: object) -> httpx.Response:
-    data = {"pages": str(PAGES), "language": "ko", "style": "comic", "character_names": "Mia, Leo", "seed": "7", **{key: str(value) for key, value in fields.items()}}
+    data = {"pages": str(PAGES), "language": "ko", "style": "comic", "character_names": "Mia, Leo", "seed": "7"}
+    data.update({key: str(value) for key, value in fields.items()})
     files = {"photo": ("photo.jpg", photo, "image/jpeg")}
     if logo is not None:
         files["logo"] = ("logo.jpg", logo, "image/jpeg")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
@@ -152,7 +152,8 @@ def create_web_app(settings: Settings, *, host: str = "127.0.0.1", port: int = 7
     @app.get("/readyz", tags=["health"], summary="The studio is built and taking books.")
     async def readyz() -> JSONResponse:
         ready = state.studio is not None
-        return JSONResponse({"status": "ready" if ready else "starting", "service": "web", "profile": settings.profile.value}, status_code=200 if ready else 503)
+        body = {"status": "ready" if ready else "starting", "service": "web", "profile": settings.profile.value}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics.")
     async def metrics_endpoint() -> Response:

@@ -10,11 +10,16 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 
 from shared.errors import FabulaError
 from shared.logs import configure_logging
 from shared.settings import Profile, Settings
+
+if TYPE_CHECKING:
+    from webapp.jobs.models import JobRecord
+    from webapp.jobs.stories import Stories
 
 SERVICE_NAMES = ("caption", "illustrate", "llm", "narrate")
 
@@ -39,7 +44,8 @@ def best_profile(settings: Settings) -> tuple[Profile, str]:
     from gpu_setup.models import model_status
 
     def complete(profile: Profile) -> bool:
-        return all(status.state in ("present", "not_used", "external", "built_on_first_use") for status in model_status(settings.model_copy(update={"profile": profile})))
+        statuses = model_status(settings.model_copy(update={"profile": profile}))
+        return all(status.state in ("present", "not_used", "external", "built_on_first_use") for status in statuses)
 
     import torch
 
@@ -177,7 +183,6 @@ async def _story(settings: Settings, photo: bytes, options: object, output: Path
 
     from webapp.jobs.following import follow_events
     from webapp.jobs.models import JobStatus
-    from webapp.jobs.progress import Artifacts
     from webapp.launcher import InProcessServices
     from webapp.studio import build_studio
 
@@ -205,25 +210,32 @@ async def _story(settings: Settings, photo: bytes, options: object, output: Path
         record = await stories.wait(record.id)
         if record.status != JobStatus.done:
             return _fail(f"the book could not be made: {record.error} (job {record.id}; `fabula resume {record.id}` continues it)", 1)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(stories.file(record.id, Artifacts.PDF) or "", output)
-        saved = stories.progress(record.id)
-        print(f"Book written to {output} ({output.stat().st_size:,} bytes) in {time.perf_counter() - started:.1f} s")
-        for name, suffix, what in ((Artifacts.EPUB, ".epub", "EPUB (reads along)"), (Artifacts.AUDIOBOOK, ".m4b", "Audiobook")):
-            if (path := stories.file(record.id, name)) is not None:
-                shutil.copyfile(path, output.with_suffix(suffix))
-                print(f"{what}: {output.with_suffix(suffix)}")
-        if saved.language_note:
-            print(saved.language_note)
-        if saved.narration_note:
-            print(f"Not read aloud: {saved.narration_note}")
-        print("Time per stage: " + ", ".join(f"{stage} {seconds:.2f} s" for stage, seconds in saved.stage_seconds.items()))
+        _save_book(stories, record, output, time.perf_counter() - started)
         print(f"Reader link (served by `fabula serve web`): {public_url.rstrip('/')}/read/{record.book_token}")
         return 0
     finally:
         await studio.aclose()
         if services:
             services.stop()
+
+
+def _save_book(stories: Stories, record: JobRecord, output: Path, seconds: float) -> None:
+    """Copy the book's formats next to `output` and say what the reader should know about it."""
+    from webapp.jobs.progress import Artifacts
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(stories.file(record.id, Artifacts.PDF) or "", output)
+    print(f"Book written to {output} ({output.stat().st_size:,} bytes) in {seconds:.1f} s")
+    for name, suffix, what in ((Artifacts.EPUB, ".epub", "EPUB (reads along)"), (Artifacts.AUDIOBOOK, ".m4b", "Audiobook")):
+        if (path := stories.file(record.id, name)) is not None:
+            shutil.copyfile(path, output.with_suffix(suffix))
+            print(f"{what}: {output.with_suffix(suffix)}")
+    saved = stories.progress(record.id)
+    if saved.language_note:
+        print(saved.language_note)
+    if saved.narration_note:
+        print(f"Not read aloud: {saved.narration_note}")
+    print("Time per stage: " + ", ".join(f"{stage} {seconds:.2f} s" for stage, seconds in saved.stage_seconds.items()))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:

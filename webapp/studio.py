@@ -8,7 +8,7 @@ progress travels through Redis pub/sub and the rate limit is kept in Redis, so w
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import openai
@@ -46,7 +46,7 @@ class Studio:
     pipeline: StoryPipeline
     dispatch: LeasedDispatch
     required: list[CaptionClient | IllustrateClient]  # the services no book can be made without
-    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    closers: Sequence[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @property
     def store(self) -> JobStore:

@@ -13,13 +13,18 @@ import asyncio
 import logging
 import threading
 from concurrent.futures import Future
+from typing import TYPE_CHECKING
 
+from celery import Task
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 
 from shared.settings import Settings
 from webapp.jobs.celery_app import BOOKS_QUEUE, RUN_ORDER, celery_app
 from webapp.jobs.orders import Outcome, WorkOrder
 from webapp.jobs.schedulers import process_owner
+
+if TYPE_CHECKING:
+    from webapp.studio import Studio
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +41,7 @@ class WorkerRuntime:
         self.thread.start()
         public_url = settings.public_url or f"http://{settings.web_host}:{settings.web_port}"
 
-        async def build():  # type: ignore[no-untyped-def]
+        async def build() -> Studio:
             return build_studio(settings, public_url=public_url)
 
         self.studio = asyncio.run_coroutine_threadsafe(build(), self.loop).result()
@@ -67,7 +72,7 @@ def run_worker(settings: Settings, *, concurrency: int = 2) -> int:
     orders = Counter("fabula_worker_orders", "Work orders this worker took, by outcome.", ["kind", "outcome"], registry=registry)
 
     @app.task(name=RUN_ORDER, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
-    def run_order(task, data: dict) -> str:  # type: ignore[no-untyped-def]
+    def run_order(task: Task, data: dict[str, object]) -> str:
         order = WorkOrder.model_validate(data)
         try:
             outcome = runtime.perform(order)
@@ -86,7 +91,10 @@ def run_worker(settings: Settings, *, concurrency: int = 2) -> int:
     logger.info("worker ready", extra={"fields": {"owner": runtime.owner, "concurrency": concurrency}})
     print(f"Fabula worker {runtime.owner} takes books from {BOOKS_QUEUE} ({concurrency} at once).", flush=True)
     try:
-        app.Worker(pool="threads", concurrency=concurrency, queues=[BOOKS_QUEUE], loglevel="WARNING", without_mingle=True, without_gossip=True, quiet=True).start()
+        worker = app.Worker(
+            pool="threads", concurrency=concurrency, queues=[BOOKS_QUEUE], loglevel="WARNING", without_mingle=True, without_gossip=True, quiet=True
+        )
+        worker.start()
     finally:
         runtime.close()
     return 0

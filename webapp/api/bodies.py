@@ -61,7 +61,7 @@ async def read_body(request: Request, model: type[ModelT]) -> ModelT:
         raw = await read_bounded_body(request, BODY_LIMIT)
         form = await _replayed(request, raw).form()
         data = {key: value for key, value in form.items() if not isinstance(value, UploadFile)}
-    return parse_body(model, data)  # type: ignore[return-value]
+    return parse_body(model, data)
 
 
 def _replayed(request: Request, raw: bytes) -> Request:

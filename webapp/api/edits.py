@@ -29,10 +29,8 @@ async def regenerate_page(
     story_id: StoryId, page: Annotated[int, Path(ge=0, le=99)], request: Request, state: StateDep, studio: StudioDep
 ) -> StoryAccepted:
     edit = await read_body(request, PageEdit)
-    if edit.what == "image":
-        record = studio.stories.regenerate_image(story_id, page)
-    else:
-        record = studio.stories.rewrite_text(story_id, page, edit.instruction)
+    stories = studio.stories
+    record = stories.regenerate_image(story_id, page) if edit.what == "image" else stories.rewrite_text(story_id, page, edit.instruction)
     return accepted(record, state.public_url)
 
 

@@ -23,7 +23,7 @@ class WebState:
     address_warning: str | None = None  # why a phone cannot open the books' QR codes, when it cannot
 
     @classmethod
-    def create(cls, settings: Settings, public_url: str, *, address_warning: str | None = None) -> "WebState":
+    def create(cls, settings: Settings, public_url: str, *, address_warning: str | None = None) -> WebState:
         return cls(
             settings=settings, public_url=public_url.rstrip("/"), limiter=rate_limiter(settings), address_warning=address_warning,
         )

@@ -6,7 +6,7 @@ The REST API's server-sent events, the studio page and the CLI all follow storie
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from webapp.jobs.models import JobEvent, JobStatus
 from webapp.jobs.reading import current_event
@@ -30,11 +30,11 @@ async def follow_events(stories: Stories, story_id: str) -> AsyncIterator[JobEve
                 event = await asyncio.wait_for(queue.get(), timeout=_CHECK_INTERVAL_S)
             except TimeoutError:
                 # A quiet stream reads the job itself: an event lost on its way (a broker reconnect) ends nothing.
-                record = stories.store.get(story_id)
-                if record is None:
+                latest = stories.store.get(story_id)
+                if latest is None:
                     return
-                if record.status in FINISHED:
-                    yield current_event(stories, record)
+                if latest.status in FINISHED:
+                    yield current_event(stories, latest)
                     return
                 continue
             yield event

@@ -61,7 +61,9 @@ class PageNarrator:
         self.artifacts.write(job_id, name, mp3)
         narration = PageNarration(
             page=page, audio_name=name, audio_format="mp3", duration=spans[-1][1] if spans else 0.0, voice=clips[0].voice if clips else "",
-            sentences=[SpokenSentence(text=sentence, begin=round(begin, 3), end=round(end, 3)) for sentence, (begin, end) in zip(sentences, spans)],
+            sentences=[
+                SpokenSentence(text=sentence, begin=round(begin, 3), end=round(end, 3)) for sentence, (begin, end) in zip(sentences, spans, strict=True)
+            ],
         )
         self.store.save_step(
             job_id, Steps.narration(page), {"digest": text_digest(text, self.voice, language), "text": text, "narration": narration.model_dump()}

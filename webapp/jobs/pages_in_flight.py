@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from functools import partial
 from types import TracebackType
+from typing import TypeVar
 
 from webapp.jobs.progress import COVER
 from webapp.story.plan import Character, OutlineDraft
@@ -21,6 +23,7 @@ Paint = Callable[[int, str, list[Character]], Awaitable[None]]  # page, scene, c
 Write = Callable[[OutlineDraft, int], Awaitable[tuple[str, str]]]  # the outline so far, page → (English, book's language)
 ReadAloud = Callable[[int, str], Awaitable[None]]  # page (0: the title), its words
 SaveDraft = Callable[[OutlineDraft], None]
+T = TypeVar("T")
 
 
 class PagesInFlight:
@@ -52,7 +55,7 @@ class PagesInFlight:
             if page not in self.texts and (page + 1 in draft.beats or page == self.pages or complete or opening):
                 snapshot = draft.model_copy(update={"beats": dict(draft.beats)})
                 task = asyncio.ensure_future(self._write(snapshot, page))
-                task.add_done_callback(lambda done, page=page: self._read_when_written(page, done))
+                task.add_done_callback(partial(self._read_when_written, page))
                 self.texts[page] = task
 
     def paint(self, page: int, scene: str, characters: list[Character]) -> None:
@@ -83,10 +86,10 @@ class PagesInFlight:
             self.voices[page] = asyncio.ensure_future(self._read_aloud(page, text))
 
 
-async def gather_all(awaitables: list) -> list:  # type: ignore[type-arg]
+async def gather_all(awaitables: list[Awaitable[T]]) -> list[T]:
     """Wait for all; the first failure is raised once every one has ended (so none is left running unseen)."""
     results = await asyncio.gather(*awaitables, return_exceptions=True)
     for result in results:
         if isinstance(result, BaseException):
             raise result
-    return results
+    return results  # type: ignore[return-value]  # every one is a T: a failure was raised above

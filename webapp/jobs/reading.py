@@ -63,7 +63,7 @@ def load_story(stories: Stories, record: JobRecord, public_url: str) -> StoryCon
     if words is not None and english is not None:
         content.title, content.original_title = words.title or english.title, english.title
         spoken = progress.spoken
-        for number, (text, original) in enumerate(zip(words.pages, english.pages), start=1):
+        for number, (text, original) in enumerate(zip(words.pages, english.pages, strict=True), start=1):
             content.pages.append(
                 PageContent(
                     number, text or original, original, stories.file(record.id, Artifacts.picture(number)),

@@ -165,7 +165,8 @@ class SqlJobStore:
         with self._write() as connection:
             dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
             statement = dialect.insert(steps).values(**values)
-            connection.execute(statement.on_conflict_do_update(index_elements=["job_id", "name"], set_={"data": values["data"], "updated_at": values["updated_at"]}))
+            changes = {"data": values["data"], "updated_at": values["updated_at"]}
+            connection.execute(statement.on_conflict_do_update(index_elements=["job_id", "name"], set_=changes))
 
     def steps(self, job_id: str) -> dict[str, dict]:
         rows = self._read(lambda c: c.execute(select(steps.c.name, steps.c.data).where(steps.c.job_id == job_id)).all())

@@ -8,6 +8,7 @@ transaction that creates the job, so it holds across any number of web replicas.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import secrets
@@ -145,10 +146,8 @@ class Stories:
         queue = self.events.subscribe(job_id)
         try:
             while (record := self.get(job_id)).status in (JobStatus.queued, JobStatus.running):
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(queue.get(), timeout=_POLL_S)
-                except TimeoutError:
-                    pass
             return record
         finally:
             self.events.unsubscribe(job_id, queue)

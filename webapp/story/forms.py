@@ -5,7 +5,7 @@ sentence everywhere.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
@@ -14,6 +14,7 @@ from shared.errors import InvalidRequest
 from shared.http_errors import describe_validation
 from webapp.story.options import StoryOptions
 
+Body = TypeVar("Body", bound=BaseModel)
 _BRAND_FIELDS = ("name", "voice", "message", "primary_color", "secondary_color", "cta_url", "cta_text")
 
 
@@ -88,9 +89,9 @@ def _form_location(error: Any) -> dict[str, Any]:
     return {**error, "loc": tuple(location)}
 
 
-def parse_body(model: type[BaseModel], data: dict[str, Any]) -> BaseModel:
+def parse_body(model: type[Body], data: dict[str, Any]) -> Body:
     """Validate a small JSON or form body, with the same plain messages."""
     try:
         return model.model_validate({key: value for key, value in data.items() if not (value is None or (isinstance(value, str) and not value.strip()))})
     except ValidationError as exc:
-        raise describe_validation(list(exc.errors())) from None
+        raise describe_validation([dict(error) for error in exc.errors()]) from None

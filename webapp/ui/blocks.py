@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import secrets
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 from fastapi import FastAPI
@@ -26,7 +27,7 @@ SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples"
 _PAGE_CAPTION = re.compile(r"Page (\d+)")
 # Studio actions show their own progress line; Gradio's overlay would also pin a red "Error" badge on every
 # output after a refused request, beside the toast that already says why.
-QUIET = {"show_progress": "hidden"}
+QUIET: dict[str, Any] = {"show_progress": "hidden"}
 
 
 def sample_photos() -> list[tuple[Path, str, str]]:
@@ -124,21 +125,27 @@ def build_ui(state: WebState) -> gr.Blocks:
                 generate = gr.Button("Make my storybook", variant="primary", size="lg", elem_id="generate-button")
 
         gr.Markdown("### 3 · Your book", elem_classes=["section-heading"])
-        progress = gr.HTML('<div class="fabula-progress" data-status="idle"><p class="sentence">Your book will appear here, page by page, as it is made.</p></div>', elem_id="progress")
+        idle = '<div class="fabula-progress" data-status="idle"><p class="sentence">Your book will appear here, page by page, as it is made.</p></div>'
+        progress = gr.HTML(idle, elem_id="progress")
         with gr.Column(visible=False, elem_id="book-area") as book_area:
             with gr.Row(equal_height=False):
                 with gr.Column(scale=2, min_width=200):
                     cover = gr.Image(label="Cover", interactive=False, height=260, elem_id="cover-image", buttons=["download", "fullscreen"])
                 with gr.Column(scale=5):
                     title = gr.HTML(elem_id="book-title")
-                    version_choice = gr.Dropdown(label="Versions", choices=[], visible=False, elem_id="version-dropdown", info="Both versions are kept; pick one to see it.")
+                    version_choice = gr.Dropdown(
+                        label="Versions", choices=[], visible=False, elem_id="version-dropdown", info="Both versions are kept; pick one to see it."
+                    )
                     with gr.Row(visible=False, elem_id="book-result") as result:
                         with gr.Column(scale=3):
                             book_file = gr.File(label="Your book (PDF)", interactive=False, elem_id="book-file")
                             link = gr.HTML(elem_id="book-link")
                         with gr.Column(scale=2, min_width=200):
                             # No label or buttons over the picture: they would cover the code's quiet zone.
-                            qr = gr.Image(label=look.QR_CAPTION, show_label=False, format="png", type="pil", interactive=False, height=240, elem_id="book-qr", buttons=[])
+                            qr = gr.Image(
+                                label=look.QR_CAPTION, show_label=False, format="png", type="pil", interactive=False, height=240, elem_id="book-qr",
+                                buttons=[],
+                            )
                             gr.Markdown(look.QR_CAPTION, elem_id="qr-caption")
                             if state.address_warning:
                                 gr.Markdown(look.address_note(state.address_warning), elem_id="address-warning")
@@ -161,7 +168,9 @@ def build_ui(state: WebState) -> gr.Blocks:
                 instruction = gr.Textbox("", label="How should the text change?", placeholder="Optional, e.g. 'make it funnier'", max_length=300, scale=3)
                 rewrite = gr.Button("Rewrite text", elem_id="rewrite-button", scale=1, min_width=140)
             with gr.Row(equal_height=False, elem_classes=["edit-row"]):
-                report_what = gr.Radio([("Picture", "picture"), ("Text", "text")], value="picture", label="Something wrong with this page?", scale=1, min_width=180)
+                report_what = gr.Radio(
+                    [("Picture", "picture"), ("Text", "text")], value="picture", label="Something wrong with this page?", scale=1, min_width=180
+                )
                 report_reason = gr.Textbox("", label="What is wrong?", placeholder="e.g. 'the picture is scary'", max_length=500, scale=3)
                 report = gr.Button("Report this page", elem_id="report-button", variant="stop", scale=1, min_width=140)
             with gr.Row(equal_height=False, elem_classes=["edit-row"]):
@@ -184,10 +193,12 @@ def build_ui(state: WebState) -> gr.Blocks:
         logo.upload(callbacks.check_photo, inputs=[logo], outputs=[logo], api_visibility="private", concurrency_limit=None, **QUIET)
         gallery.select(_selected_page, outputs=[page_choice], api_visibility="private", **QUIET)
         repaint.click(
-            callbacks.regenerate_picture, inputs=[story_id, page_choice, versions], outputs=outputs, api_name="regenerate_picture", concurrency_limit=None, **QUIET
+            callbacks.regenerate_picture, inputs=[story_id, page_choice, versions], outputs=outputs, api_name="regenerate_picture",
+            concurrency_limit=None, **QUIET,
         )
         rewrite.click(
-            callbacks.rewrite_text, inputs=[story_id, page_choice, instruction, versions], outputs=outputs, api_name="rewrite_text", concurrency_limit=None, **QUIET
+            callbacks.rewrite_text, inputs=[story_id, page_choice, instruction, versions], outputs=outputs, api_name="rewrite_text",
+            concurrency_limit=None, **QUIET,
         )
         report.click(
             callbacks.report_page, inputs=[story_id, page_choice, report_what, report_reason, versions], outputs=outputs, api_name="report_page",
@@ -216,8 +227,8 @@ def _note_copies(blocks: gr.Blocks, copies: StudioCopies) -> None:
             copies.note(source, copy)
             return copy
 
-        block.move_resource_to_block_cache = noted  # type: ignore[method-assign]
-        block.async_move_resource_to_block_cache = noted_async  # type: ignore[method-assign]
+        block.move_resource_to_block_cache = noted  # type: ignore[method-assign, assignment]
+        block.async_move_resource_to_block_cache = noted_async  # type: ignore[method-assign, assignment]
 
 
 def mount_ui(app: FastAPI, state: WebState, *, copies: StudioCopies | None = None) -> FastAPI:

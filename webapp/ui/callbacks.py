@@ -11,7 +11,8 @@ import functools
 import logging
 import re
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any
+from collections.abc import AsyncIterator, Callable
 
 import gradio as gr
 
@@ -122,10 +123,10 @@ class StudioCallbacks:
             "brand_primary_color": hex_color(brand_primary_color), "brand_secondary_color": hex_color(brand_secondary_color),
             "brand_cta_url": brand_cta_url, "brand_cta_text": brand_cta_text,
         } if brand_used else {}
-        form = StoryForm(
-            pages=int(pages) if pages is not None else None, language=language, style=style, audience=audience, tone=tone, idea=idea,
-            character_names=character_names, bilingual=bilingual, narrate=narrate, reference_strength=likeness, **brand,
-        )
+        form = StoryForm.model_validate({
+            "pages": int(pages) if pages is not None else None, "language": language, "style": style, "audience": audience, "tone": tone,
+            "idea": idea, "character_names": character_names, "bilingual": bilingual, "narrate": narrate, "reference_strength": likeness, **brand,
+        })
         options = form.options(max_pages=self.state.settings.max_book_pages, blocked_words=tuple(self.state.settings.blocked_words))
         self.state.limiter.check(_client(request))
         logo_bytes = Path(logo).read_bytes() if logo and brand_used else None
@@ -165,7 +166,7 @@ class StudioCallbacks:
         """Rewrite one page's text, optionally following an instruction, then bind the book again."""
         studio, job_id, page = self._edit_target(story_id, page, request)
         edit = parse_body(PageEdit, {"what": "text", "instruction": instruction})
-        studio.stories.rewrite_text(job_id, page, edit.instruction)  # type: ignore[attr-defined]
+        studio.stories.rewrite_text(job_id, page, edit.instruction)
         async for screen in self._follow(studio, job_id, versions, f"Rewriting page {page}…", chosen_page=page):
             yield screen.as_tuple()
 
