@@ -70,6 +70,12 @@ async def core(tmp_path: Path) -> AsyncIterator[Core]:
     store.close()
 
 
+def seed_of(core: Core, record: JobRecord, page: int) -> int | None:
+    picture = core.stories.progress(record.id).picture(page)
+    assert picture is not None
+    return picture.seed
+
+
 def pdf_pages(core: Core, record: JobRecord) -> int:
     path = core.stories.file(record.id, Artifacts.PDF)
     assert path is not None
@@ -125,11 +131,11 @@ async def test_a_failed_book_resumes_from_what_was_saved(core: Core) -> None:
 
 async def test_a_repaint_paints_one_picture_with_the_next_seed(core: Core) -> None:
     record = await core.made(StoryOptions(pages=2, seed=11, narrate=False))
-    before = {page: core.stories.progress(record.id).picture(page)["seed"] for page in (COVER, 1, 2)}
+    before = {page: seed_of(core, record, page) for page in (COVER, 1, 2)}
 
     record = await core.edited(core.stories.regenerate_image(record.id, 2))
 
-    after = {page: core.stories.progress(record.id).picture(page)["seed"] for page in (COVER, 1, 2)}
+    after = {page: seed_of(core, record, page) for page in (COVER, 1, 2)}
     assert record.status == JobStatus.done and record.book_version == 2
     assert after[2] != before[2] and after[1] == before[1] and after[COVER] == before[COVER]
 
@@ -187,8 +193,8 @@ async def test_a_flagged_picture_is_painted_again_with_new_seeds(core: Core) -> 
 
     pictures = [core.stories.progress(record.id).picture(page) for page in (COVER, 1)]
     assert record.status == JobStatus.done
-    assert sum(picture["repaints"] for picture in pictures) == 1 and not any(picture["flagged"] for picture in pictures)
-    assert {picture["seed"] for picture in pictures if picture["repaints"]} == {seed_for(5, 1)}  # the retry had the next seed
+    assert sum(picture.repaints for picture in pictures if picture) == 1 and not any(picture.flagged for picture in pictures if picture)
+    assert {picture.seed for picture in pictures if picture and picture.repaints} == {seed_for(5, 1)}  # the retry had the next seed
 
 
 async def test_a_book_held_by_another_worker_is_not_made_twice(core: Core) -> None:

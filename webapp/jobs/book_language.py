@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 
 from webapp.jobs.ledger import JobLedger
-from webapp.jobs.progress import Steps
+from webapp.jobs.progress import Steps, WrittenPiece
 from webapp.jobs.seeds import book_seed, seed_for
 from webapp.story.languages import find_language
 from webapp.story.options import StoryOptions
@@ -35,9 +35,9 @@ class BookLanguage:
             if written.fallback:
                 self.write_in_english(job_id, options.language)
                 return text
-            saved = {"text": written.text, "fallback": False}
-            self.store.save_step(job_id, Steps.translated(key), saved)
-        return saved["text"] if saved and self.of(job_id, options) != "en" else text
+            saved = WrittenPiece(text=written.text)
+            self.store.save_step(job_id, Steps.translated(key), saved.model_dump())
+        return saved.text if saved and self.of(job_id, options) != "en" else text
 
     def write_in_english(self, job_id: str, requested: str) -> None:
         """Record, once, that the model could not write `requested`: the book is made in English and says so."""

@@ -14,7 +14,7 @@ import logging
 from shared.errors import Conflict, NotFound, RateLimited
 from webapp.jobs.models import JobRecord, JobStatus, Stage
 from webapp.jobs.orders import WorkOrder
-from webapp.jobs.progress import Steps
+from webapp.jobs.progress import RewriteRequest, Steps
 from webapp.jobs.store import JobStore
 from webapp.story.plan import StoryPlan
 
@@ -64,7 +64,7 @@ class EditRequests:
             raise NotFound("The cover has no text to rewrite; choose a page from 1.", param="page")
         self.claim(job_id, Stage.plan)
         count = self.store.progress(job_id).rewrites(page) + 1
-        self.store.save_step(job_id, Steps.rewrites(page), {"count": count, "instruction": instruction, "done": False})
+        self.store.save_step(job_id, Steps.rewrites(page), RewriteRequest(count=count, instruction=instruction).model_dump())
         return WorkOrder(job_id=job_id, kind="rewrite", page=page, instruction=instruction)
 
     def extend(self, job_id: str, more: int) -> WorkOrder:

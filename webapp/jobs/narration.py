@@ -18,7 +18,7 @@ from webapp.book.audio import encode, join_clips
 from webapp.book.narration import PageNarration, SpokenSentence
 from webapp.book.sentences import split_sentences
 from webapp.jobs.artifacts import ArtifactStore
-from webapp.jobs.progress import Artifacts, Steps
+from webapp.jobs.progress import Artifacts, NarrationNote, Steps
 from webapp.jobs.store import JobStore
 
 logger = logging.getLogger(__name__)
@@ -82,19 +82,19 @@ class PageNarrator:
                 raise
             if not self.store.progress(job_id).narration_note:
                 logger.info("no voice for this book", extra={"fields": {"reason": exc.message}})
-                self.store.save_step(job_id, Steps.NARRATION_NOTE, {"message": exc.message, "param": exc.param, "language": language})
+                self.store.save_step(job_id, Steps.NARRATION_NOTE, NarrationNote(message=exc.message, param=exc.param, language=language).model_dump())
 
     def unread(self, job_id: str, language: str) -> dict[int, str]:
         """The pages (0: the title) whose saved narration does not speak their current words (after an edit, a
         resume); none when the language has no voice at all. A note said of another language (the one chosen,
         before the model was found not to write it) is dropped: it is not this book's."""
         progress = self.store.progress(job_id)
-        note = progress.narration_note_data
-        if note and note.get("language", language) != language:
+        note = progress.narration_problem
+        if note and note.language not in (None, language):
             self.store.delete_step(job_id, Steps.NARRATION_NOTE)
-            note = {}
+            note = None
         words = progress.words if progress.plan is not None else None
-        if words is None or note.get("param") in ("language", "voice"):
+        if words is None or (note and note.param in ("language", "voice")):
             return {}
         texts = {0: words.title, **dict(enumerate(words.pages, start=1))}
         return {page: text for page, text in texts.items() if self.saved(job_id, page, text, language) is None}

@@ -17,7 +17,7 @@ from shared.errors import UpstreamError
 from shared.schemas import ImageData, ImageGenerationRequest
 from webapp.jobs.artifacts import ArtifactStore
 from webapp.jobs.ledger import JobLedger
-from webapp.jobs.progress import COVER, Artifacts, Steps
+from webapp.jobs.progress import COVER, Artifacts, PaintedPicture, Steps
 from webapp.jobs.safety_metrics import SAFETY
 from webapp.jobs.seeds import seed_for
 from webapp.story.options import StoryOptions
@@ -69,10 +69,8 @@ class PagePainter:
             logger.warning("flagged picture replaced by a placeholder", extra={"fields": {"page": page}})
             SAFETY.replaced.inc()
         self.artifacts.write(job_id, Artifacts.picture(page), base64.b64decode(image.b64_json))
-        self.store.save_step(
-            job_id, Steps.picture(page),
-            {"seed": image.seed, "prompt": picture.prompt, "reference": reference is not None, "flagged": image.flagged, "repaints": attempt},
-        )
+        painted = PaintedPicture(seed=image.seed, prompt=picture.prompt, reference=reference is not None, flagged=image.flagged, repaints=attempt)
+        self.store.save_step(job_id, Steps.picture(page), painted.model_dump())
         self.ledger.picture_saved(job_id, page)
 
     async def _one(self, request: ImageGenerationRequest) -> ImageData:

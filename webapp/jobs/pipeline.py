@@ -32,7 +32,7 @@ from webapp.jobs.narration import PageNarrator
 from webapp.jobs.orders import WorkOrder
 from webapp.jobs.pages_in_flight import PagesInFlight, gather_all
 from webapp.jobs.painting import PagePainter
-from webapp.jobs.progress import COVER, Artifacts, Steps
+from webapp.jobs.progress import COVER, Artifacts, RewriteRequest, Steps, WrittenPiece
 from webapp.jobs.seeds import book_seed, seed_for
 from webapp.story.options import StoryOptions
 from webapp.story.plan import Character, OutlineDraft, StoryOutline, StoryPlan, Translation
@@ -147,11 +147,11 @@ class StoryPipeline:
         if saved is None:
             brief = self.writer.brief(caption, options, names)
             written = await self.writer.write_page(brief, draft.title or "", draft.beats, page, options.pages, seed=seed)
-            saved = {"text": written.text, "fallback": written.fallback}
-            self.store.save_step(job_id, Steps.text(page), saved)
-        translated = await self.language.translated(job_id, page, saved["text"], options, names)
+            saved = WrittenPiece(text=written.text, fallback=written.fallback)
+            self.store.save_step(job_id, Steps.text(page), saved.model_dump())
+        translated = await self.language.translated(job_id, page, saved.text, options, names)
         self.ledger.say(self.ledger.record(job_id), f"Page {page} written.", page=page)
-        return saved["text"], translated
+        return saved.text, translated
 
     def save_words(self, job_id: str, options: StoryOptions, outline: StoryOutline, title: str, written: list[tuple[str, str]]) -> None:
         english = [text for text, _ in written]
@@ -207,17 +207,17 @@ class StoryPipeline:
 
     async def rewrite(self, job_id: str, options: StoryOptions, page: int, instruction: str | None) -> None:
         progress = self.store.progress(job_id)
-        asked, plan, words = progress.rewrite_request(page), progress.plan, progress.words
-        if asked.get("done") or plan is None or words is None:
+        asked, plan, words = progress.rewrite_request(page) or RewriteRequest(instruction=instruction), progress.plan, progress.words
+        if asked.done or plan is None or words is None:
             return  # made already (a redelivered order), or nothing to rewrite
-        redo = int(asked.get("count", 1))
+        redo = asked.count
         written = await self.writer.rewrite_page(plan, options, progress.caption or "", page, instruction, seed=seed_for(book_seed(job_id, options), redo))
         plan.pages[page - 1].text = written.text
         names = [character.name for character in plan.characters]
         words.pages[page - 1] = await self.language.translated(job_id, page, written.text, options, names, redo=redo)
         self.store.save_step(job_id, Steps.PLAN, plan.model_dump())
         self.store.save_step(job_id, Steps.TRANSLATION, words.model_dump())
-        self.store.save_step(job_id, Steps.rewrites(page), {**asked, "done": True})
+        self.store.save_step(job_id, Steps.rewrites(page), asked.model_copy(update={"done": True}).model_dump())
 
     async def extend(self, job_id: str, options: StoryOptions, wanted: int | None) -> None:
         progress = self.store.progress(job_id)

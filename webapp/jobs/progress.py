@@ -11,10 +11,46 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
+
 from webapp.book.narration import PageNarration
 from webapp.story.plan import OutlineDraft, StoryOutline, StoryPlan, Translation
 
 COVER = 0
+
+
+class WrittenPiece(BaseModel):
+    """A page's text, or a translated piece; `fallback`: the model could not write it within the rules."""
+
+    text: str
+    fallback: bool = False
+
+
+class PaintedPicture(BaseModel):
+    """How a page's picture was painted: its seed and prompt, whether the photo guided it, whether the safety
+    classifier flagged it on every try (the page shows a calm placeholder), and how many times it was repainted."""
+
+    seed: int | None = None
+    prompt: str = ""
+    reference: bool = False
+    flagged: bool = False
+    repaints: int = 0
+
+
+class RewriteRequest(BaseModel):
+    """The latest rewrite asked for a page; `done` once it is made, so a redelivered order changes nothing more."""
+
+    count: int = 1
+    instruction: str | None = None
+    done: bool = False
+
+
+class NarrationNote(BaseModel):
+    """Why the book, or a page, is not read aloud: the narrate service's words and the request field at fault."""
+
+    message: str
+    param: str | None = None
+    language: str | None = None
 
 
 class Artifacts:
@@ -127,9 +163,10 @@ class StoryProgress:
         in_english = self.language_note is not None
 
         def piece(key: str | int, english: str) -> str:
-            return english if in_english else (self.translated(key) or {}).get("text") or english
+            translated = None if in_english else self.translated(key)
+            return translated.text if translated else english
 
-        texts = [(self.text(page) or {}).get("text", "") for page in range(1, len(outline.pages) + 1)]
+        texts = [self._written(page) for page in range(1, len(outline.pages) + 1)]
         return Translation(title=piece("title", outline.title), pages=[piece(page, text) for page, text in enumerate(texts, start=1)])
 
     @property
@@ -141,7 +178,11 @@ class StoryProgress:
         outline = self.outline
         if outline is None:
             return None
-        return Translation(title=outline.title, pages=[(self.text(page) or {}).get("text", "") for page in range(1, len(outline.pages) + 1)])
+        return Translation(title=outline.title, pages=[self._written(page) for page in range(1, len(outline.pages) + 1)])
+
+    def _written(self, page: int) -> str:
+        written = self.text(page)
+        return written.text if written else ""
 
     def language(self, requested: str) -> str:
         """The language the book is written in: the one asked for, unless the model could not write it."""
@@ -157,14 +198,17 @@ class StoryProgress:
         words = self.words
         return words.title if words else None
 
-    def text(self, page: int) -> dict[str, Any] | None:
-        return self.steps.get(Steps.text(page))
+    def text(self, page: int) -> WrittenPiece | None:
+        saved = self.steps.get(Steps.text(page))
+        return WrittenPiece.model_validate(saved) if saved else None
 
-    def translated(self, key: str | int) -> dict[str, Any] | None:
-        return self.steps.get(Steps.translated(key))
+    def translated(self, key: str | int) -> WrittenPiece | None:
+        saved = self.steps.get(Steps.translated(key))
+        return WrittenPiece.model_validate(saved) if saved else None
 
-    def picture(self, page: int) -> dict[str, Any]:
-        return self.steps.get(Steps.picture(page)) or {}
+    def picture(self, page: int) -> PaintedPicture | None:
+        saved = self.steps.get(Steps.picture(page))
+        return PaintedPicture.model_validate(saved) if saved else None
 
     def repaints(self, page: int) -> int:
         return int((self.steps.get(Steps.repaints(page)) or {}).get("count", 0))
@@ -172,21 +216,23 @@ class StoryProgress:
     def rewrites(self, page: int) -> int:
         return int((self.steps.get(Steps.rewrites(page)) or {}).get("count", 0))
 
-    def rewrite_request(self, page: int) -> dict[str, Any]:
-        """The latest rewrite asked for the page: `count`, `instruction`, and `done` once it is made."""
-        return self.steps.get(Steps.rewrites(page)) or {}
+    def rewrite_request(self, page: int) -> RewriteRequest | None:
+        saved = self.steps.get(Steps.rewrites(page))
+        return RewriteRequest.model_validate(saved) if saved else None
 
     @property
     def narration_note(self) -> str | None:
-        return (self.steps.get(Steps.NARRATION_NOTE) or {}).get("message")
+        note = self.narration_problem
+        return note.message if note else None
 
     @property
-    def narration_note_data(self) -> dict[str, Any]:
-        """Why the book is not read aloud: `message`, the request field at fault (`param`) and the `language`."""
-        return self.steps.get(Steps.NARRATION_NOTE) or {}
+    def narration_problem(self) -> NarrationNote | None:
+        saved = self.steps.get(Steps.NARRATION_NOTE)
+        return NarrationNote.model_validate(saved) if saved else None
 
     @property
     def order(self) -> dict[str, Any] | None:
+        """The job's last scheduled work order, as it travels (a `WorkOrder`'s fields)."""
         return self.steps.get(Steps.ORDER)
 
     @property

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from webapp.jobs.book_links import BookLinks
 from webapp.jobs.models import STAGE_MESSAGES, JobEvent, JobRecord, JobStatus
-from webapp.jobs.progress import COVER, Artifacts
+from webapp.jobs.progress import COVER, Artifacts, PaintedPicture
 from webapp.jobs.stories import Stories
 
 IMAGE_NAME = re.compile(r"^(cover|page-\d{2})\.png$|^photo\.jpg$")
@@ -54,6 +54,10 @@ def file_version(path: Path | None) -> int | None:
         return None
 
 
+def _replaced(picture: PaintedPicture | None) -> bool:
+    return picture is not None and picture.flagged
+
+
 def load_story(stories: Stories, record: JobRecord, public_url: str) -> StoryContent:
     """Everything saved so far for one story; pages appear once the outline exists, texts and pictures as they come."""
     progress = stories.progress(record.id)
@@ -67,7 +71,7 @@ def load_story(stories: Stories, record: JobRecord, public_url: str) -> StoryCon
             content.pages.append(
                 PageContent(
                     number, text or original, original, stories.file(record.id, Artifacts.picture(number)),
-                    audio_name=spoken[number].audio_name if number in spoken else None, replaced=bool(progress.picture(number).get("flagged")),
+                    audio_name=spoken[number].audio_name if number in spoken else None, replaced=_replaced(progress.picture(number)),
                 )
             )
     content.cover_path = stories.file(record.id, Artifacts.picture(COVER))
