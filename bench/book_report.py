@@ -178,14 +178,14 @@ def _pictures_finding(report: BookReport, timeline: Timeline) -> str:
 
 def _ending_finding(report: BookReport, timeline: Timeline) -> str | None:
     ends: dict[str, float] = {}
-    pictures = [page for page in timeline.pages if page.picture]
+    pictures = [(page.page, page.picture.end) for page in timeline.pages if page.picture]
     if pictures:
-        last = max(pictures, key=lambda page: page.picture.end)  # type: ignore[union-attr]
-        ends["the last picture (" + ("the cover" if last.page == COVER else f"page {last.page}") + ")"] = last.picture.end  # type: ignore[union-attr]
-    translations = [page for page in timeline.pages if page.translation]
+        number, end = max(pictures, key=lambda picture: picture[1])
+        ends["the last picture (" + ("the cover" if number == COVER else f"page {number}") + ")"] = end
+    translations = [(page.page, page.translation.end) for page in timeline.pages if page.translation]
     if translations:
-        last = max(translations, key=lambda page: page.translation.end)  # type: ignore[union-attr]
-        ends[f"the last translation (page {last.page})"] = last.translation.end  # type: ignore[union-attr]
+        number, end = max(translations, key=lambda translation: translation[1])
+        ends[f"the last translation (page {number})"] = end
     if not ends:
         return None
     what, moment = max(ends.items(), key=lambda item: item[1])

@@ -9,6 +9,8 @@ A call is matched to its page through the job's saved outline and texts.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pydantic import BaseModel
 
 from bench.latency_services import InjectedCall
@@ -65,48 +67,73 @@ def build_timeline(
     timeline = Timeline(pages=[PageTimeline(page=number, picture_saved=saved.get(number, {}).get("picture"),
                                             text_saved=saved.get(number, {}).get("text")) for number in [*range(1, pages + 1), COVER]])
 
-    def span(call: InjectedCall) -> Span:
-        return Span(start=call.started_at - started, end=call.finished_at - started)
-
-    def widen(current: Span | None, call: InjectedCall) -> Span:
-        """Regenerations of one piece: from the first call's start to the last one's end."""
-        new = span(call)
-        return new if current is None else Span(start=min(current.start, new.start), end=max(current.end, new.end))
-
+    run = _Run(started=started, title=title, beats=beats, texts=texts)
     for call in sorted(calls, key=lambda call: call.started_at):
-        if call.service == "caption":
-            timeline.caption = span(call)
-        elif call.service == "illustrate":
-            page = _picture_page(call.subject, title, beats)
-            if page is not None and (entry := timeline.page(page)) is not None:
-                entry.picture = widen(entry.picture, call)
-            if not any(abs(existing.end - (call.finished_at - started)) < 1e-3 for existing in timeline.image_calls):
-                timeline.image_calls.append(span(call))
-        elif call.name == "outline" and timeline.outline is None:
-            timeline.outline = span(call)
-            for number, moment in _beat_arrivals(call).items():
-                if (entry := timeline.page(number)) is not None:
-                    entry.beat = moment - started
-        elif call.name == "page":
-            page = next((number for number, beat in beats.items() if beat == call.subject), None)
-            if page is not None and (entry := timeline.page(page)) is not None:
-                entry.text = widen(entry.text, call)
-        elif call.name == "translation":
-            if title and call.subject == title:
-                timeline.title_translation = widen(timeline.title_translation, call)
-            page = next((number for number, text in texts.items() if text and text == call.subject), None)
-            if page is not None and (entry := timeline.page(page)) is not None:
-                entry.translation = widen(entry.translation, call)
+        _place_call(timeline, call, run)
     opening = timeline.page(1)
     if (steps.get("outline_draft") or {}).get("opening") and opening is not None and timeline.caption is not None:
         opening.beat = timeline.caption.end  # page 1 is the photo's own scene: settled when the caption came back
     return timeline
 
 
+@dataclass(frozen=True)
+class _Run:
+    """What a call is matched against: the submission's moment and the job's saved title, beats and texts."""
+
+    started: float
+    title: str
+    beats: dict[int, str]
+    texts: dict[int, str | None]
+
+    def span(self, call: InjectedCall) -> Span:
+        return Span(start=call.started_at - self.started, end=call.finished_at - self.started)
+
+    def widen(self, current: Span | None, call: InjectedCall) -> Span:
+        """Regenerations of one piece: from the first call's start to the last one's end."""
+        new = self.span(call)
+        return new if current is None else Span(start=min(current.start, new.start), end=max(current.end, new.end))
+
+
+def _place_call(timeline: Timeline, call: InjectedCall, run: _Run) -> None:
+    """One logged call onto the timeline: the caption, a picture, the outline, a page's text or a translation."""
+    if call.service == "caption":
+        timeline.caption = run.span(call)
+    elif call.service == "illustrate":
+        _place_picture(timeline, call, run)
+    elif call.name == "outline" and timeline.outline is None:
+        timeline.outline = run.span(call)
+        for number, moment in _beat_arrivals(call).items():
+            if (entry := timeline.page(number)) is not None:
+                entry.beat = moment - run.started
+    elif call.name == "page":
+        page = next((number for number, beat in run.beats.items() if beat == call.subject), None)
+        if page is not None and (entry := timeline.page(page)) is not None:
+            entry.text = run.widen(entry.text, call)
+    elif call.name == "translation":
+        _place_translation(timeline, call, run)
+
+
+def _place_picture(timeline: Timeline, call: InjectedCall, run: _Run) -> None:
+    page = _picture_page(call.subject, run.title, run.beats)
+    if page is not None and (entry := timeline.page(page)) is not None:
+        entry.picture = run.widen(entry.picture, call)
+    # One model call paints a batch: its pictures share one entry.
+    if not any(abs(existing.end - (call.finished_at - run.started)) < 1e-3 for existing in timeline.image_calls):
+        timeline.image_calls.append(run.span(call))
+
+
+def _place_translation(timeline: Timeline, call: InjectedCall, run: _Run) -> None:
+    if run.title and call.subject == run.title:
+        timeline.title_translation = run.widen(timeline.title_translation, call)
+    page = next((number for number, text in run.texts.items() if text and text == call.subject), None)
+    if page is not None and (entry := timeline.page(page)) is not None:
+        entry.translation = run.widen(entry.translation, call)
+
+
 def _beat_arrivals(call: InjectedCall) -> dict[int, float]:
     """When each numbered line of a streamed plan had been sent (its subject is the plan's text, one mark a line)."""
     arrivals: dict[int, float] = {}
-    for line, moment in zip(call.subject.split("\n"), call.marks):
+    for line, moment in zip(call.subject.split("\n"), call.marks, strict=False):
         read = read_line(line)
         if read.kind == "beat" and read.number is not None and read.number not in arrivals:
             arrivals[read.number] = moment
@@ -126,7 +153,7 @@ def _picture_page(prompt: str, title: str, beats: dict[int, str]) -> int | None:
 
 def _common_prefix(first: str, second: str) -> int:
     length = 0
-    for left, right in zip(first, second):
+    for left, right in zip(first, second, strict=False):
         if left != right:
             break
         length += 1

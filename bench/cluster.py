@@ -40,7 +40,7 @@ class Postgres:
     def url(self) -> str:
         return f"postgresql+psycopg://fabula@127.0.0.1:{self.port}/fabula"
 
-    def start(self) -> "Postgres":
+    def start(self) -> Postgres:
         data = self.folder / "pgdata"
         data.mkdir(parents=True)
         if os.geteuid() == 0:
@@ -49,7 +49,10 @@ class Postgres:
         subprocess.run(_as_postgres([str(POSTGRES_BIN / "initdb"), "-D", str(data), "-U", "fabula", "--auth=trust", "-E", "UTF8"]),
                        check=True, capture_output=True)
         self.process = subprocess.Popen(
-            _as_postgres([str(POSTGRES_BIN / "postgres"), "-D", str(data), "-p", str(self.port), "-k", str(self.folder), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]),
+            _as_postgres([
+                str(POSTGRES_BIN / "postgres"), "-D", str(data), "-p", str(self.port), "-k", str(self.folder),
+                "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
+            ]),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 60
@@ -57,7 +60,8 @@ class Postgres:
             if time.monotonic() > deadline or self.process.poll() is not None:
                 raise RuntimeError("PostgreSQL did not start")
             time.sleep(0.2)
-        subprocess.run(_as_postgres([str(POSTGRES_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "fabula", "fabula"]), check=True, capture_output=True)
+        subprocess.run(_as_postgres([str(POSTGRES_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "fabula", "fabula"]),
+                       check=True, capture_output=True)
         return self
 
     def stop(self) -> None:
@@ -78,7 +82,7 @@ class Redis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> "Redis":
+    def start(self) -> Redis:
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -144,14 +148,16 @@ def _wait_healthy(process: FabulaProcess, path: str, timeout_s: float) -> Fabula
 
 def web_replica(name: str, environment: dict[str, str], log_dir: Path) -> FabulaProcess:
     port = free_port()
-    replica = fabula(name, ["serve", "web", "--profile", "tiny", "--port", str(port)], {**environment, "FABULA_PUBLIC_URL": f"http://127.0.0.1:{port}"}, log_dir)
-    replica.url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{port}"
+    replica = fabula(name, ["serve", "web", "--profile", "tiny", "--port", str(port)], {**environment, "FABULA_PUBLIC_URL": url}, log_dir)
+    replica.url = url
     return _wait_healthy(replica, "/readyz", 180)
 
 
 def worker(name: str, environment: dict[str, str], log_dir: Path, *, concurrency: int = 2, profile: str = "tiny") -> FabulaProcess:
     health = free_port()
-    process = fabula(name, ["worker", "--profile", profile, "--concurrency", str(concurrency)], {**environment, "FABULA_WORKER_HEALTH_PORT": str(health)}, log_dir)
+    command = ["worker", "--profile", profile, "--concurrency", str(concurrency)]
+    process = fabula(name, command, {**environment, "FABULA_WORKER_HEALTH_PORT": str(health)}, log_dir)
     process.url = f"http://127.0.0.1:{health}"
     return _wait_healthy(process, "/healthz", 120)
 

@@ -8,11 +8,13 @@ import math
 import os
 import platform
 import time
-from typing import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from pydantic import BaseModel, Field
 
 CONCURRENCY_LEVELS = (1, 2, 4, 8)
+T = TypeVar("T")
 
 
 # ---- timing a run by stage -------------------------------------------------------------------------------
@@ -33,7 +35,7 @@ class StageClock:
         self.started = time.perf_counter()
         self.stages: dict[str, float] = {}
 
-    async def timed(self, stage: str, step: Awaitable[object]) -> object:
+    async def timed(self, stage: str, step: Awaitable[T]) -> T:
         began = time.perf_counter()
         try:
             return await step
@@ -118,7 +120,7 @@ def batch_counters(metrics_text: str, service: str) -> tuple[float, float]:
 def text_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     cells = [[str(header) for header in headers]] + [[_cell(value) for value in row] for row in rows]
     widths = [max(len(row[column]) for row in cells) for column in range(len(headers))]
-    lines = ["  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip() for row in cells]
+    lines = ["  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Callable
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -89,7 +90,7 @@ def time_batches(paint: Callable[[int, int], object], batches: list[int], *, ste
     seconds: dict[int, float] = {}
     for batch in batches:
         paint(batch, min(steps, 4))
-        seconds[batch] = min(timed_runs(lambda: paint(batch, steps), device=device, repeats=repeats))
+        seconds[batch] = min(timed_runs(partial(paint, batch, steps), device=device, repeats=repeats))
     return seconds
 
 

@@ -30,9 +30,10 @@ import json
 import math
 import threading
 import time
-from dataclasses import dataclass, field
 from collections.abc import AsyncIterator
-from typing import Any
+from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, FastAPI, File, Form, UploadFile
@@ -164,7 +165,9 @@ def create_caption_app(profile: LatencyProfile, settings: Settings, log: CallLog
     router = APIRouter(tags=["caption"])
 
     @router.post("/v1/caption", response_model=CaptionResponse)
-    async def caption(image: UploadFile = File(...), prompt: str | None = Form(None), max_new_tokens: int | None = Form(None)) -> CaptionResponse:
+    async def caption(
+        image: Annotated[UploadFile, File()], prompt: Annotated[str | None, Form()] = None, max_new_tokens: Annotated[int | None, Form()] = None,
+    ) -> CaptionResponse:
         started = time.perf_counter()
         load_image(await image.read(), max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels)
         if max_new_tokens is not None and not 1 <= max_new_tokens <= settings.max_caption_tokens:
@@ -274,7 +277,8 @@ def create_llm_app(profile: LatencyProfile, settings: Settings, log: CallLog) ->
     takes as long in all but its first lines arrive early."""
     metrics = ServiceMetrics("llm")
     router = APIRouter(tags=["llm"])
-    limit = asyncio.Semaphore(profile.llm_max_concurrent) if profile.llm_max_concurrent else None
+    # At most `llm_max_concurrent` replies at once (a server's slots); none: unlimited.
+    limit: AbstractAsyncContextManager[Any] = asyncio.Semaphore(profile.llm_max_concurrent) if profile.llm_max_concurrent else nullcontext()
 
     @router.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -293,14 +297,9 @@ def create_llm_app(profile: LatencyProfile, settings: Settings, log: CallLog) ->
         if body.stream:
             return StreamingResponse(_streamed(reply, content, finish_reason, frame, queued), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
-        if limit is not None:
-            await limit.acquire()
-        try:
+        async with limit:
             started = time.perf_counter()
             await asyncio.sleep(profile.llm_seconds(tokens))
-        finally:
-            if limit is not None:
-                limit.release()
         metrics.observe_batch(1, [started - queued])
         log.add(InjectedCall("llm", reply.kind, 1, tokens, profile.llm_seconds(tokens), started - queued, time.perf_counter(), started,
                              subject=reply.subject))
@@ -317,30 +316,27 @@ def create_llm_app(profile: LatencyProfile, settings: Settings, log: CallLog) ->
         def chunk(delta: dict[str, str], finish: str | None = None) -> str:
             return _event({**frame, "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
 
-        if limit is not None:
-            await limit.acquire()
-        started = time.perf_counter()
-        pieces = [content[start : start + 4] for start in range(0, len(content), 4)]
-        sent = 0
-        marks: list[float] = []
-        try:
-            yield chunk({"role": "assistant", "content": ""})
-            for index, piece in enumerate(pieces):
-                delay = started + profile.llm_seconds(index + 1) - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                yield chunk({"content": piece})
-                sent += 1
-                marks += [time.perf_counter()] * piece.count("\n")
-            yield chunk({}, finish_reason)
-            yield _event("[DONE]")
-        finally:
-            if limit is not None:
-                limit.release()
-            finished = time.perf_counter()
-            metrics.observe_batch(1, [started - queued])
-            log.add(InjectedCall("llm", reply.kind, 1, sent, profile.llm_seconds(sent), started - queued, finished, started,
-                                 subject=reply.subject, marks=(*marks, finished)))
+        async with limit:
+            started = time.perf_counter()
+            pieces = [content[start : start + 4] for start in range(0, len(content), 4)]
+            sent = 0
+            marks: list[float] = []
+            try:
+                yield chunk({"role": "assistant", "content": ""})
+                for index, piece in enumerate(pieces):
+                    delay = started + profile.llm_seconds(index + 1) - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    yield chunk({"content": piece})
+                    sent += 1
+                    marks += [time.perf_counter()] * piece.count("\n")
+                yield chunk({}, finish_reason)
+                yield _event("[DONE]")
+            finally:
+                finished = time.perf_counter()
+                metrics.observe_batch(1, [started - queued])
+                log.add(InjectedCall("llm", reply.kind, 1, sent, profile.llm_seconds(sent), started - queued, finished, started,
+                                     subject=reply.subject, marks=(*marks, finished)))
 
     return _stand_in_app("llm", settings, profile, [router], metrics, None)
 

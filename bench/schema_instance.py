@@ -16,6 +16,9 @@ FILLER_WORDS = (
 )
 
 
+COMBINATORS = frozenset({"anyOf", "oneOf", "allOf"})
+
+
 class UnsupportedSchema(ValueError):
     """The schema uses a construct the stand-in cannot satisfy (it answers 400 naming it)."""
 
@@ -41,6 +44,16 @@ def _words(length: int, offset: int) -> str:
         index += 1
     text = " ".join(words)[:length]
     return text[:-1] + "a" if text.endswith(" ") else text
+
+
+def _type_of(schema: dict[str, Any]) -> str:
+    """The type an instance is built as: the first one that is not null of a list, or one the keywords imply."""
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        return next((name for name in kind if name != "null"), "null")
+    if kind is None:
+        return "object" if "properties" in schema else "array" if "items" in schema else "string"
+    return kind
 
 
 def schema_instance(schema: dict[str, Any], *, string_chars: int = 240) -> Any:
@@ -70,24 +83,25 @@ class _Builder:
             if not schema["enum"]:
                 raise UnsupportedSchema("an empty `enum` has no valid instance")
             return schema["enum"][0]
-        for keyword in ("anyOf", "oneOf"):
-            if keyword in schema:
-                options = [option for option in schema[keyword] if option.get("type") != "null"] or schema[keyword]
-                return self.build(options[0], depth + 1)
-        if "allOf" in schema:
-            merged: dict[str, Any] = {}
-            for part in schema["allOf"]:
-                merged.update(self.resolve(part["$ref"]) if "$ref" in part else part)
-            return self.build(merged, depth + 1)
-        kind = schema.get("type")
-        if isinstance(kind, list):
-            kind = next((name for name in kind if name != "null"), "null")
-        if kind is None:
-            kind = "object" if "properties" in schema else "array" if "items" in schema else "string"
+        if COMBINATORS & schema.keys():
+            return self.build(self._chosen(schema), depth + 1)
+        kind = _type_of(schema)
         builder = getattr(self, f"_{kind}", None)
         if builder is None:
             raise UnsupportedSchema(f"the schema type {kind!r} is not supported")
         return builder(schema, depth)
+
+    def _chosen(self, schema: dict[str, Any]) -> dict[str, Any] | bool:
+        """The one schema a combinator stands for: anyOf's or oneOf's first option that is not null, or allOf's parts
+        merged."""
+        for keyword in ("anyOf", "oneOf"):
+            if keyword in schema:
+                options = [option for option in schema[keyword] if option.get("type") != "null"] or schema[keyword]
+                return options[0]
+        merged: dict[str, Any] = {}
+        for part in schema["allOf"]:
+            merged.update(self.resolve(part["$ref"]) if "$ref" in part else part)
+        return merged
 
     def resolve(self, reference: str) -> dict[str, Any]:
         if not reference.startswith("#/"):

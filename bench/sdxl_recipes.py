@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,7 @@ def step_flops(folder: Path, *, size: int, guided: bool) -> StepFlops:
                 "encoder_hidden_states": torch.empty(batch, 77, config.cross_attention_dim),
                 "added_cond_kwargs": {"text_embeds": torch.empty(batch, _pooled_width(folder, part)), "time_ids": torch.empty(batch, time_ids)},
             }
-            results.append(count_flops(lambda: unet(**inputs)))
+            results.append(count_flops(partial(unet, **inputs)))
         decode = count_flops(lambda: vae.decode(torch.empty(1, vae.config.latent_channels, latent, latent)))
         encode = count_flops(lambda: vae.encode(torch.empty(1, 3, size, size)))
     return StepFlops(base_step=results[0], refiner_step=results[1], vae_decode=decode, vae_encode=encode)

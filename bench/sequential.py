@@ -24,7 +24,7 @@ from shared.schemas import ImageGenerationRequest
 from webapp.book.pdf import render_book
 from webapp.jobs.book_assembly import book_content
 from webapp.jobs.models import JobRecord, JobStatus, Stage
-from webapp.jobs.pipeline import COVER, image_name
+from webapp.jobs.progress import COVER, Artifacts, Steps, StoryProgress
 from webapp.story.options import StoryOptions
 from webapp.story.picture_prompt import picture_prompt
 from webapp.story.plan import LengthBudget, PlanPage, StoryPlan, Translation
@@ -88,10 +88,10 @@ async def ask(studio: Studio, messages: list[dict], schema: type[ModelT], name: 
 
 async def run_sequential(studio: Studio, photo: bytes, options: StoryOptions) -> RunResult:
     """Make one book in the original demo's order; returns the wall time, seconds per stage, first page time."""
-    budget, pages, config = studio.pipeline.writer.budget, options.pages, studio.pipeline.config
+    budget, pages, config, painting = studio.pipeline.writer.budget, options.pages, studio.pipeline.config, studio.pipeline.painter.config
     clock = StageClock()
     caption_response = await clock.timed("caption", studio.pipeline.captioner.caption(photo, max_new_tokens=config.caption_tokens))
-    caption = caption_response.caption.strip() or "A photo."  # type: ignore[attr-defined]
+    caption = caption_response.caption.strip() or "A photo."
     story_model, title_model, scenes_model = story_schema(pages, budget), title_schema(budget), scenes_schema(pages, budget)
     story = await clock.timed("story", ask(studio, _messages(
         f"Write a {pages}-page illustrated children's story in English based on the photo described below; "
@@ -103,7 +103,7 @@ async def run_sequential(studio: Studio, photo: bytes, options: StoryOptions) ->
         scenes_model, "scenes"))
     plan = StoryPlan(
         title=title.title, cover_prompt=scenes.cover, characters=[],  # type: ignore[attr-defined]
-        pages=[PlanPage(text=text, scene_prompt=scene) for text, scene in zip(story.pages, scenes.scenes)],  # type: ignore[attr-defined]
+        pages=[PlanPage(text=text, scene_prompt=scene) for text, scene in zip(story.pages, scenes.scenes, strict=True)],  # type: ignore[attr-defined]
     )
     if options.language == "en":
         translation = None
@@ -119,17 +119,17 @@ async def run_sequential(studio: Studio, photo: bytes, options: StoryOptions) ->
             scene = f"{plan.title}: {plan.cover_prompt}" if page == COVER else plan.pages[page - 1].scene_prompt
             picture = picture_prompt(scene, [], options.style)
             request = ImageGenerationRequest(
-                prompt=picture.prompt, negative_prompt=picture.negative_prompt, n=1, size=f"{config.image_size}x{config.image_size}",
-                num_inference_steps=config.image_steps, seed=options.seed or 0, response_format="b64_json",
+                prompt=picture.prompt, negative_prompt=picture.negative_prompt, n=1, size=f"{painting.image_size}x{painting.image_size}",
+                num_inference_steps=painting.image_steps, seed=options.seed or 0, response_format="b64_json",
             )
-            response = await studio.pipeline.illustrator.generate(request)
-            studio.artifacts.write(job_id, image_name(page), base64.b64decode(response.data[0].b64_json), new_job=True)
+            response = await studio.pipeline.painter.illustrator.generate(request)
+            studio.artifacts.write(job_id, Artifacts.picture(page), base64.b64decode(response.data[0].b64_json), new_job=True)
             if page == 1:
                 first_page_seconds = clock.elapsed()
 
     await clock.timed("illustrate", paint_all())
     pdf = await clock.timed("book", bind_book(studio, job_id, caption, plan, translation, options))
-    studio.artifacts.write(job_id, "book.pdf", pdf, new_job=True)  # type: ignore[arg-type]
+    studio.artifacts.write(job_id, Artifacts.PDF, pdf, new_job=True)
     return RunResult(name="sequential (original demo)", total_seconds=clock.elapsed(), stages=clock.stages,
                      first_page_seconds=first_page_seconds, pages=pages)
 
@@ -138,16 +138,16 @@ async def bind_book(studio: Studio, job_id: str, caption: str, plan: StoryPlan, 
                     options: StoryOptions) -> bytes:
     """The PDF through the web app's own assembly (webapp/jobs/book_assembly.py), from the pictures saved under `job_id`."""
     steps = {
-        "caption": {"caption": caption},
-        "plan": plan.model_dump(),
-        "translation": (translation or Translation(title=plan.title, pages=[page.text for page in plan.pages])).model_dump(),
+        Steps.CAPTION: {"caption": caption},
+        Steps.PLAN: plan.model_dump(),
+        Steps.TRANSLATION: (translation or Translation(title=plan.title, pages=[page.text for page in plan.pages])).model_dump(),
     }
     now = time.time()
     record = JobRecord(
         id=job_id, status=JobStatus.running, stage=Stage.book, options=options.model_dump(mode="json"), created_at=now,
         updated_at=now, pages_total=len(plan.pages), pages_done=len(plan.pages), book_token=uuid.uuid4().hex,
     )
-    return await asyncio.to_thread(lambda: render_book(book_content(record, steps, studio.artifacts, studio.pipeline.config.public_url)))
+    return await asyncio.to_thread(lambda: render_book(book_content(record, StoryProgress(steps), studio.artifacts, studio.pipeline.config.public_url)))
 
 
 async def translate_plan(writer: StoryWriter, plan: StoryPlan, language: str) -> Translation:

@@ -7,9 +7,9 @@ runs each level, reads the service's own batch-size counters from /metrics, and 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Awaitable, Callable, Sequence
 
 import httpx
 from pydantic import BaseModel

@@ -100,7 +100,8 @@ def report(results: list[Throughput]) -> str:
     base = results[0].books_per_minute / results[0].workers
     lines = ["| workers | books | seconds | books / minute | vs. linear |", "|---|---|---|---|---|"]
     for result in results:
-        lines.append(f"| {result.workers} | {result.books} | {result.seconds:.1f} | {result.books_per_minute:.1f} | {result.books_per_minute / (base * result.workers):.0%} |")
+        linear = result.books_per_minute / (base * result.workers)
+        lines.append(f"| {result.workers} | {result.books} | {result.seconds:.1f} | {result.books_per_minute:.1f} | {linear:.0%} |")
     return "\n".join(lines)
 
 
@@ -118,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     results = run(args.workers, books=args.books, pages=args.pages, concurrency=args.concurrency, profile=profile)
     print(report(results))
     if args.json:
-        args.json.write_text(json.dumps([{"workers": r.workers, "books": r.books, "seconds": r.seconds, "books_per_minute": r.books_per_minute} for r in results], indent=2))
+        rows = [{"workers": r.workers, "books": r.books, "seconds": r.seconds, "books_per_minute": r.books_per_minute} for r in results]
+        args.json.write_text(json.dumps(rows, indent=2))
     return 0
 
 

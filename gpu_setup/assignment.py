@@ -11,7 +11,7 @@ When nothing fits it says why in plain words with the numbers, and what would fi
 from __future__ import annotations
 
 import itertools
-from typing import Mapping
+from collections.abc import Mapping
 
 from pydantic import BaseModel, Field
 
@@ -181,14 +181,14 @@ def _best_plan(
     for options in itertools.product(*ladders):
         for indices in itertools.product(range(len(gpus)), repeat=len(services)):
             loads = [0.0] * len(gpus)
-            for option, index in zip(options, indices):
+            for option, index in zip(options, indices, strict=True):
                 loads[index] += option.need_gib
-            if any(load > gpu.usable_gib for load, gpu in zip(loads, gpus)):
+            if any(load > gpu.usable_gib for load, gpu in zip(loads, gpus, strict=True)):
                 continue
             score = (
                 round(sum(option.cost for option in options), 2),
                 _illustrate_shares(services, indices),
-                round(max(load / gpu.usable_gib for load, gpu in zip(loads, gpus)), 3),
+                round(max(load / gpu.usable_gib for load, gpu in zip(loads, gpus, strict=True)), 3),
                 indices,
             )
             if best is None or score < best[0]:
@@ -205,7 +205,7 @@ def _illustrate_shares(services: list[str], indices: tuple[int, ...]) -> int:
     if "illustrate" not in services:
         return 0
     mine = indices[services.index("illustrate")]
-    return sum(1 for service, index in zip(services, indices) if service != "illustrate" and index == mine)
+    return sum(1 for service, index in zip(services, indices, strict=True) if service != "illustrate" and index == mine)
 
 
 def _assignment(
@@ -219,12 +219,14 @@ def _assignment(
     offload_is_set: bool,
     configured: Mapping[str, str | None] | None,
 ) -> Assignment:
+    # `indices` are positions in `gpus`; a placement reports the GPU's own index (what nvidia-smi and
+    # CUDA_VISIBLE_DEVICES call it).
     placements = [
         Placement(
-            service=service, device=f"cuda:{index}", gpu_index=index, option=option.label, models=option.models,
-            need_gib=option.need_gib, offload=option.offload, why=option.why,
+            service=service, device=f"cuda:{gpus[position].index}", gpu_index=gpus[position].index, option=option.label,
+            models=option.models, need_gib=option.need_gib, offload=option.offload, why=option.why,
         )
-        for service, option, index in zip(services, options, indices)
+        for service, option, position in zip(services, options, indices, strict=True)
     ]
     changes: dict[str, str] = {}
     for option in options:
@@ -234,14 +236,11 @@ def _assignment(
     loads = [
         GpuLoad(
             index=gpu.index, name=gpu.name, total_gib=gpu.total_gib, usable_gib=gpu.usable_gib,
-            planned_gib=round(sum(p.need_gib for p in placements if p.gpu_index == position), 1),
-            services=[p.service for p in placements if p.gpu_index == position],
+            planned_gib=round(sum(p.need_gib for p, at in zip(placements, indices, strict=True) if at == position), 1),
+            services=[p.service for p, at in zip(placements, indices, strict=True) if at == position],
         )
         for position, gpu in enumerate(gpus)
     ]
-    for placement in placements:  # report the GPU's own index (what nvidia-smi and CUDA_VISIBLE_DEVICES call it)
-        placement.gpu_index = gpus[placement.gpu_index].index
-        placement.device = f"cuda:{placement.gpu_index}"
     environment = {**changes, **{GPU_ENVIRONMENT[p.service]: str(p.gpu_index) for p in placements}}
     return Assignment(
         profile=profile, fits=True, reason=_why_it_fits(loads), placements=placements, gpus=loads,

@@ -108,7 +108,7 @@ def doctor_report(
     torch_version, cuda_build = _torch_versions()
     memory = _memory_gib()
     assignment = plan_for_settings(gpus, settings)
-    gpu_plan = assignment
+    gpu_plan: Assignment | None = assignment
     if settings.profile != Profile.gpu:
         gpu_plan = plan_for_settings(gpus, settings.model_copy(update={"profile": Profile.gpu})) if gpus else None
     recommended, recommendation = _recommend(gpus, gpu_plan, memory)

@@ -11,7 +11,7 @@ below the first names the settings that select it, so the plan can tell the oper
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 

@@ -12,14 +12,15 @@ import glob
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 from pydantic import BaseModel
 
 from gpu_setup.hub_errors import ModelPullFailed, explain, known_failures, offline_error, offline_variable
 from gpu_setup.hub_files import MODEL_INDEX, SHARED_WITH_BASE, is_diffusers_repository, select_files
-from gpu_setup.picture_weights import picture_weights
+from gpu_setup.picture_weights import PictureWeights, picture_weights
 from gpu_setup.picture_weights import present as present_picture_weights
 from gpu_setup.picture_weights import pull as pull_picture_weights
 from services.illustrate.tiny import REFINER_FOLDER
@@ -129,16 +130,24 @@ def pull_models(
         if all(result.action in ("built_locally", "not_used") for result in results):
             progress(f"The {profile.value} profile needs no download: its models are built locally on first use.")
         return results
+    return results + _download(to_download, extras, settings, progress=progress)
+
+
+def _download(
+    models: list[tuple[str, str]], extras: list[PictureWeights], settings: Settings, *, progress: Callable[[str], object],
+) -> list[PulledModel]:
+    """Each (role, model id) in `models` and each of the picture weights in `extras`, from the hub."""
     variable = offline_variable()
     if variable is not None:
-        raise offline_error(variable, profile.value)
-    for role, model_id in to_download:
+        raise offline_error(variable, settings.profile.value)
+    results: list[PulledModel] = []
+    for role, model_id in models:
         hub_file = hub_gguf(model_id) if role == "llm" else None
         pulled = _pull_gguf(role, model_id, hub_file, settings, progress=progress) if hub_file else _pull_one(role, model_id, settings, progress=progress)
         results.append(pulled)
     for weights in extras:
         folder, downloaded = pull_picture_weights(weights, settings, endpoint=hub_endpoint(), timeout_s=hub_timeout_s(), progress=progress)
-        action = "downloaded" if downloaded else "up_to_date"
+        action: Action = "downloaded" if downloaded else "up_to_date"
         results.append(PulledModel(role=weights.role, model_id=weights.model_id, action=action, path=folder, files=len(weights.files)))
     return results
 
@@ -188,7 +197,9 @@ def _status_of(role: str, settings: Settings) -> ModelStatus:
         except ModelUnavailable as exc:
             return ModelStatus(role=role, model_id=model_id, state="missing", detail=exc.message)
         engine = "llama.cpp" if settings.llm_engine.strip().lower() == "auto" else settings.llm_engine
-        return ModelStatus(role=role, model_id=model_id, state="present", path=str(gguf), size_bytes=gguf.stat().st_size, detail=f"GGUF at {gguf} (runs on {engine})")
+        return ModelStatus(
+            role=role, model_id=model_id, state="present", path=str(gguf), size_bytes=gguf.stat().st_size, detail=f"GGUF at {gguf} (runs on {engine})",
+        )
     try:
         path = resolve_model_path(model_id, role=role, settings=settings)
     except ModelUnavailable:

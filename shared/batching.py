@@ -1,11 +1,15 @@
 """One micro-batcher for every model service: concurrent requests that can share a model call share one.
 
 A GPU answers four requests in one call in much less than four times one call's time, and a book asks for all
-its pages at once. Requests wait in groups by a batch key (requests of one group can share a call: same
-picture size and steps, say); a group is run once its oldest request has waited `window_seconds`, or at once
-when it holds `max_batch_weight` (images, captions). While the model is busy, new requests keep joining their
-groups, so a burst under load becomes a few big calls. The model runs on one worker thread, one call at a
-time, and the event loop stays free for health checks.
+its pages at once. A service declares how its requests are batched in a `BatchSpec` (the LitServe habit: a
+model says `max_batch_size` and `batch_timeout`, the server owns the loop); the service frame builds one
+`MicroBatcher` from it, starts it in the lifespan and stops it at shutdown.
+
+Requests wait in groups by a batch key (requests of one group can share a call: same picture size and steps,
+say); a group is run once its oldest request has waited `window_seconds`, or at once when it holds
+`max_batch_weight` (images, captions). While the model is busy, new requests keep joining their groups, so a
+burst under load becomes a few big calls. One call runs at a time: a plain function on one worker thread, a
+coroutine function on the event loop; either way the event loop stays free for health checks.
 
 Two kinds of request never reach the model:
 - one whose client has gone: the route's awaiting task is cancelled (see `shared.request_lifetime`), which
@@ -14,6 +18,10 @@ Two kinds of request never reach the model:
   (504) and never run; a request whose call has started runs to the end.
 Both are counted in `fabula_requests_dropped_total{reason}`; queue waits go to `fabula_queue_wait_seconds` and
 call sizes to `fabula_batch_size`.
+
+When a call fails: an exception in one item's place fails that request alone; a call that raises one of the
+spec's `retry_alone_on` types is run again one request at a time (so one bad request, or a batch too big for
+GPU memory, fails alone); any other exception fails every request of the call.
 """
 
 from __future__ import annotations
@@ -22,25 +30,78 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from shared.errors import DeadlineExceeded, FabulaError, ModelNotReady
 from shared.metrics import ServiceMetrics
+from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 ItemT = TypeVar("ItemT")
 ResultT = TypeVar("ResultT")
+EngineT = TypeVar("EngineT")
 
-# A model call: the items of one batch in, one result per item out, in order. A plain function runs on the
-# batcher's worker thread; a coroutine function is awaited on the event loop.
-BatchRunner = Callable[[list[ItemT]], "list[ResultT] | Awaitable[list[ResultT]]"]
+# A model call: the items of one batch in, one result per item out, in order (an exception in an item's place
+# fails that request alone). A plain function runs on the batcher's worker thread; a coroutine function is
+# awaited on the event loop.
+BatchRunner = Callable[[list[ItemT]], "Sequence[ResultT | BaseException] | Awaitable[Sequence[ResultT | BaseException]]"]
+# The same, given the service's loaded engine first; what a `BatchSpec` names.
+EngineBatchRunner = Callable[[EngineT, list[ItemT]], "Sequence[ResultT | BaseException] | Awaitable[Sequence[ResultT | BaseException]]"]
 
 DROPPED_DISCONNECTED = "disconnected"
 DROPPED_DEADLINE = "deadline"
+
+
+@runtime_checkable
+class Batcher(Protocol):
+    """What the service frame owns for each service: started in the lifespan, stopped at shutdown.
+
+    A `MicroBatcher` is one; so is an engine that batches continuously inside itself (the llm engines), which the
+    frame starts as soon as it is loaded.
+    """
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class BatchSpec(Generic[EngineT, ItemT, ResultT]):
+    """How a service's requests share model calls; the frame builds one `MicroBatcher` from it per app.
+
+    `run_batch(engine, items)` makes one call with the loaded engine. `max_batch_size` (the most weight one call
+    holds) and `batch_timeout_s` (how long the oldest request waits for company) default to FABULA_MAX_BATCH_SIZE
+    and FABULA_BATCH_WINDOW_MS. A call that raises one of `retry_alone_on` is run again one request at a time.
+    """
+
+    run_batch: EngineBatchRunner[EngineT, ItemT, ResultT]
+    max_batch_size: int | None = None
+    batch_timeout_s: float | None = None
+    retry_alone_on: tuple[type[BaseException], ...] = ()
+
+    def build(self, engine: Callable[[], EngineT], *, name: str, metrics: ServiceMetrics, settings: Settings) -> MicroBatcher[ItemT, ResultT]:
+        """The batcher of one app; each call asks `engine()` for the loaded engine (a 503 until it is)."""
+        run_batch = self.run_batch
+        runner: BatchRunner[ItemT, ResultT]
+        if inspect.iscoroutinefunction(run_batch):
+            async def run_async(items: list[ItemT]) -> Sequence[ResultT | BaseException]:
+                return await run_batch(engine(), items)  # type: ignore[misc, no-any-return]
+
+            runner = run_async
+        else:
+            def run_sync(items: list[ItemT]) -> Sequence[ResultT | BaseException]:
+                return run_batch(engine(), items)  # type: ignore[return-value]
+
+            runner = run_sync
+        timeout_s = self.batch_timeout_s if self.batch_timeout_s is not None else settings.batch_window_ms / 1000
+        return MicroBatcher(
+            runner, name=name, metrics=metrics, window_seconds=timeout_s,
+            max_batch_weight=self.max_batch_size or settings.max_batch_size, retry_alone_on=self.retry_alone_on,
+        )
 
 
 @dataclass(frozen=True)
@@ -76,7 +137,7 @@ class MicroBatcher(Generic[ItemT, ResultT]):
         metrics: ServiceMetrics,
         window_seconds: float,
         max_batch_weight: int,
-        retry_alone: bool = False,
+        retry_alone_on: tuple[type[BaseException], ...] = (),
     ) -> None:
         self.name = name
         self._run_batch = run_batch
@@ -84,7 +145,7 @@ class MicroBatcher(Generic[ItemT, ResultT]):
         self._metrics = metrics
         self._window_seconds = max(0.0, window_seconds)
         self._max_batch_weight = max(1, max_batch_weight)
-        self._retry_alone = retry_alone
+        self._retry_alone_on = retry_alone_on
         self._groups: dict[Hashable, list[_Entry[ItemT, ResultT]]] = {}
         self._in_flight: list[_Entry[ItemT, ResultT]] = []
         self._wakeup: asyncio.Event | None = None
@@ -225,7 +286,7 @@ class MicroBatcher(Generic[ItemT, ResultT]):
         try:
             await self._run_once(batch)
         except Exception as exc:  # noqa: BLE001 - handed to the waiting requests, whose handlers report it
-            if self._retry_alone and len(batch) > 1:
+            if isinstance(exc, self._retry_alone_on) and len(batch) > 1:
                 logger.warning(f"{self.name} batch failed; running its requests one by one",
                                extra={"fields": {"batch_size": len(batch), "error": repr(exc)}})
                 for entry in batch:
@@ -257,5 +318,9 @@ class MicroBatcher(Generic[ItemT, ResultT]):
         inference_seconds = time.monotonic() - started
         weight = sum(entry.weight for entry in batch)
         for entry, waited, result in zip(batch, waits, results, strict=True):
-            if not entry.future.done():
+            if entry.future.done():
+                continue
+            if isinstance(result, BaseException):
+                entry.future.set_exception(result)
+            else:
                 entry.future.set_result(Batched(result, waited, inference_seconds, len(batch), weight))

@@ -93,7 +93,7 @@ class StorageFull(FabulaError):
     error_type = "insufficient_storage"
 
     @classmethod
-    def for_folder(cls, where: str) -> "StorageFull":
+    def for_folder(cls, where: str) -> StorageFull:
         return cls(
             f"The disk that holds Fabula's books ({where}) is full. Free some space (or move FABULA_DATA_DIR to a "
             "bigger disk), then resume: finished steps are kept.",
@@ -101,7 +101,7 @@ class StorageFull(FabulaError):
         )
 
     @classmethod
-    def for_database(cls, where: str) -> "StorageFull":
+    def for_database(cls, where: str) -> StorageFull:
         return cls(
             f"The disk that holds the job database ({where}) is full. Free some space, then resume: finished steps are kept.",
             param="FABULA_DATABASE_URL",

@@ -1,7 +1,9 @@
 """Load a model once, in the background, and say whether it is ready.
 
 The HTTP server answers `/healthz` at once and `/readyz` with 503 until the engine is loaded (or says why it
-failed); a model request before then gets a 503 that says the model is still loading.
+failed); a model request before then gets a 503 that says the model is still loading. An engine that must be
+started before it serves (one that batches inside itself) is started by the `on_loaded` hook the service frame
+hands to `start`, before any request can see it.
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, Generic, Protocol, TypeVar
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
@@ -46,16 +49,20 @@ class ModelHolder(Generic[EngineT]):
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
+    def start(self, on_loaded: Callable[[EngineT], None] | None = None) -> None:
+        """Load in a background thread; `on_loaded(engine)` runs there before the engine is published."""
         if self._thread is None:
-            self._thread = threading.Thread(target=self._load, name=f"load-{self.name}", daemon=True)
+            self._thread = threading.Thread(target=self._load, args=(on_loaded,), name=f"load-{self.name}", daemon=True)
             self._thread.start()
 
-    def _load(self) -> None:
+    def _load(self, on_loaded: Callable[[EngineT], None] | None) -> None:
         started = time.perf_counter()
         try:
-            with _LOAD_LOCK:
-                self.engine = self._loader()
+            with _LOAD_LOCK:  # starting an engine may set process-wide torch state too (its thread count)
+                engine = self._loader()
+                if on_loaded is not None:
+                    on_loaded(engine)
+            self.engine = engine
             self.load_seconds = time.perf_counter() - started
             logger.info("model loaded", extra={"fields": {"service": self.name, "seconds": round(self.load_seconds, 3)}})
         except FabulaError as exc:

@@ -35,6 +35,16 @@ class Profile(str, Enum):
         return self in (Profile.tiny, Profile.offline)
 
 
+# The model services and the port each listens on by default: the one place these numbers are written. The
+# launcher, `fabula serve` and the default of each service's URL setting (`<name>_url`) all read it.
+SERVICE_PORTS: dict[str, int] = {"caption": 8101, "illustrate": 8102, "llm": 8103, "narrate": 8104}
+
+
+def local_service_url(name: str) -> str:
+    """Where the service called `name` answers on this machine by default."""
+    return f"http://127.0.0.1:{SERVICE_PORTS[name]}"
+
+
 def _default_cache_dir() -> Path:
     return Path.home() / ".cache" / "fabula"
 
@@ -55,10 +65,10 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(default=None, description="When set, every API call needs `Authorization: Bearer <key>`.")
 
     # Where the services live (the web app's view of them)
-    caption_url: str = "http://127.0.0.1:8101"
-    illustrate_url: str = "http://127.0.0.1:8102"
-    llm_url: str = "http://127.0.0.1:8103"
-    narrate_url: str = "http://127.0.0.1:8104"
+    caption_url: str = local_service_url("caption")
+    illustrate_url: str = local_service_url("illustrate")
+    llm_url: str = local_service_url("llm")
+    narrate_url: str = local_service_url("narrate")
     llm_base_url: str | None = Field(default=None, description="OpenAI-compatible base URL; default `<llm_url>/v1`. Point at vLLM or a hosted API.")
     llm_api_key: SecretStr | None = None
     public_url: str | None = Field(default=None, description="Absolute base URL printed in QR codes; default the web app's own address.")

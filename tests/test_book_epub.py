@@ -13,25 +13,25 @@ import subprocess
 import xml.etree.ElementTree as ElementTree
 import zipfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import pytest
 from fontTools.ttLib import TTFont
 from PIL import Image, ImageDraw
 
+from tests.conftest import epubcheck_command
 from webapp.book.audio import encode, join_clips, probe_duration, wav_duration
 from webapp.book.content import BookBrand, BookContent, BookPage
 from webapp.book.epub import render_epub
 from webapp.book.narration import PageNarration, SpokenSentence
 from webapp.book.scripts import clean_text
 from webapp.book.sentences import split_sentences
-from tests.conftest import epubcheck_command
 
 NS = {"x": "http://www.w3.org/1999/xhtml", "opf": "http://www.idpf.org/2007/opf", "smil": "http://www.w3.org/ns/SMIL",
       "dc": "http://purl.org/dc/elements/1.1/"}
 DOWNLOAD_URL = "http://127.0.0.1:7860/books/Qm9va1Rva2VuLXRoYXQtaXMtNDMtY2hhcnMtbG9uZw.pdf"
-MODIFIED = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
+MODIFIED = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 HOSTILE = 'Tom wrote <script>alert("x")</script> & ]]> \'quoted\' \u202eevil\u202c\x07 here.'
 
 
@@ -217,7 +217,7 @@ def test_hostile_text_ends_as_plain_text(english: CheckedBook) -> None:
     page = english.xml("page-02.xhtml")
     assert not list(page.iter(f"{{{NS['x']}}}script"))
     text = "".join(page.find(".//x:p[@class='text']", NS).itertext())
-    assert 'Tom wrote <script>alert("x")</script> & ]]> \'quoted\' evil here.' == text
+    assert text == 'Tom wrote <script>alert("x")</script> & ]]> \'quoted\' evil here.'
     assert "\u202e" not in text and "\x07" not in text
     cover = english.xml("cover.xhtml")
     assert "".join(cover.find(".//x:h1", NS).itertext()) == 'Maya & the <Cat> "]]>"'

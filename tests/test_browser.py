@@ -10,14 +10,18 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 from shared.server_thread import free_port
 from shared.settings import Settings
+
+if TYPE_CHECKING:  # Playwright is imported inside the tests, which skip without a browser
+    from playwright.sync_api import Browser
 
 pytestmark = pytest.mark.browser
 
@@ -89,11 +93,11 @@ def _decode_qr(png: bytes) -> str:
     return ""
 
 
-def test_visitor_makes_downloads_scans_and_edits_a_book(fabula_up: str, browser: object, tmp_path: Path) -> None:
+def test_visitor_makes_downloads_scans_and_edits_a_book(fabula_up: str, browser: Browser, tmp_path: Path) -> None:
     from playwright.sync_api import expect
     from pypdf import PdfReader
 
-    page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)  # type: ignore[attr-defined]
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
     page.set_default_timeout(30_000)
 
     def shot(name: str) -> None:
@@ -144,7 +148,8 @@ def test_visitor_makes_downloads_scans_and_edits_a_book(fabula_up: str, browser:
     page_choice = page.locator("#page-dropdown input")
     page_choice.click()
     # Each option's text starts with a check mark that only shows on the chosen one.
-    expect(page.get_by_role("option")).to_have_text([re.compile(rf"(^|\s){name}$") for name in ["Cover"] + [f"Page {number}" for number in range(1, PAGES + 1)]])
+    names = ["Cover"] + [f"Page {number}" for number in range(1, PAGES + 1)]
+    expect(page.get_by_role("option")).to_have_text([re.compile(rf"(^|\s){name}$") for name in names])
     page_choice.press("Escape")
 
     # The PDF downloads from the page: cover + 3 pages + the QR page.

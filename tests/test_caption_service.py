@@ -21,10 +21,9 @@ import httpx
 import pytest
 from PIL import Image
 
-from services.caption.app import create_app, resolve_caption_model
-from services.caption.batching import CaptionBatcher
+from services.caption.app import SPEC, create_app, resolve_caption_model
 from services.caption.blocked_words import blocked_token_sequences, token_spellings
-from services.caption.engine import DEFAULT_PROMPT, CaptionEngine
+from services.caption.engine import DEFAULT_PROMPT, CaptionEngine, CaptionItem
 from services.caption.tiny import build_tiny_llava
 from shared.images import load_image
 from shared.metrics import ServiceMetrics
@@ -296,15 +295,16 @@ def test_concurrent_requests_all_get_their_caption(client: httpx.Client, photo_b
 async def test_batcher_serves_requests_queued_together_in_one_pipeline_call(engine: CaptionEngine, photo_bytes: bytes) -> None:
     picture = load_image(photo_bytes, max_bytes=10**7, max_pixels=10**7)
     metrics = ServiceMetrics("caption")
-    batcher = CaptionBatcher(lambda: engine, metrics=metrics, max_batch_size=8, window_seconds=0.0)
+    assert SPEC.batch is not None
+    batcher = SPEC.batch.build(lambda: engine, name="caption", metrics=metrics, settings=Settings(max_batch_size=8, batch_window_ms=0))
     batcher.start()
     try:
         prompts = ["Describe it.", "What is in this picture, and what colours does it have?", "Who is there?"]
-        results = await asyncio.gather(*(batcher.submit(picture, prompt, limit) for prompt, limit in zip(prompts, [4, 6, 2])))
+        results = await asyncio.gather(*(batcher.submit(CaptionItem(picture, prompt, limit)) for prompt, limit in zip(prompts, [4, 6, 2], strict=True)))
     finally:
         await batcher.stop()
-    assert [result.batch_size for result in results] == [3, 3, 3]
-    assert [result.result.new_tokens <= limit for result, limit in zip(results, [4, 6, 2])] == [True] * 3
+    assert [result.batch_requests for result in results] == [3, 3, 3]
+    assert [result.result.new_tokens <= limit for result, limit in zip(results, [4, 6, 2], strict=True)] == [True] * 3
     assert metric_value(metrics.render().decode(), "fabula_pipeline_calls_total") == 1
 
 

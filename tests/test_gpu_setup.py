@@ -309,15 +309,38 @@ FAKE_REPOSITORIES: dict[str, dict[str, bytes]] = {
     },
     "fabula-test/llava": {
         name: _blob(name)
-        for name in ("config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "tokenizer_config.json", "chat_template.json", "preprocessor_config.json", "README.md")
+        for name in (
+            "config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "tokenizer_config.json", "chat_template.json",
+            "preprocessor_config.json", "README.md",
+        )
     },
-    "fabula-test/chat": {name: _blob(name) for name in ("config.json", "model.safetensors", "flax_model.msgpack", "tokenizer.json", "merges.txt", "vocab.json")},
+    "fabula-test/chat": {
+        name: _blob(name) for name in ("config.json", "model.safetensors", "flax_model.msgpack", "tokenizer.json", "merges.txt", "vocab.json")
+    },
 }
 FAKE_REPOSITORIES["fabula-test/huge"] = dict(FAKE_REPOSITORIES["fabula-test/chat"])
 FAKE_REPOSITORIES["fabula-test/chat-gguf"] = {name: _blob(name) for name in ("chat-q4_k_m.gguf", "chat-q8_0.gguf", "README.md")}
 REPORTED_SIZES = {("fabula-test/huge", "model.safetensors"): 10**16}  # what the hub says, not what it serves
 GATED = {"fabula-test/gated"}
 FAKE_COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def missing_repository() -> JSONResponse:
+    return JSONResponse({"error": "Repository not found"}, status_code=404, headers={"X-Error-Code": "RepoNotFound"})
+
+
+def hub_model_info(repository_id: str) -> Response:
+    """The hub's answer to `model_info`: 403 for a gated repository, 404 for an unknown one, else its files."""
+    if repository_id in GATED:
+        return JSONResponse({"error": "Access to this model is restricted."}, status_code=403, headers={"X-Error-Code": "GatedRepo"})
+    files = FAKE_REPOSITORIES.get(repository_id)
+    if files is None:
+        return missing_repository()
+    siblings = [
+        {"rfilename": path, "size": REPORTED_SIZES.get((repository_id, path), len(data)), "blobId": hashlib.sha1(data).hexdigest()}
+        for path, data in files.items()
+    ]
+    return JSONResponse({"id": repository_id, "modelId": repository_id, "sha": FAKE_COMMIT, "private": False, "siblings": siblings})
 
 
 def fake_hub() -> FastAPI:
@@ -329,28 +352,16 @@ def fake_hub() -> FastAPI:
     def repository(org: str, name: str) -> dict[str, bytes] | None:
         return FAKE_REPOSITORIES.get(f"{org}/{name}")
 
-    def missing() -> JSONResponse:
-        return JSONResponse({"error": "Repository not found"}, status_code=404, headers={"X-Error-Code": "RepoNotFound"})
-
     @app.get("/api/models/{org}/{name}")
     @app.get("/api/models/{org}/{name}/revision/{revision}")
     def model_info(org: str, name: str, revision: str = "main") -> Response:
-        if f"{org}/{name}" in GATED:
-            return JSONResponse({"error": "Access to this model is restricted."}, status_code=403, headers={"X-Error-Code": "GatedRepo"})
-        files = repository(org, name)
-        if files is None:
-            return missing()
-        siblings = [
-            {"rfilename": path, "size": REPORTED_SIZES.get((f"{org}/{name}", path), len(data)), "blobId": hashlib.sha1(data).hexdigest()}
-            for path, data in files.items()
-        ]
-        return JSONResponse({"id": f"{org}/{name}", "modelId": f"{org}/{name}", "sha": FAKE_COMMIT, "private": False, "siblings": siblings})
+        return hub_model_info(f"{org}/{name}")
 
     @app.get("/api/models/{org}/{name}/tree/{revision}")
     def tree(org: str, name: str, revision: str) -> Response:
         files = repository(org, name)
         if files is None:
-            return missing()
+            return missing_repository()
         return JSONResponse([{"type": "file", "path": path, "size": len(data), "oid": hashlib.sha1(data).hexdigest()} for path, data in files.items()])
 
     @app.api_route("/{org}/{name}/resolve/{revision}/{path:path}", methods=["GET", "HEAD"])
@@ -397,7 +408,9 @@ def test_pull_downloads_only_what_loads_and_the_offline_lookup_finds_it(tmp_path
     served = set(app.state.served)
     assert "fabula-test/sdxl-base/unet/diffusion_pytorch_model.fp16.safetensors" in served
     assert "fabula-test/llava/model.safetensors" in served and "fabula-test/chat/merges.txt" in served
-    never = ("unet/diffusion_pytorch_model.safetensors", "sd_xl_base_1.0.safetensors", "unet/model.onnx", "pytorch_model.bin", "flax_model.msgpack", "README.md")
+    never = (
+        "unet/diffusion_pytorch_model.safetensors", "sd_xl_base_1.0.safetensors", "unet/model.onnx", "pytorch_model.bin", "flax_model.msgpack", "README.md",
+    )
     assert not [path for path in served if path.endswith(never)]
     assert not [path for path in served if path.startswith("fabula-test/sdxl-refiner/") and path.endswith(".safetensors") and "/text_encoder_2/" in path]
 

@@ -18,8 +18,8 @@ import pytest
 from PIL import Image
 
 from services.illustrate.app import create_app, resolve_illustrate_models
-from services.illustrate.batcher import ImageBatcher
 from services.illustrate.engine import GenerationJob, IllustrateEngine
+from shared.batching import MicroBatcher
 from shared.errors import ModelUnavailable
 from shared.metrics import ServiceMetrics
 from shared.server_thread import ServerThread
@@ -225,7 +225,9 @@ async def test_batcher_merges_compatible_jobs_and_drops_cancelled_ones(engine: I
         return engine.generate(jobs)
 
     metrics = ServiceMetrics("illustrate-test")
-    batcher = ImageBatcher(paint, window_seconds=0.2, max_batch_images=8, metrics=metrics)
+    batcher: MicroBatcher[GenerationJob, list[Image.Image]] = MicroBatcher(
+        paint, name="illustrate", metrics=metrics, window_seconds=0.2, max_batch_weight=8,
+    )
     batcher.start()
     try:
         def job(seed: int, width: int) -> GenerationJob:
@@ -234,13 +236,14 @@ async def test_batcher_merges_compatible_jobs_and_drops_cancelled_ones(engine: I
                 guidance_scale=5.0, refiner_start=0.8, seed=seed,
             )
 
-        tasks = [asyncio.create_task(batcher.submit(job(seed, width))) for seed, width in ((1, 64), (2, 64), (3, 72), (4, 64))]
+        jobs = [job(seed, width) for seed, width in ((1, 64), (2, 64), (3, 72), (4, 64))]
+        tasks = [asyncio.create_task(batcher.submit(each, key=each.batch_key, weight=each.count)) for each in jobs]
         await asyncio.sleep(0)
         tasks[1].cancel()
         outcomes = await asyncio.gather(tasks[0], tasks[2], tasks[3])
     finally:
         await batcher.stop()
-    assert [outcome.images[0].size for outcome in outcomes] == [(64, 64), (72, 64), (64, 64)]
+    assert [outcome.result[0].size for outcome in outcomes] == [(64, 64), (72, 64), (64, 64)]
     assert sorted(len(batch) for batch in calls) == [1, 2]
     for batch in calls:
         assert len({job.batch_key for job in batch}) == 1

@@ -9,9 +9,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -69,7 +69,8 @@ def test_a_full_disk_answers_507_and_no_book_is_left_stuck(tiny_settings: Settin
         accepted = [answer.json()["id"] for answer in answers if answer.status_code == 202]
         deadline = time.monotonic() + 300
         while any(store.get(job_id).status.value in ("queued", "running") for job_id in accepted):
-            assert time.monotonic() < deadline, f"a book was left queued or running: {[(store.get(j).status.value, store.get(j).stage.value) for j in accepted]}"
+            left = [(store.get(job_id).status.value, store.get(job_id).stage.value) for job_id in accepted]
+            assert time.monotonic() < deadline, f"a book was left queued or running: {left}"
             time.sleep(0.5)
         failed = [store.get(job_id) for job_id in accepted if store.get(job_id).status.value == "failed"]
         assert failed, "the disk filled up without stopping any accepted book"

@@ -1,8 +1,8 @@
-"""The model families the cpu and gpu profiles name, as tiny random replicas, run by their real services over HTTP.
+"""The model families the cpu and gpu profiles name, as tiny random stand-ins, run by their real services over HTTP.
 
 `--profile cpu` names llava-interleave-qwen, SDXL-Turbo (base only) and Qwen2.5-1.5B-Instruct; `--profile gpu`
-names LLaVA-1.5 (LLaVA-1.6 works too), SDXL base + refiner and Qwen2.5-7B-Instruct. Each replica has its family's
-config and processor classes, tokenizer layout and chat template text (see the `replicas` modules); it is built
+names LLaVA-1.5 (LLaVA-1.6 works too), SDXL base + refiner and Qwen2.5-7B-Instruct. Each stand-in has its family's
+config and processor classes, tokenizer layout and chat template text (see the `tiny_stand_ins` modules); it is built
 once per session and served the way a user's downloaded weights are: `Settings(profile=cpu, <role>_model=<folder>)`.
 The words and pictures are noise, so the tests check the wiring: the model class, the image-token count, the
 prompt the template renders, the picture size, where a turn ends.
@@ -25,7 +25,7 @@ import pytest
 from PIL import Image
 
 from services.caption.app import create_app as create_caption_app
-from services.caption.replicas import (
+from services.caption.tiny_stand_ins import (
     NEXT_PATCH_SIZE,
     NEXT_TILE_SIZE,
     SIGLIP_IMAGE_SIZE,
@@ -35,10 +35,10 @@ from services.caption.replicas import (
 )
 from services.illustrate.app import create_app as create_illustrate_app
 from services.illustrate.engine import TURBO_GUIDANCE_SCALE, TURBO_STEPS
-from services.illustrate.replicas import FOLDER_NAME as TURBO_FOLDER_NAME
-from services.illustrate.replicas import build_sdxl_turbo
+from services.illustrate.tiny_stand_ins import FOLDER_NAME as TURBO_FOLDER_NAME
+from services.illustrate.tiny_stand_ins import build_sdxl_turbo
 from services.llm.app import create_app as create_llm_app
-from services.llm.replicas import DEFAULT_SYSTEM_MESSAGE, END_OF_TEXT, MESSAGE_END, build_qwen2_5_instruct
+from services.llm.tiny_stand_ins import DEFAULT_SYSTEM_MESSAGE, END_OF_TEXT, MESSAGE_END, build_qwen2_5_instruct
 from shared.server_thread import ServerThread
 from shared.settings import Profile, Settings
 
@@ -89,8 +89,8 @@ def image_tokens(engine: Any, image: Image.Image) -> int:
 
 
 @pytest.fixture(scope="session")
-def replicas_root(session_dir: Path) -> Path:
-    return session_dir / "replicas"
+def stand_ins_root(session_dir: Path) -> Path:
+    return session_dir / "stand-ins"
 
 
 @pytest.fixture(scope="session")
@@ -107,17 +107,17 @@ def portrait(photo: Image.Image) -> Image.Image:
 # --- llava-interleave-qwen (cpu profile caption) ---------------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def interleave_folder(replicas_root: Path) -> Path:
-    return build_llava_interleave_qwen(replicas_root / "llava-interleave-qwen-0.5b-hf")
+def interleave_folder(stand_ins_root: Path) -> Path:
+    return build_llava_interleave_qwen(stand_ins_root / "llava-interleave-qwen-0.5b-hf")
 
 
 @pytest.fixture(scope="module")
-def interleave(replicas_root: Path, interleave_folder: Path) -> Iterator[Served]:
-    with serving(create_caption_app, cpu_settings(replicas_root, caption_model=str(interleave_folder))) as served:
+def interleave(stand_ins_root: Path, interleave_folder: Path) -> Iterator[Served]:
+    with serving(create_caption_app, cpu_settings(stand_ins_root, caption_model=str(interleave_folder))) as served:
         yield served
 
 
-def test_llava_interleave_qwen_replica_is_saved_with_the_real_config(interleave_folder: Path) -> None:
+def test_llava_interleave_qwen_stand_in_is_saved_with_the_real_config(interleave_folder: Path) -> None:
     config = json.loads((interleave_folder / "config.json").read_text())
     assert config["architectures"] == ["LlavaForConditionalGeneration"]
     assert (config["vision_feature_select_strategy"], config["vision_feature_layer"]) == ("full", -1)
@@ -150,13 +150,13 @@ def test_llava_interleave_qwen_prompt_is_chatml_with_a_token_per_patch(interleav
 # --- LLaVA-1.6 / LLaVA-NeXT (Vicuna) ------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def llava_next_folder(replicas_root: Path) -> Path:
-    return build_llava_next_vicuna(replicas_root / "llava-v1.6-vicuna-7b-hf")
+def llava_next_folder(stand_ins_root: Path) -> Path:
+    return build_llava_next_vicuna(stand_ins_root / "llava-v1.6-vicuna-7b-hf")
 
 
 @pytest.fixture(scope="module")
-def llava_next(replicas_root: Path, llava_next_folder: Path) -> Iterator[Served]:
-    settings = cpu_settings(replicas_root, caption_model=str(llava_next_folder)).model_copy(
+def llava_next(stand_ins_root: Path, llava_next_folder: Path) -> Iterator[Served]:
+    settings = cpu_settings(stand_ins_root, caption_model=str(llava_next_folder)).model_copy(
         update={"blocked_words": ["dragon"], "batch_window_ms": 200}
     )
     with serving(create_caption_app, settings) as served:
@@ -194,18 +194,18 @@ def test_llava_next_tiles_each_image_by_its_shape_and_batches_them(
 # --- SDXL-Turbo (cpu profile illustrate, base only) ---------------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def turbo_folder(replicas_root: Path) -> Path:
-    return build_sdxl_turbo(replicas_root / TURBO_FOLDER_NAME)
+def turbo_folder(stand_ins_root: Path) -> Path:
+    return build_sdxl_turbo(stand_ins_root / TURBO_FOLDER_NAME)
 
 
 @pytest.fixture(scope="module")
-def turbo(replicas_root: Path, turbo_folder: Path) -> Iterator[Served]:
-    settings = cpu_settings(replicas_root, illustrate_model=str(turbo_folder), refiner_model="none")
+def turbo(stand_ins_root: Path, turbo_folder: Path) -> Iterator[Served]:
+    settings = cpu_settings(stand_ins_root, illustrate_model=str(turbo_folder), refiner_model="none")
     with serving(create_illustrate_app, settings) as served:
         yield served
 
 
-def test_sdxl_turbo_replica_is_saved_like_the_real_repo(turbo_folder: Path) -> None:
+def test_sdxl_turbo_stand_in_is_saved_like_the_real_repo(turbo_folder: Path) -> None:
     index = json.loads((turbo_folder / "model_index.json").read_text())
     assert index["_class_name"] == "StableDiffusionXLPipeline"
     assert index["scheduler"] == ["diffusers", "EulerAncestralDiscreteScheduler"]
@@ -234,13 +234,13 @@ def test_sdxl_turbo_paints_the_asked_size_in_one_unguided_step(turbo: Served) ->
 # --- Qwen2.5-Instruct (cpu and gpu profile llm) -------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def qwen_folder(replicas_root: Path) -> Path:
-    return build_qwen2_5_instruct(replicas_root / "Qwen2.5-1.5B-Instruct")
+def qwen_folder(stand_ins_root: Path) -> Path:
+    return build_qwen2_5_instruct(stand_ins_root / "Qwen2.5-1.5B-Instruct")
 
 
 @pytest.fixture(scope="module")
-def qwen(replicas_root: Path, qwen_folder: Path) -> Iterator[Served]:
-    with serving(create_llm_app, cpu_settings(replicas_root, llm_model=str(qwen_folder))) as served:
+def qwen(stand_ins_root: Path, qwen_folder: Path) -> Iterator[Served]:
+    with serving(create_llm_app, cpu_settings(stand_ins_root, llm_model=str(qwen_folder))) as served:
         yield served
 
 

@@ -20,7 +20,7 @@ import openai
 import pytest
 from pydantic import SecretStr
 
-from services.narrate.app import create_app, resolve_narrate_model
+from services.narrate.app import create_app, resolve_narrate_model, synthesis_slots
 from services.narrate.audio import SAMPLE_RATE, pcm_from_wav
 from services.narrate.languages import find_speech_language
 from services.narrate.text import speakable_text
@@ -262,6 +262,14 @@ def test_concurrent_requests_all_speak_and_are_measured(narrate_url: str) -> Non
     count = metric_value(after, "fabula_speech_synthesis_seconds_count") - metric_value(before, "fabula_speech_synthesis_seconds_count")
     assert count == 8
     assert metric_value(after, "fabula_speech_synthesis_seconds_sum") > metric_value(before, "fabula_speech_synthesis_seconds_sum")
+    # The sentences went through the service's batcher: every one counted once, and (with more than one CPU)
+    # those that waited while a batch was speaking were spoken together.
+    def grew(name: str) -> float:
+        return metric_value(after, name, service="narrate") - metric_value(before, name, service="narrate")
+
+    assert grew("fabula_batch_size_sum") == 8
+    if synthesis_slots() > 1:
+        assert grew("fabula_batch_size_count") < 8
 
 
 def test_readiness_reports_the_engine(narrate_url: str) -> None:

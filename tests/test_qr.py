@@ -88,5 +88,5 @@ def test_qr_codes_drawn_in_the_pdf_decode_for_many_random_links(tmp_path: Path) 
     # misses about 1 % of these clean renders (measured: 2 of 200) where the Aruco one reads all.
     detector = cv2.QRCodeDetectorAruco()
     decoded = [detector.detectAndDecode(np.asarray(Image.open(page).convert("L")))[0] for page in pages]
-    failures = [url for url, text in zip(urls, decoded) if text != url]
+    failures = [url for url, text in zip(urls, decoded, strict=True) if text != url]
     assert not failures, f"{len(failures)} of {len(urls)} codes did not decode, e.g. {failures[:2]}"

@@ -4,8 +4,8 @@ strict policy, answers unknown links with an HTML page, and serves only its own 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
-from typing import Iterator
+from collections.abc import Iterator
+from datetime import datetime, timedelta, UTC
 
 import httpx
 import pytest
@@ -52,7 +52,7 @@ def books() -> dict[str, ReaderBook]:
             HOSTILE_TOKEN, title=HOSTILE_TITLE, author='"><b>x</b>',
             pages=[ReaderPage(number=1, text=HOSTILE_TEXT, image_url="https://pictures.example.org/1.png")],
         ),
-        EXPIRED_TOKEN: _book(EXPIRED_TOKEN, expires_at=datetime.now(timezone.utc) - timedelta(minutes=1)),
+        EXPIRED_TOKEN: _book(EXPIRED_TOKEN, expires_at=datetime.now(UTC) - timedelta(minutes=1)),
     }
 
 

@@ -9,9 +9,10 @@ import io
 import shutil
 import subprocess
 import wave
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 from fastapi import FastAPI
@@ -21,6 +22,9 @@ from PIL import Image, ImageDraw
 from shared.server_thread import ServerThread
 from webapp.book.narration import SpokenSentence
 from webapp.reader import ReaderBook, ReaderPage, reader_router
+
+if TYPE_CHECKING:  # Playwright is imported inside the tests, which skip without a browser
+    from playwright.sync_api import Browser, ConsoleMessage, Page, Response
 
 pytestmark = pytest.mark.browser
 
@@ -74,7 +78,7 @@ def _narrate(sentences: list[str], voice: str, target: Path) -> list[SpokenSente
     clips = [_speak(sentence, voice) for sentence in sentences]
     pcm = bytearray()
     timed = []
-    for index, (sentence, clip) in enumerate(zip(sentences, clips)):
+    for index, (sentence, clip) in enumerate(zip(sentences, clips, strict=True)):
         if index:
             pcm += clip.silence(GAP_SECONDS)
         begin = len(pcm) / clip.bytes_per_second
@@ -98,7 +102,7 @@ def _picture(target: Path, palette: int, label: str) -> None:
     draw = ImageDraw.Draw(image)
     for y in range(768):
         mix = y / 767
-        draw.line([(0, y), (767, y)], fill=tuple(round(a + (b - a) * mix) for a, b in zip(top, bottom)))
+        draw.line([(0, y), (767, y)], fill=tuple(round(a + (b - a) * mix) for a, b in zip(top, bottom, strict=True)))
     draw.ellipse((520, 90, 660, 230), fill=(255, 236, 140))
     draw.ellipse((-200, 520, 980, 1200), fill=(96, 170, 96))
     draw.polygon([(250, 180), (320, 260), (250, 340), (180, 260)], fill=(220, 40, 50))
@@ -146,29 +150,29 @@ def reader_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 class Problems:
     """Console errors, uncaught exceptions and failed or refused requests seen by a page."""
 
-    def __init__(self, page: object) -> None:
+    def __init__(self, page: Page) -> None:
         self.seen: list[str] = []
-        page.on("console", self._console)  # type: ignore[attr-defined]
-        page.on("pageerror", lambda error: self.seen.append(f"page error: {error}"))  # type: ignore[attr-defined]
-        page.on("requestfailed", lambda request: self.seen.append(f"failed: {request.url} {request.failure}"))  # type: ignore[attr-defined]
-        page.on("response", self._response)  # type: ignore[attr-defined]
+        page.on("console", self._console)
+        page.on("pageerror", lambda error: self.seen.append(f"page error: {error}"))
+        page.on("requestfailed", lambda request: self.seen.append(f"failed: {request.url} {request.failure}"))
+        page.on("response", self._response)
 
-    def _console(self, message: object) -> None:
-        if message.type == "error":  # type: ignore[attr-defined]
-            self.seen.append(f"console: {message.text}")  # type: ignore[attr-defined]
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.seen.append(f"console: {message.text}")
 
-    def _response(self, response: object) -> None:
-        if response.status >= 400:  # type: ignore[attr-defined]
-            self.seen.append(f"{response.status}: {response.url}")  # type: ignore[attr-defined]
-
-
-def _current_slide(page: object) -> str:
-    return page.evaluate("document.querySelector('[data-slide]:not([hidden])').id")  # type: ignore[attr-defined]
+    def _response(self, response: Response) -> None:
+        if response.status >= 400:
+            self.seen.append(f"{response.status}: {response.url}")
 
 
-def _swipe(page: object, from_x: int, to_x: int, y: int = 420) -> None:
+def _current_slide(page: Page) -> str:
+    return page.evaluate("document.querySelector('[data-slide]:not([hidden])').id")
+
+
+def _swipe(page: Page, from_x: int, to_x: int, y: int = 420) -> None:
     """A real touch stroke through the DevTools protocol: Chromium turns it into pointer events, as on a phone."""
-    session = page.context.new_cdp_session(page)  # type: ignore[attr-defined]
+    session = page.context.new_cdp_session(page)
     session.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": from_x, "y": y}]})
     for step in range(1, 6):
         x = from_x + (to_x - from_x) * step / 5
@@ -177,10 +181,10 @@ def _swipe(page: object, from_x: int, to_x: int, y: int = 420) -> None:
     session.detach()
 
 
-def test_reader_reads_aloud_highlights_and_turns_pages_on_a_phone(reader_url: str, browser: object, tmp_path: Path) -> None:
+def test_reader_reads_aloud_highlights_and_turns_pages_on_a_phone(reader_url: str, browser: Browser, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
-    context = browser.new_context(**PHONE)  # type: ignore[attr-defined]
+    context = browser.new_context(**PHONE)
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
     problems = Problems(page)
@@ -265,10 +269,10 @@ def test_reader_reads_aloud_highlights_and_turns_pages_on_a_phone(reader_url: st
     context.close()
 
 
-def test_arabic_book_reads_right_to_left_and_a_silent_page_still_reads(reader_url: str, browser: object, tmp_path: Path) -> None:
+def test_arabic_book_reads_right_to_left_and_a_silent_page_still_reads(reader_url: str, browser: Browser, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
-    context = browser.new_context(**PHONE)  # type: ignore[attr-defined]
+    context = browser.new_context(**PHONE)
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
     problems = Problems(page)
@@ -304,10 +308,10 @@ def test_arabic_book_reads_right_to_left_and_a_silent_page_still_reads(reader_ur
     context.close()
 
 
-def test_reader_without_javascript_is_the_whole_book_and_fits_a_desktop(reader_url: str, browser: object, tmp_path: Path) -> None:
+def test_reader_without_javascript_is_the_whole_book_and_fits_a_desktop(reader_url: str, browser: Browser, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
-    context = browser.new_context(**PHONE, java_script_enabled=False)  # type: ignore[attr-defined]
+    context = browser.new_context(**PHONE, java_script_enabled=False)
     page = context.new_page()
     problems = Problems(page)
     page.goto(f"{reader_url}/read/{ENGLISH_TOKEN}")
@@ -319,7 +323,7 @@ def test_reader_without_javascript_is_the_whole_book_and_fits_a_desktop(reader_u
     assert problems.seen == []
     context.close()
 
-    context = browser.new_context(viewport={"width": 1280, "height": 800})  # type: ignore[attr-defined]
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     problems = Problems(page)
     page.goto(f"{reader_url}/read/{ENGLISH_TOKEN}#page-2")

@@ -9,16 +9,16 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from shared.settings import Settings
 from bench.cluster import FabulaProcess, Postgres, Redis, fabula, scratch_folder, servers_available, web_replica, worker
+from shared.settings import Settings
 
 pytestmark = [pytest.mark.scale, pytest.mark.skipif(not servers_available(), reason="needs the Debian packages postgresql and redis-server")]
 

@@ -1,4 +1,5 @@
-"""The service kit: one contract every model service keeps, and the shared batcher, body reader and dtype policy.
+"""The service kit: one contract every model service keeps, the frame that owns each service's batcher, and the
+shared batcher, body reader and dtype policy.
 
 The contract runs against each service on its tiny model over real HTTP, with an API key set: health,
 readiness and metrics stay open, the model route needs the key, the request id is echoed, and every error
@@ -12,25 +13,29 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import httpx
 import pytest
 import torch
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from pydantic import SecretStr
 from starlette.requests import Request
 
 from services.caption.app import create_app as create_caption_app
 from services.illustrate.app import create_app as create_illustrate_app
 from services.llm.app import create_app as create_llm_app
-from shared.batching import MicroBatcher
+from services.registry import SERVICE_NAMES, SERVICES
+from shared.batching import BatchSpec, MicroBatcher
 from shared.bodies import BodyLimit, BodyLimitMiddleware, json_depth_exceeds, parse_json, read_body
 from shared.dtypes import choose_dtype, parse_dtype
-from shared.errors import ClientDisconnected, DeadlineExceeded, InvalidRequest, InvalidSetting, PayloadTooLarge
+from shared.errors import ClientDisconnected, DeadlineExceeded, InvalidRequest, InvalidSetting, ModelNotReady, PayloadTooLarge
 from shared.metrics import ServiceMetrics
+from shared.model_holder import EngineInfo
 from shared.server_thread import ServerThread
-from shared.settings import Settings
+from shared.service_app import ServiceSpec
+from shared.settings import SERVICE_PORTS, Settings
 from tests.conftest import metric_value
 
 API_KEY = "kit-key"
@@ -128,7 +133,7 @@ def test_unknown_path_and_wrong_method_answer_in_the_error_shape(service: Runnin
 
 
 def test_oversized_body_is_a_413_declared_or_chunked(service: RunningService) -> None:
-    limit = service.app.state.spec.body_limit
+    limit = service.app.state.body_limit
     body = service.case.oversized(limit.max_bytes + 1)
     content_type = service.case.content_type
     declared = service.post(body, content_type=content_type)
@@ -243,13 +248,116 @@ async def test_batcher_runs_the_requests_of_a_failed_batch_alone_when_asked(metr
             raise InvalidRequest("`prompt` is bad.", param="prompt")
         return items
 
-    batcher: MicroBatcher[str, str] = MicroBatcher(model, name="kit", metrics=metrics, window_seconds=0.05, max_batch_weight=4, retry_alone=True)
+    batcher: MicroBatcher[str, str] = MicroBatcher(
+        model, name="kit", metrics=metrics, window_seconds=0.05, max_batch_weight=4, retry_alone_on=(InvalidRequest,),
+    )
     batcher.start()
     try:
         good, bad = await asyncio.gather(batcher.submit("good"), batcher.submit("bad"), return_exceptions=True)
     finally:
         await batcher.stop()
     assert good.result == "good" and isinstance(bad, InvalidRequest)
+
+
+async def test_batcher_fails_only_the_request_whose_result_is_an_exception(metrics: ServiceMetrics) -> None:
+    def model(items: list[str]) -> list[str | BaseException]:
+        return [InvalidRequest("`prompt` is bad.", param="prompt") if item == "bad" else item for item in items]
+
+    batcher: MicroBatcher[str, str] = MicroBatcher(model, name="kit", metrics=metrics, window_seconds=0.05, max_batch_weight=4)
+    batcher.start()
+    try:
+        good, bad = await asyncio.gather(batcher.submit("good"), batcher.submit("bad"), return_exceptions=True)
+    finally:
+        await batcher.stop()
+    assert good.result == "good" and good.batch_requests == 2 and isinstance(bad, InvalidRequest)
+
+
+# --- the frame: one spec per service, the batcher it declares ------------------------------------------------------
+
+class EchoEngine:
+    """A model-free engine: upper-cases text, and records the batches it is given."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+
+    def info(self) -> EngineInfo:
+        return EngineInfo(model="echo", device="cpu", dtype="none")
+
+
+def echo_batch(engine: EchoEngine, items: list[str]) -> list[str]:
+    engine.batches.append(items)
+    return [item.upper() for item in items]
+
+
+def echo_router() -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/v1/echo")
+    async def echo(request: Request, text: str) -> dict:
+        batched = await request.app.state.batcher.submit(text)
+        return {"text": batched.result, "batch_requests": batched.batch_requests}
+
+    return router
+
+
+def echo_spec(**batch: float) -> ServiceSpec:
+    return ServiceSpec(
+        name="echo", title="Echo", description="A model-free service for the frame's tests.", resolver=lambda _: None,
+        load=lambda settings, device, metrics: EchoEngine(), routers=lambda _: [echo_router()],
+        batch=BatchSpec(run_batch=echo_batch, **batch),
+    )
+
+
+def test_the_frame_starts_the_declared_batcher_fills_it_from_concurrent_requests_and_stops_it(tiny_settings: Settings) -> None:
+    # The batch timeout is long, so only a full batch of three runs: the three requests must share one call.
+    app = echo_spec(max_batch_size=3, batch_timeout_s=30.0).create_app(tiny_settings)
+    batcher: MicroBatcher[str, str] = app.state.batcher
+    with ServerThread(app) as server:
+        assert app.state.holder.wait(timeout=30), app.state.holder.error
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            answers = list(pool.map(lambda text: httpx.post(server.url + "/v1/echo", params={"text": text}, timeout=30), ["a", "b", "c"]))
+        metrics = httpx.get(server.url + "/metrics").text
+    assert [answer.json() for answer in answers] == [{"text": text, "batch_requests": 3} for text in "ABC"]
+    assert [sorted(batch) for batch in app.state.holder.engine.batches] == [["a", "b", "c"]]
+    assert metric_value(metrics, "fabula_batch_size_sum", service="echo") == 3
+    assert metric_value(metrics, "fabula_batch_size_count", service="echo") == 1
+    with pytest.raises(ModelNotReady):  # stopped with the app
+        asyncio.run(batcher.submit("late"))
+
+
+class SelfBatchingEngine(EchoEngine):
+    """An engine that batches inside itself (as the llm engines do): the frame starts and stops it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[str] = []
+
+    def start(self) -> None:
+        self.events.append("start")
+
+    async def stop(self) -> None:
+        self.events.append("stop")
+
+
+def test_the_frame_starts_an_engine_that_batches_itself_once_loaded_and_stops_it(tiny_settings: Settings) -> None:
+    spec = ServiceSpec(
+        name="echo", title="Echo", description="", resolver=lambda _: None, load=lambda settings, device, metrics: SelfBatchingEngine(),
+        routers=lambda _: [], engine_batches=True,
+    )
+    app = spec.create_app(tiny_settings)
+    with ServerThread(app):
+        assert app.state.holder.wait(timeout=30), app.state.holder.error
+        engine = app.state.holder.engine
+        assert engine.events == ["start"] and app.state.batcher is None
+    assert engine.events == ["start", "stop"]
+
+
+def test_every_service_has_one_spec_with_its_port_and_url_setting() -> None:
+    assert list(SERVICES) == list(SERVICE_NAMES) == list(SERVICE_PORTS)
+    for name, spec in SERVICES.items():
+        assert spec.name == name and spec.port == SERVICE_PORTS[name]
+        assert Settings.model_fields[spec.url_setting].default == f"http://127.0.0.1:{spec.port}"
+        assert (spec.batch is not None) != spec.engine_batches, f"{name} declares exactly one batcher"
 
 
 # --- the bounded body reader ----------------------------------------------------------------------------------------

@@ -104,8 +104,10 @@ class SameOriginGuard:
         return (_header(scope, b"sec-fetch-site") or "").strip().lower() == "cross-site"
 
     def _has_key(self, scope: Scope) -> bool:
+        if not self.api_key:
+            return False
         scheme, _, token = (_header(scope, b"authorization") or "").partition(" ")
-        return bool(self.api_key) and scheme.lower() == "bearer" and secrets.compare_digest(token.strip().encode(), self.api_key)
+        return scheme.lower() == "bearer" and secrets.compare_digest(token.strip().encode(), self.api_key)
 
     def _refusal(self, sent_origin: str | None) -> str:
         source = f"another site ({sent_origin})" if sent_origin else "another site"
@@ -216,7 +218,9 @@ class StudioCopies:
 
     def note(self, source: str | Path | None, copy: str | Path | None) -> None:
         """Remember that Gradio copied `source` to `copy` (nothing to remember unless `source` is a story's)."""
-        story = self.story_of(source) if source is not None and copy is not None else None
+        if source is None or copy is None:
+            return
+        story = self.story_of(source)
         if story is None or str(copy) == str(source):
             return
         marker = self._marker(copy)

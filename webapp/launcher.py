@@ -1,42 +1,28 @@
 """Starting the model services: in this process on loopback threads (tiny profile: `fabula story`, the web app,
-tests), or as one process per service pinned to a device (`fabula up`)."""
+tests), or as one process per service pinned to a device (`fabula up`).
+
+Everything it knows of a service (name, port, URL setting, model check, how to build its app) comes from that
+service's one spec in the registry (`services.registry.SERVICES`)."""
 
 from __future__ import annotations
 
 import ctypes
 import errno
-import importlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from fastapi import FastAPI
 
+from services.registry import SERVICES
 from shared.errors import FabulaError, ModelUnavailable
 from shared.server_thread import ServerThread
 from shared.settings import Settings
-
-
-@dataclass(frozen=True)
-class ServiceSpec:
-    name: str
-    module: str
-    resolver: str
-    port: int
-    url_setting: str
-
-
-SERVICES: dict[str, ServiceSpec] = {
-    "caption": ServiceSpec("caption", "services.caption.app", "resolve_caption_model", 8101, "caption_url"),
-    "illustrate": ServiceSpec("illustrate", "services.illustrate.app", "resolve_illustrate_models", 8102, "illustrate_url"),
-    "llm": ServiceSpec("llm", "services.llm.app", "check_llm_model", 8103, "llm_url"),
-    "narrate": ServiceSpec("narrate", "services.narrate.app", "resolve_narrate_model", 8104, "narrate_url"),
-}
 
 
 class ServiceStartError(FabulaError):
@@ -46,12 +32,12 @@ class ServiceStartError(FabulaError):
 
 def check_models(name: str, settings: Settings) -> None:
     """Fail fast (ModelUnavailable) when a service's weights are not on this machine; builds tiny ones."""
-    spec = SERVICES[name]
-    getattr(importlib.import_module(spec.module), spec.resolver)(settings)
+    SERVICES[name].resolver(settings)
 
 
-def create_service_app(name: str, settings: Settings, device: str = "cpu") -> object:
-    return importlib.import_module(SERVICES[name].module).create_app(settings, device=device)
+def create_service_app(name: str, settings: Settings, device: str = "cpu") -> FastAPI:
+    """The app of the service called `name` (its spec's `create_app`), for `fabula serve` and tests that name one."""
+    return SERVICES[name].create_app(settings, device=device)
 
 
 def wait_ready(url: str, *, name: str, timeout_s: float, process: subprocess.Popen | None = None) -> None:
@@ -167,7 +153,7 @@ class ServiceProcesses:
         self.processes: dict[str, subprocess.Popen] = {}
 
     def ports(self) -> dict[str, int]:
-        """Each service listens on the port of its configured URL (FABULA_CAPTION_URL, ...), default 8101-8104."""
+        """Each service listens on the port of its configured URL (FABULA_CAPTION_URL, ...), else its spec's port."""
         return {name: httpx.URL(getattr(self.settings, spec.url_setting)).port or spec.port for name, spec in SERVICES.items()}
 
     def start(self, timeout_s: float = 900.0) -> Settings:

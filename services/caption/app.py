@@ -1,8 +1,10 @@
 """The caption service: `POST /v1/caption` (multipart photo in, a storybook description out).
 
-Health, readiness, metrics, auth, request ids, the body limit and JSON errors come from `shared.service_app`;
-this module adds the route, the model loader and the micro-batcher that shares the model between concurrent
-requests. A request whose client leaves before its turn is dropped; one past its deadline is answered 504.
+Health, readiness, metrics, auth, request ids, the body limit, JSON errors and the micro-batcher come from
+`shared.service_app`; this module declares the service's spec: the model check and loader, the route, and how
+concurrent requests share one `generate` call (if a call fails as a whole, its requests are run one by one, so
+one bad request fails alone). A request whose client leaves before its turn is dropped; one past its deadline is
+answered 504.
 
 The route's parameters are annotated without `from __future__ import annotations`: FastAPI must evaluate
 them, and their descriptions use this factory's local settings.
@@ -16,19 +18,18 @@ from typing import Annotated
 from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from services.caption.batching import CaptionBatcher
-from services.caption.engine import DEFAULT_MAX_NEW_TOKENS, DEFAULT_PROMPT, CaptionEngine
+from services.caption.engine import DEFAULT_MAX_NEW_TOKENS, DEFAULT_PROMPT, CaptionEngine, CaptionItem, CaptionResult, caption_batch
 from services.caption.tiny import build_tiny_llava
 from services.caption.uploads import read_upload, upload_body_limit
+from shared.batching import Batched, BatchSpec, MicroBatcher
 from shared.errors import InvalidRequest, ModelUnavailable
 from shared.images import load_image
 from shared.logs import log_fields
 from shared.metrics import ServiceMetrics
-from shared.model_holder import ModelHolder
 from shared.profiles import TINY, model_id_for, resolve_model_path, tiny_dir
 from shared.request_lifetime import DeadlineDep, cancel_on_disconnect
 from shared.schemas import CaptionResponse, Timings
-from shared.service_app import ServiceSpec, create_service_app
+from shared.service_app import ServiceSpec
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -51,41 +52,9 @@ def resolve_caption_model(settings: Settings) -> tuple[str, Path]:
     return model_id, resolve_model_path(model_id, role=SERVICE, settings=settings)
 
 
-DEFAULT_PORT = 8101
-
-
-def create_app(settings: Settings, *, device: str = "cpu") -> FastAPI:
-    metrics = ServiceMetrics(SERVICE)
-
-    def load_engine() -> CaptionEngine:
-        model_id, folder = resolve_caption_model(settings)
-        return CaptionEngine.load(folder, model_id=model_id, device=device, settings=settings)
-
-    holder: ModelHolder[CaptionEngine] = ModelHolder(load_engine, name=SERVICE)
-    batcher = CaptionBatcher(
-        holder.require, metrics=metrics, max_batch_size=settings.max_batch_size, window_seconds=settings.batch_window_ms / 1000,
-    )
-
-    async def start_batcher(_: FastAPI) -> None:
-        batcher.start()
-
-    async def stop_batcher(_: FastAPI) -> None:
-        await batcher.stop()
-
-    return create_service_app(ServiceSpec(
-        name=SERVICE,
-        title="Fabula caption service",
-        description="Describes a photo in words with a LLaVA model, for the storybook planner.",
-        routers=[caption_router(settings)],
-        holder=holder,
-        metrics=metrics,
-        default_port=DEFAULT_PORT,
-        resolver=resolve_caption_model,
-        body_limit=upload_body_limit(settings),
-        on_startup=start_batcher,
-        on_shutdown=stop_batcher,
-        state={"batcher": batcher},
-    ), settings=settings)
+def load_engine(settings: Settings, device: str, metrics: ServiceMetrics | None = None) -> CaptionEngine:
+    model_id, folder = resolve_caption_model(settings)
+    return CaptionEngine.load(folder, model_id=model_id, device=device, settings=settings)
 
 
 def caption_router(settings: Settings) -> APIRouter:
@@ -115,9 +84,13 @@ def caption_router(settings: Settings) -> APIRouter:
         )
         engine: CaptionEngine = request.app.state.holder.require()
         engine.check_prompt(question)
-        batched = await cancel_on_disconnect(request, request.app.state.batcher.submit(picture, question, tokens, deadline=deadline))
+        batcher: MicroBatcher[CaptionItem, CaptionResult] = request.app.state.batcher
+        batched: Batched[CaptionResult] = await cancel_on_disconnect(
+            request, batcher.submit(CaptionItem(picture, question, tokens), deadline=deadline)
+        )
+        request.app.state.metrics.generated_items.labels(SERVICE).inc()
         total_seconds = time.perf_counter() - started
-        log_fields(logger, "captioned", new_tokens=batched.result.new_tokens, batch_size=batched.batch_size,
+        log_fields(logger, "captioned", new_tokens=batched.result.new_tokens, batch_size=batched.batch_requests,
                    queue_seconds=round(batched.queue_seconds, 4), inference_seconds=round(batched.inference_seconds, 4))
         return CaptionResponse(
             caption=batched.result.caption,
@@ -152,3 +125,19 @@ def checked_prompt(value: str | None, settings: Settings) -> str:
             param="prompt",
         )
     return value.strip()
+
+
+SPEC = ServiceSpec(
+    name=SERVICE,
+    title="Fabula caption service",
+    description="Describes a photo in words with a LLaVA model, for the storybook planner.",
+    resolver=resolve_caption_model,
+    load=load_engine,
+    routers=lambda settings: [caption_router(settings)],
+    body_limit=upload_body_limit,
+    batch=BatchSpec(run_batch=caption_batch, retry_alone_on=(Exception,)),
+)
+
+
+def create_app(settings: Settings, *, device: str = "cpu") -> FastAPI:
+    return SPEC.create_app(settings, device=device)

@@ -36,9 +36,27 @@ ARCHITECTURES = {
 
 
 @dataclass(frozen=True)
+class CaptionItem:
+    """One request's share of a batched `caption` call."""
+
+    image: Image.Image
+    prompt: str
+    max_new_tokens: int
+
+
+@dataclass(frozen=True)
 class CaptionResult:
     caption: str
     new_tokens: int
+
+
+def caption_batch(engine: CaptionEngine, items: list[CaptionItem]) -> list[CaptionResult]:
+    """One `generate` call for the requests the service's batcher gathered.
+
+    Captions of any prompt and token limit can share a call (it runs to the longest limit and each caption is cut
+    to its own), so the requests need no batch key.
+    """
+    return engine.caption([item.image for item in items], [item.prompt for item in items], [item.max_new_tokens for item in items])
 
 
 def resolve_device(device: str) -> tuple[Any, Any]:

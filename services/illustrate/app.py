@@ -16,14 +16,15 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+import torch
 from fastapi import APIRouter, Depends, FastAPI, Request
 
-from services.illustrate.batcher import ImageBatcher, paint_batch
-from services.illustrate.engine import GenerationJob, IllustrateEngine
+from services.illustrate.engine import GenerationJob, IllustrateEngine, PaintedImage
 from services.illustrate.likeness import LikenessWeights, find_likeness_weights
 from services.illustrate.safety import SafetyChecker, find_safety_checker
 from services.illustrate.tiny import BASE_FOLDER, REFINER_FOLDER, build_tiny_sdxl
 from services.illustrate.validation import build_job, check_cost, check_limits, decode_reference, generation_body_limit, parse_generation_request
+from shared.batching import BatchSpec, MicroBatcher
 from shared.bodies import read_body
 from shared.errors import ModelUnavailable
 from shared.images import to_b64_png
@@ -33,7 +34,7 @@ from shared.model_holder import ModelHolder
 from shared.profiles import TINY, model_id_for, resolve_model_path, tiny_dir
 from shared.request_lifetime import DeadlineDep, cancel_on_disconnect
 from shared.schemas import ImageData, ImageGenerationRequest, ImageGenerationResponse, Timings
-from shared.service_app import ServiceSpec, create_service_app
+from shared.service_app import ServiceSpec
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def resolve_illustrate_models(settings: Settings) -> tuple[str, Path, Path | Non
     return model_id, base_path, refiner_path
 
 
-def load_engine(settings: Settings, device: str) -> IllustrateEngine:
+def load_engine(settings: Settings, device: str, metrics: ServiceMetrics | None = None) -> IllustrateEngine:
     """The painter with its likeness adapter (when its weights are here; else a request with a photo is told why)
     and its safety classifier (when FABULA_SAFETY_CHECKER is on, as it is by default)."""
     model_id, base_path, refiner_path = resolve_illustrate_models(settings)
@@ -84,40 +85,17 @@ def load_engine(settings: Settings, device: str) -> IllustrateEngine:
     return IllustrateEngine.load(base_path, refiner_path, model_id=model_id, device=device, settings=settings, likeness=likeness, safety=safety)
 
 
-DEFAULT_PORT = 8102
+def paint_batch(engine: IllustrateEngine, jobs: list[GenerationJob]) -> list[list[PaintedImage]]:
+    """One pipeline call for the requests the service's batcher gathered (they share one `batch_key`).
 
-
-def create_app(settings: Settings, *, device: str = "cpu") -> FastAPI:
-    metrics = ServiceMetrics(SERVICE)
-
-    holder: ModelHolder[IllustrateEngine] = ModelHolder(lambda: load_engine(settings, device), name=SERVICE)
-    batcher = ImageBatcher(
-        lambda jobs: paint_batch(holder.require(), jobs),
-        window_seconds=settings.batch_window_ms / 1000,
-        max_batch_images=settings.max_batch_size,
-        metrics=metrics,
-    )
-
-    async def start_batcher(_: FastAPI) -> None:
-        batcher.start()
-
-    async def stop_batcher(_: FastAPI) -> None:
-        await batcher.stop()
-
-    return create_service_app(ServiceSpec(
-        name=SERVICE,
-        title="Fabula illustrate",
-        description="SDXL base + refiner behind the OpenAI Images API (`POST /v1/images/generations`), micro-batched.",
-        routers=[router],
-        holder=holder,
-        metrics=metrics,
-        default_port=DEFAULT_PORT,
-        resolver=resolve_illustrate_models,
-        body_limit=generation_body_limit(settings),
-        on_startup=start_batcher,
-        on_shutdown=stop_batcher,
-        state={"batcher": batcher},
-    ), settings=settings)
+    A batch that does not fit in GPU memory frees the cache and fails; the batcher then paints its requests one
+    by one (`retry_alone_on`).
+    """
+    try:
+        return engine.paint(jobs)
+    except torch.cuda.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        raise
 
 
 def _settings(request: Request) -> Settings:
@@ -128,7 +106,7 @@ def _holder(request: Request) -> ModelHolder[IllustrateEngine]:
     return request.app.state.holder
 
 
-def _batcher(request: Request) -> ImageBatcher:
+def _batcher(request: Request) -> MicroBatcher[GenerationJob, list[PaintedImage]]:
     return request.app.state.batcher
 
 
@@ -138,7 +116,7 @@ def _metrics(request: Request) -> ServiceMetrics:
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 HolderDep = Annotated[ModelHolder[IllustrateEngine], Depends(_holder)]
-BatcherDep = Annotated[ImageBatcher, Depends(_batcher)]
+BatcherDep = Annotated[MicroBatcher[GenerationJob, list[PaintedImage]], Depends(_batcher)]
 MetricsDep = Annotated[ServiceMetrics, Depends(_metrics)]
 
 router = APIRouter(tags=["images"])
@@ -177,11 +155,11 @@ async def generate_images(
         job = build_job(body, size, engine.defaults, reference=reference)
     warnings = _window_warnings(engine, job)
     # Predict: shared with concurrent requests; dropped if the client leaves before its turn.
-    outcome = await cancel_on_disconnect(request, batcher.submit(job, deadline=deadline))
+    outcome = await cancel_on_disconnect(request, batcher.submit(job, key=job.batch_key, weight=job.count, deadline=deadline))
     # Encode.
-    encoded = await asyncio.to_thread(lambda: [to_b64_png(painted.image) for painted in outcome.images])
+    encoded = await asyncio.to_thread(lambda: [to_b64_png(painted.image) for painted in outcome.result])
     metrics.generated_items.labels(SERVICE).inc(len(encoded))
-    flags = [painted.flagged for painted in outcome.images]
+    flags = [painted.flagged for painted in outcome.result]
     if any(flags):
         metrics.flagged_items.labels(SERVICE).inc(sum(flags))
         logger.warning("pictures flagged by the safety classifier were replaced", extra={"fields": {"flagged": sum(flags), "seeds": [s for s, f in zip(job.seeds, flags) if f]}})
@@ -215,3 +193,20 @@ def _window_warnings(engine: IllustrateEngine, job: GenerationJob) -> list[str]:
             }},
         )
     return [overflow.message for overflow in overflows]
+
+
+SPEC = ServiceSpec(
+    name=SERVICE,
+    title="Fabula illustrate",
+    description="SDXL base + refiner behind the OpenAI Images API (`POST /v1/images/generations`), micro-batched.",
+    resolver=resolve_illustrate_models,
+    load=load_engine,
+    routers=lambda _: [router],
+    body_limit=generation_body_limit,
+    # A call holds at most FABULA_MAX_BATCH_SIZE images, counted by each request's `n`.
+    batch=BatchSpec(run_batch=paint_batch, retry_alone_on=(torch.cuda.OutOfMemoryError,)),
+)
+
+
+def create_app(settings: Settings, *, device: str = "cpu") -> FastAPI:
+    return SPEC.create_app(settings, device=device)

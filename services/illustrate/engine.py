@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from services.illustrate.jobs import (  # noqa: F401 - the engine's public names, re-exported
+from services.illustrate.picture_requests import (  # noqa: F401 - the engine's public names, re-exported
     DEFAULT_REFERENCE_STRENGTH,
     STANDARD_GUIDANCE_SCALE,
     STANDARD_STEPS,

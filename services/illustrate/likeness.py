@@ -1,6 +1,6 @@
 """Likeness: pages that resemble a reference photo, through diffusers' IP-Adapter on the SDXL base.
 
-The adapter (h94/IP-Adapter, Apache-2.0; on the tiny profile a random replica in the same layout) adds four
+The adapter (h94/IP-Adapter, Apache-2.0; on the tiny profile a random stand-in in the same layout) adds four
 image tokens, projected from the photo's CLIP image embedding, to every cross-attention layer of the base UNet;
 `set_ip_adapter_scale` weighs them against the prompt. The refiner has no adapter, so the likeness comes from the
 base's share of the schedule (`refiner_start`): the refiner only sharpens what the base laid down.
@@ -46,7 +46,7 @@ class LikenessWeights:
 def find_likeness_weights(model_id: str, settings: Settings, *, adapter_id: str = LIKENESS_MODEL_ID) -> LikenessWeights:
     """The adapter for the illustration model `model_id`, from this machine only.
 
-    The tiny model gets the tiny replica built beside it; any other model gets `adapter_id` (a local folder, or
+    The tiny model gets the tiny stand-in built beside it; any other model gets `adapter_id` (a local folder, or
     a hub id already in the Hugging Face cache). Raises `ModelUnavailable` saying what to download.
     """
     if model_id == TINY:

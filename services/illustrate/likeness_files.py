@@ -4,7 +4,7 @@ The default is the SDXL adapter trained against the OpenCLIP ViT-H/14 image enco
 (`sdxl_models/ip-adapter_sdxl_vit-h.safetensors` with `models/image_encoder`): h94's model card lists it beside the
 ViT-bigG pairing (`sdxl_models/ip-adapter_sdxl.safetensors`, `sdxl_models/image_encoder`), whose encoder is about
 three times larger.
-The tiny replica is written in the same layout, so one loading path serves both.
+The tiny stand-in is written in the same layout, so one loading path serves both.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ Two kinds of classifier load here, told apart by their `config.json`:
   `nsfw`), is Apache-2.0.
 - diffusers' `StableDiffusionSafetyChecker` (CLIP image embedding against concept embeddings). The published
   weights, `CompVis/stable-diffusion-safety-checker`, state no licence on their model card, so they are not a
-  default; the tiny profile uses a random replica of that architecture (`services.illustrate.tiny_safety`).
+  default; the tiny profile uses a random stand-in of that architecture (`services.illustrate.tiny_safety`).
 Both load from this machine only, in fp32 (the classifier is small next to SDXL; fp16 would gain nothing).
 """
 
@@ -34,7 +34,7 @@ FLAGGED_LABELS = frozenset({"nsfw", "unsafe"})
 
 
 def find_safety_checker(model_id: str, settings: Settings, *, checker_id: str = SAFETY_MODEL_ID) -> Path:
-    """The classifier folder for the illustration model `model_id`: the tiny replica beside the tiny model,
+    """The classifier folder for the illustration model `model_id`: the tiny stand-in beside the tiny model,
     otherwise `checker_id` from a local folder or the Hugging Face cache. Raises `ModelUnavailable` if absent."""
     if Path(checker_id).is_dir():
         return Path(checker_id)  # a classifier the operator (or a test) built or copied into a folder

@@ -52,7 +52,7 @@ def let_the_picture_decide(vision_model: Any) -> None:
     At random initialisation the class token and the position embeddings outweigh the patches, so every picture
     lands within a few degrees of every other (cosine similarity ~0.97 between unrelated noise pictures). With
     those zeroed and a wider patch projection, unrelated pictures fall ~0.6 apart and a picture stays closest to
-    itself, which the likeness and safety replicas rely on.
+    itself, which the likeness and safety stand-ins rely on.
     """
     import torch
 

@@ -2,7 +2,7 @@
 that flags chosen pictures through its own forward pass.
 
 The checker embeds a picture with a CLIP vision tower and flags it when the cosine similarity to any of its
-concept embeddings passes that concept's threshold. The tiny replica's concepts are random directions with a
+concept embeddings passes that concept's threshold. The tiny stand-in's concepts are random directions with a
 threshold no picture reaches; `write_flagging_checker` copies a checker and sets its first concepts to the
 embeddings of given pictures, so those pictures, and ones close to them, are flagged for real.
 """

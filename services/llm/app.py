@@ -3,6 +3,11 @@
 Built in the shared service frame (health, readiness, metrics, auth, request ids, the body limit, JSON errors).
 The model loads in the background at start-up; until then model routes answer 503 and `/readyz` says why. The
 body is read by the shared bounded reader (depth-limited JSON); a client that leaves stops its generation.
+
+The engines batch continuously inside themselves (every running request advances in each forward pass, and a new
+one joins at the next pass), which a batcher in front, waiting for a whole batch to finish, would only slow
+down. So the engine is the spec's batcher (`engine_batches`): the frame starts it once it is loaded and stops it
+at shutdown, and the engine records each pass's real number of sequences in `fabula_batch_size`.
 """
 
 from __future__ import annotations
@@ -30,10 +35,9 @@ from shared.bodies import json_body_openapi, read_json_model
 from shared.errors import ModelUnavailable, NotFound
 from shared.logs import log_fields
 from shared.metrics import ServiceMetrics
-from shared.model_holder import ModelHolder
 from shared.profiles import TINY, model_id_for, resolve_model_path, tiny_dir
 from shared.request_lifetime import DeadlineDep, cancel_on_disconnect
-from shared.service_app import ServiceSpec, create_service_app
+from shared.service_app import ServiceSpec
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -85,8 +89,8 @@ def check_llm_model(settings: Settings) -> Path:
     return resolve_llm_model(settings)[1]
 
 
-def load_engine(settings: Settings, *, device: str, metrics: ServiceMetrics | None = None) -> ChatEngine:
-    """The configured model on its engine, ready to serve."""
+def load_engine(settings: Settings, device: str, metrics: ServiceMetrics | None = None) -> ChatEngine:
+    """The configured model on its engine, ready to be started."""
     if engine_for(settings) == "llama.cpp":
         model_id = _configured_model(settings)
         if not is_gguf_model_id(model_id):
@@ -152,30 +156,17 @@ def _card(engine: ChatEngine) -> ModelCard:
     return ModelCard(id=engine.model_id, created=int(engine.loaded_at), max_model_len=engine.context_length)
 
 
-DEFAULT_PORT = 8103
+SPEC = ServiceSpec(
+    name="llm",
+    title="Fabula LLM",
+    description=DESCRIPTION,
+    resolver=check_llm_model,
+    load=load_engine,
+    routers=lambda _: [build_router()],
+    body_limit=chat_body_limit,
+    engine_batches=True,
+)
 
 
 def create_app(settings: Settings, *, device: str = "cpu") -> FastAPI:
-    metrics = ServiceMetrics("llm")
-
-    def load() -> ChatEngine:
-        return load_engine(settings, device=device, metrics=metrics)
-
-    holder: ModelHolder[ChatEngine] = ModelHolder(load, name="llm")
-
-    async def close_engine(_: FastAPI) -> None:
-        if holder.engine is not None:
-            holder.engine.close()
-
-    return create_service_app(ServiceSpec(
-        name="llm",
-        title="Fabula LLM",
-        description=DESCRIPTION,
-        routers=[build_router()],
-        holder=holder,
-        metrics=metrics,
-        default_port=DEFAULT_PORT,
-        resolver=check_llm_model,
-        body_limit=chat_body_limit(settings),
-        on_shutdown=close_engine,
-    ), settings=settings)
+    return SPEC.create_app(settings, device=device)

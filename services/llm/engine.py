@@ -6,8 +6,9 @@ Two engines run behind the one OpenAI contract (`engines` picks one for a model)
 - `TransformersEngine` (`transformers_engine`): safetensors folders through transformers, for GPUs and any
   model llama.cpp cannot read.
 
-The engine owns the model and a scheduler thread; what a set of logits means for a request (grammar, penalties,
-sampling, stops, streaming) is decided by `sequence.Sequence`, the same for both. A request still queued at its
+The engine owns the model and a scheduler thread, and is the service's batcher (`shared.batching.Batcher`): the
+service frame calls `start` once the engine is loaded and `stop` at shutdown. What a set of logits means for a
+request (grammar, penalties, sampling, stops, streaming) is decided by `sequence.Sequence`, the same for both. A request still queued at its
 deadline is answered with a 504 and never run, and one whose client left is dropped before it runs; both are
 counted in `fabula_requests_dropped_total`.
 """
@@ -97,8 +98,16 @@ class ChatEngine(ABC):
         """Queue `submission` for the scheduler thread (thread-safe, returns at once)."""
 
     @abstractmethod
+    def start(self) -> None:
+        """Start the scheduler thread; submissions made before wait for it."""
+
+    @abstractmethod
     def close(self) -> None:
         """Stop the scheduler; queued and running generations end as cancelled."""
+
+    async def stop(self) -> None:
+        """`close`, off the event loop (it waits for the scheduler thread to finish its pass)."""
+        await asyncio.to_thread(self.close)
 
     @abstractmethod
     def _info_extra(self) -> dict[str, Any]:

@@ -81,7 +81,7 @@ class JsonScanner:
             elif byte in _CLOSING:
                 self.depth -= 1
 
-    def copy(self) -> "JsonScanner":
+    def copy(self) -> JsonScanner:
         return JsonScanner(self.in_string, self.escaped, self.unicode_digits_left, self.utf8_bytes_left, self.depth)
 
     def at_top_level(self) -> bool:

@@ -160,7 +160,6 @@ class LlamaCppEngine(ChatEngine):
         self._wake = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._serve, name="llm-llama", daemon=True)
-        self._thread.start()
 
     @classmethod
     def load(
@@ -204,11 +203,16 @@ class LlamaCppEngine(ChatEngine):
             self._waiting.append(submission)
             self._wake.notify()
 
+    def start(self) -> None:
+        if self._thread.ident is None:
+            self._thread.start()
+
     def close(self) -> None:
         with self._wake:
             self._closed = True
             self._wake.notify()
-        self._thread.join(timeout=10)
+        if self._thread.ident is not None:
+            self._thread.join(timeout=10)
 
     # -- the scheduler thread -------------------------------------------------------------------------------
     def _serve(self) -> None:

@@ -57,13 +57,8 @@ class TransformersEngine(ChatEngine):
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (vocabulary.stop_token_ids or (0,))[0]
         self._queue: queue.SimpleQueue[Submission | None] = queue.SimpleQueue()
         self._closed = False
-        single = device == "cpu" and sum(parameter.numel() for parameter in model.parameters()) < SINGLE_THREAD_PARAMETERS
-        previous = torch.get_num_threads()
-        ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, args=(single, ready), name="llm-generate", daemon=True)
-        self._thread.start()
-        ready.wait()
-        torch.set_num_threads(previous)  # the process default, which the worker changed for itself
+        self._single_threaded = device == "cpu" and sum(parameter.numel() for parameter in model.parameters()) < SINGLE_THREAD_PARAMETERS
+        self._thread: threading.Thread | None = None
 
     @classmethod
     def load(
@@ -98,6 +93,16 @@ class TransformersEngine(ChatEngine):
             submission.answer(ModelNotReady("The llm service is shutting down; try again shortly."))
             return
         self._queue.put(submission)
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        previous = torch.get_num_threads()
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, args=(self._single_threaded, ready), name="llm-generate", daemon=True)
+        self._thread.start()
+        ready.wait()
+        torch.set_num_threads(previous)  # the process default, which the worker changed for itself
 
     def close(self) -> None:
         self._closed = True

@@ -1,8 +1,11 @@
 """The narrate service: `POST /v1/audio/speech` (OpenAI's shape, plus `language`) and `GET /v1/audio/voices`.
 
-Built in the shared service frame (health, readiness, metrics, auth, request ids, JSON errors). Each request
-runs its voice and encoder as subprocesses in worker threads; a semaphore sized from the CPU count caps how many
-run at once, and the time a request waits for one is its queue time.
+Built in the shared service frame (health, readiness, metrics, auth, request ids, JSON errors, the batcher). A
+book asks for all its sentences at once: the requests that arrive within the batch window (FABULA_BATCH_WINDOW_MS)
+are spoken together, each voice and encoder a pair of subprocesses in its own worker thread, at most one per CPU
+this process may use. The time a request waits for its batch is its queue time, and `fabula_batch_size` shows how
+many sentences were spoken together. A batch is never cut short: a client that leaves before its batch is dropped,
+one that leaves during it leaves its processes to finish, so no CPU is busy for a request nobody counts.
 """
 
 from __future__ import annotations
@@ -11,23 +14,25 @@ import asyncio
 import logging
 import os
 import time
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import Response
 
-from services.narrate.audio import FORMATS, encode
+from services.narrate.audio import FORMATS, Pcm, encode
 from services.narrate.espeak import EspeakEngine, find_espeak
 from services.narrate.languages import all_languages, find_speech_language
 from services.narrate.metrics import SpeechMetrics
 from services.narrate.schemas import SpeechRequest, VoiceCard, VoiceList
-from services.narrate.validation import check_speech_request, speech_body_limit
+from services.narrate.validation import Utterance, check_speech_request, speech_body_limit
+from shared.batching import Batched, BatchSpec, MicroBatcher
 from shared.bodies import json_body_openapi, read_json_model
 from shared.errors import ModelUnavailable
 from shared.logs import log_fields
 from shared.metrics import ServiceMetrics
-from shared.model_holder import ModelHolder
-from shared.service_app import create_service_app
+from shared.request_lifetime import DeadlineDep, cancel_on_disconnect
+from shared.service_app import ServiceSpec
 from shared.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -62,6 +67,33 @@ def synthesis_slots() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def load_engine(settings: Settings, device: str, metrics: ServiceMetrics | None = None) -> EspeakEngine:
+    """espeak-ng; `device` is accepted like the other services' but unused: it runs on the CPU."""
+    _, executable = resolve_narrate_model(settings)
+    return EspeakEngine.load(executable)
+
+
+@dataclass(frozen=True)
+class Speech:
+    """One request's audio: the samples (for their length), the encoded bytes, and the seconds they took."""
+
+    pcm: Pcm
+    audio: bytes
+    seconds: float
+
+
+def speak(engine: EspeakEngine, utterance: Utterance) -> Speech:
+    started = time.perf_counter()
+    pcm = engine.speak(utterance.text, utterance.voice, speed=utterance.speed)
+    return Speech(pcm, encode(pcm, utterance.audio_format), time.perf_counter() - started)
+
+
+async def speak_batch(engine: EspeakEngine, utterances: list[Utterance]) -> list[Speech | BaseException]:
+    """Speak the gathered requests together, one worker thread each, and wait for all; one that fails fails alone."""
+    spoken = await asyncio.gather(*(asyncio.to_thread(speak, engine, utterance) for utterance in utterances), return_exceptions=True)
+    return list(spoken)
+
+
 def _engine(request: Request) -> EspeakEngine:
     return request.app.state.holder.require()
 
@@ -71,7 +103,7 @@ EngineDep = Annotated[EspeakEngine, Depends(_engine)]
 # The body is read by hand (bounded, and a malformed body gets a message naming `body`); this tells the
 # OpenAPI document what it holds.
 _REQUEST_BODY = json_body_openapi(SpeechRequest)
-_AUDIO_RESPONSES = {200: {"content": {fmt.content_type: {} for fmt in FORMATS.values()}}}
+_AUDIO_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"content": {fmt.content_type: {} for fmt in FORMATS.values()}}}
 
 
 def build_router() -> APIRouter:
@@ -81,38 +113,26 @@ def build_router() -> APIRouter:
         "/speech", openapi_extra=_REQUEST_BODY, responses=_AUDIO_RESPONSES, response_class=Response,
         summary="Read text aloud (OpenAI speech shape). Headers: X-Audio-Duration (seconds), X-Voice (the voice used).",
     )
-    async def speech(request: Request, engine: EngineDep) -> Response:
+    async def speech(request: Request, engine: EngineDep, deadline: DeadlineDep) -> Response:
         settings: Settings = request.app.state.settings
         body = await read_json_model(request, SpeechRequest, speech_body_limit(settings))
-        job = check_speech_request(body, engine, settings)
-        arrived = time.perf_counter()
-        async with request.app.state.synthesis_slots:
-            started = time.perf_counter()
-            # The slot is held until the processes end, even when the client leaves: a cancelled request must not
-            # free a CPU its espeak-ng and ffmpeg are still using.
-            def speak_and_encode():  # type: ignore[no-untyped-def]
-                spoken = engine.speak(job.text, job.voice, speed=job.speed)
-                return spoken, encode(spoken, job.audio_format)
-
-            work = asyncio.ensure_future(asyncio.to_thread(speak_and_encode))
-            try:
-                pcm, audio = await asyncio.shield(work)
-            except asyncio.CancelledError:
-                await asyncio.wait([work])
-                raise
-            finished = time.perf_counter()
+        utterance = check_speech_request(body, engine, settings)
+        batcher: MicroBatcher[Utterance, Speech] = request.app.state.batcher
+        batched: Batched[Speech] = await cancel_on_disconnect(request, batcher.submit(utterance, deadline=deadline))
+        spoken = batched.result
         metrics: ServiceMetrics = request.app.state.metrics
-        metrics.observe_batch(1, [started - arrived])
         metrics.generated_items.labels(SERVICE).inc()
         request.app.state.speech_metrics.observe(
-            engine=engine.model_id, audio_format=job.audio_format.name,
-            synthesis_seconds=finished - started, audio_seconds=pcm.duration,
+            engine=engine.model_id, audio_format=utterance.audio_format.name,
+            synthesis_seconds=spoken.seconds, audio_seconds=spoken.pcm.duration,
         )
-        log_fields(logger, "spoke", voice=job.voice.id, language=job.language.code, characters=len(job.text),
-                   audio_seconds=round(pcm.duration, 3), synthesis_seconds=round(finished - started, 4))
+        log_fields(logger, "spoke", voice=utterance.voice.id, language=utterance.language.code,
+                   characters=len(utterance.text),
+                   audio_seconds=round(spoken.pcm.duration, 3), synthesis_seconds=round(spoken.seconds, 4),
+                   batch_size=batched.batch_requests, queue_seconds=round(batched.queue_seconds, 4))
         return Response(
-            content=audio, media_type=job.audio_format.content_type,
-            headers={"X-Audio-Duration": f"{pcm.duration:.3f}", "X-Voice": job.voice.id},
+            content=spoken.audio, media_type=utterance.audio_format.content_type,
+            headers={"X-Audio-Duration": f"{spoken.pcm.duration:.3f}", "X-Voice": utterance.voice.id},
         )
 
     @router.get("/voices", response_model=VoiceList, summary="The voices per language, with the OpenAI names each answers to.")
@@ -139,29 +159,19 @@ def build_router() -> APIRouter:
     return router
 
 
+SPEC = ServiceSpec(
+    name=SERVICE,
+    title="Fabula narrate service",
+    description="Reads a book's text aloud in its language, in OpenAI's speech shape; espeak-ng offline.",
+    resolver=resolve_narrate_model,
+    load=load_engine,
+    routers=lambda _: [build_router()],
+    body_limit=speech_body_limit,
+    batch=BatchSpec(run_batch=speak_batch, max_batch_size=synthesis_slots()),
+    state=lambda _, metrics: {"speech_metrics": SpeechMetrics(metrics)},
+)
+
+
 def create_app(settings: Settings | None = None, *, device: str = "cpu") -> FastAPI:
     """The narrate app. `device` is accepted like the other services' but unused: espeak-ng runs on the CPU."""
-    settings = settings or get_settings()
-    metrics = ServiceMetrics(SERVICE)
-
-    def load() -> EspeakEngine:
-        _, executable = resolve_narrate_model(settings)
-        return EspeakEngine.load(executable)
-
-    holder: ModelHolder[EspeakEngine] = ModelHolder(load, name=SERVICE)
-
-    async def open_slots(app: FastAPI) -> None:
-        app.state.synthesis_slots = asyncio.Semaphore(synthesis_slots())
-
-    app = create_service_app(
-        name=SERVICE,
-        title="Fabula narrate service",
-        description="Reads a book's text aloud in its language, in OpenAI's speech shape; espeak-ng offline.",
-        settings=settings,
-        holder=holder,
-        metrics=metrics,
-        routers=[build_router()],
-        on_startup=open_slots,
-    )
-    app.state.speech_metrics = SpeechMetrics(metrics)
-    return app
+    return SPEC.create_app(settings or get_settings(), device=device)

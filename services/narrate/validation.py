@@ -25,7 +25,9 @@ _BODY_OVERHEAD_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
-class SpeechJob:
+class Utterance:
+    """What one checked speech request asks to be read: the text as it will be spoken, in which voice and format."""
+
     text: str
     voice: Voice
     language: SpeechLanguage
@@ -44,7 +46,7 @@ def speech_body_limit(settings: Settings) -> BodyLimit:
     )
 
 
-def check_speech_request(request: SpeechRequest, engine: EspeakEngine, settings: Settings) -> SpeechJob:
+def check_speech_request(request: SpeechRequest, engine: EspeakEngine, settings: Settings) -> Utterance:
     """Every rule, in the order a caller would fix them; returns what to synthesise."""
     if not request.input.strip():
         raise InvalidRequest("`input` is empty; send the text to read aloud.", param="input")
@@ -73,7 +75,7 @@ def check_speech_request(request: SpeechRequest, engine: EspeakEngine, settings:
         )
     language = find_speech_language(request.language)
     voice = engine.catalogue.resolve(request.voice_name, language)
-    return SpeechJob(
+    return Utterance(
         text=speakable_text(request.input, language), voice=voice, language=language,
         audio_format=audio_format, speed=request.speed,
     )

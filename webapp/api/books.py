@@ -4,7 +4,7 @@ target), the PDF, the EPUB, the audiobook, and the pictures and page audio the r
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request
@@ -115,5 +115,5 @@ def reader_book(state: WebState, token: str) -> ReaderBook | None:
         author=(record.options.get("brand") or {}).get("name") or "Fabula",
         cover_url=links.file(content.cover_path.name) if content.cover_path else None, pages=pages, pdf_url=links.pdf,
         epub_url=links.epub if content.epub_link else None, audiobook_url=links.audiobook if content.audiobook_link else None,
-        expires_at=datetime.fromtimestamp(record.book_expires_at, timezone.utc) if record.book_expires_at else None,
+        expires_at=datetime.fromtimestamp(record.book_expires_at, UTC) if record.book_expires_at else None,
     )

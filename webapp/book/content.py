@@ -111,5 +111,12 @@ class BookContent(BaseModel):
         return self
 
     @property
+    def page_originals(self) -> list[str | None]:
+        """Each page's original text in a bilingual book; None for every page in any other."""
+        if self.original_texts is None:
+            return [None] * len(self.pages)
+        return list(self.original_texts)
+
+    @property
     def primary_language(self) -> str:
         return self.language.split("-")[0]

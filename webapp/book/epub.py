@@ -16,7 +16,7 @@ import io
 import logging
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 from PIL import Image
 
@@ -133,7 +133,7 @@ def _nav_label(number: int, spans: Sequence[SentenceSpan]) -> str:
 
 def _zip(files: Sequence[tuple[str, bytes]], moment: datetime) -> bytes:
     """The OCF container: `mimetype` first and stored, then every file compressed, all with the same date."""
-    moment = moment.astimezone(timezone.utc) if moment.tzinfo else moment
+    moment = moment.astimezone(UTC) if moment.tzinfo else moment
     stamp = moment.timetuple()[:6]
     stamp = (max(stamp[0], 1980), *stamp[1:])
     buffer = io.BytesIO()
@@ -158,7 +158,7 @@ def render_epub(content: BookContent, narrations: Mapping[int, PageNarration], a
     to now. Raises `shared.errors.InvalidImage` for a picture that cannot be decoded and
     `webapp.book.audio.AudioError` when a narration needs encoding and ffmpeg is missing.
     """
-    modified = modified or datetime.now(timezone.utc)
+    modified = modified or datetime.now(UTC)
     library = fonts or default_font_library()
     language = content.language
     frame = DocumentFrame(language, is_right_to_left_language(language))
@@ -176,7 +176,7 @@ def render_epub(content: BookContent, narrations: Mapping[int, PageNarration], a
                            author=content.author, image_href=f"images/cover.{cover_suffix}", brand_name=brand_name)
     book.add_document("cover", cover, title_spans, title_narration, text_root="cover")
 
-    originals = content.original_texts or [None] * len(content.pages)
+    originals = content.page_originals
     nav_entries = [("cover.xhtml", content.title)]
     for index, (page, original) in enumerate(zip(content.pages, originals, strict=True)):
         stem = _page_stem(page.number)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 from webapp.book.epub_documents import ACTIVE_CLASS
 from webapp.book.epub_overlays import Overlay, clock_value
@@ -53,7 +53,7 @@ def book_urn(identifier: str) -> str:
 
 def modified_stamp(moment: datetime) -> str:
     """`dcterms:modified` wants UTC to the second: CCYY-MM-DDThh:mm:ssZ."""
-    moment = moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

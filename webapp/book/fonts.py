@@ -167,8 +167,10 @@ class FontLibrary:
             digest = hashlib.sha1(f"{path}#{subfont_index}".encode()).hexdigest()[:8]
             name = f"Fabula-{re.sub(r'[^A-Za-z0-9]+', '', path.stem)}-{digest}"
             try:
-                if name in pdfmetrics.getRegisteredFontNames():
-                    font = pdfmetrics.getFont(name)
+                font: TTFont
+                registered = pdfmetrics.getFont(name) if name in pdfmetrics.getRegisteredFontNames() else None
+                if isinstance(registered, TTFont):  # every "Fabula-…" font is a TTFont, registered here on first use
+                    font = registered
                 else:
                     font = TTFont(name, str(path), subfontIndex=subfont_index)
                     pdfmetrics.registerFont(font)
@@ -258,9 +260,9 @@ class FontLibrary:
             if unicodedata.category(char) in ("Cf", "Co", "Cn", "Zl", "Zp"):
                 return None  # invisible or unassigned: nothing to draw, nothing to warn about
             # Emoji beyond the symbol fonts need a colour font reportlab cannot embed: no point searching every file.
-            face = self._anywhere(char, bold) if script is not Script.emoji else None
-            if face is not None:
-                return face
+            found = self._anywhere(char, bold) if script is not Script.emoji else None
+            if found is not None:
+                return found
             helvetica = _helvetica_face()
             if not self._index() and helvetica.covers(char):
                 return helvetica

@@ -61,9 +61,9 @@ def decode_logo(data: bytes, param: str = "brand.logo_png") -> BookImage:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            image.seek(0)
-            image = ImageOps.exif_transpose(image).convert("RGBA")
+            opened = Image.open(io.BytesIO(data))
+            opened.seek(0)
+            image = ImageOps.exif_transpose(opened).convert("RGBA")
     except Exception:  # noqa: BLE001 - already validated; any failure here is a damaged file all the same
         raise InvalidImage(f"The image `{param}` is damaged and could not be read.", param=param) from None
     if image.getchannel("A").getextrema() == (255, 255):

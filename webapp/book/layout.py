@@ -210,10 +210,7 @@ def draw_block(
     baseline = top - block.size * 1.1
     for line in block.lines:
         if line.runs:
-            if align == "center":
-                pen = x + (width - line.width) / 2
-            else:
-                pen = x + width - line.width if line.right_to_left else x
+            pen = _line_start(line, x=x, width=width, align=align)
             if line.actual_text:
                 canvas.addLiteral(actual_text_begin(line.text))
             for run in line.runs:
@@ -223,6 +220,15 @@ def draw_block(
             if line.actual_text:
                 canvas.addLiteral(ACTUAL_TEXT_END)
         baseline -= block.leading
+
+
+def _line_start(line: Line, *, x: float, width: float, align: str) -> float:
+    """Where a line's first run starts: centred, flush right for a right-to-left line, else flush left."""
+    if align == "center":
+        return x + (width - line.width) / 2
+    if line.right_to_left:
+        return x + width - line.width
+    return x
 
 
 def fit_block(

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from reportlab.lib.colors import HexColor, white
 from reportlab.lib.units import inch
-from reportlab.pdfgen.canvas import FILL_NON_ZERO, Canvas
+from reportlab.pdfgen.canvas import FILL_NON_ZERO, Canvas  # type: ignore[attr-defined]  # missing from types-reportlab
 
 from webapp.book.content import BookBrand, BookContent, BookPage
 from webapp.book.fonts import FontLibrary

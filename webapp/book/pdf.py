@@ -18,12 +18,11 @@ from reportlab.pdfgen.canvas import Canvas
 from webapp.book.content import BookContent
 from webapp.book.fonts import FontLibrary, default_font_library
 from webapp.book.images import decode_logo, decode_picture
-from webapp.book.render_lock import RENDER_LOCK
 from webapp.book.pages import CREATOR, PAGE_SIZE, PageContext, draw_cover, draw_last_page, draw_story_page
+from webapp.book.render_lock import RENDER_LOCK
 from webapp.book.scripts import clean_text
 from webapp.book.text_shaping import is_right_to_left_language
 from webapp.book.theme import theme_for
-
 
 
 @contextmanager
@@ -47,18 +46,18 @@ def render_book(content: BookContent, *, fonts: FontLibrary | None = None) -> by
     theme = theme_for(content.brand)
     cover = decode_picture(content.cover_png, "cover_png") if content.cover_png else None
     logo = decode_logo(content.brand.logo_png) if content.brand and content.brand.logo_png else None
-    originals = content.original_texts or [None] * len(content.pages)
+    originals = content.page_originals
     brand_name = content.brand.name if content.brand else None
 
     buffer = io.BytesIO()
     with RENDER_LOCK, _binary_streams():
         canvas = Canvas(buffer, pagesize=PAGE_SIZE, invariant=1, pageCompression=1, lang=content.language,
-                        initialFontName=library.default_face().name)
+                        initialFontName=library.default_face().name)  # type: ignore[arg-type]  # types-reportlab: a float, wrongly
         canvas.setTitle(clean_text(content.title))
         canvas.setAuthor(clean_text(content.author))
         canvas.setSubject(clean_text(content.subject))
         canvas.setCreator(CREATOR)
-        canvas.setKeywords(["storybook", content.language])
+        canvas.setKeywords(f"storybook, {content.language}")
         canvas.setViewerPreference("DisplayDocTitle", "true")
         if is_right_to_left_language(content.language):
             canvas.setViewerPreference("Direction", "R2L")

@@ -86,7 +86,8 @@ def shaped(text: str, font_name: str, size: float) -> tuple[str, float]:
         if getattr(font, "shapable", False):
             result = shapeStr(text, font_name, size)
             if isinstance(result, ShapedStr):
-                return result, sum(data.x_advance for data in result.__shapeData__) * size / 1000
+                glyphs = result.__shapeData__  # type: ignore[attr-defined]  # set by reportlab, missing from types-reportlab
+                return result, sum(data.x_advance for data in glyphs) * size / 1000
         elif font_name not in _warned_unshaped:
             _warned_unshaped.add(font_name)
             logger.warning("uharfbuzz is not installed: %s is drawn without shaping (conjuncts and marks may look wrong)",

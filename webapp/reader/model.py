@@ -6,7 +6,7 @@ at the boundary, so a `javascript:` or protocol-relative link can never reach an
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -78,8 +78,8 @@ class ReaderBook(BaseModel):
     def has_expired(self, now: datetime | None = None) -> bool:
         if self.expires_at is None:
             return False
-        expires = self.expires_at if self.expires_at.tzinfo else self.expires_at.replace(tzinfo=timezone.utc)
-        return expires <= (now or datetime.now(timezone.utc))
+        expires = self.expires_at if self.expires_at.tzinfo else self.expires_at.replace(tzinfo=UTC)
+        return expires <= (now or datetime.now(UTC))
 
     def media_urls(self) -> list[str]:
         """Every picture and clip the page loads, for the Content-Security-Policy's sources."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 import openai
@@ -97,7 +97,7 @@ class ChatCaller:
             completion = await self._create(messages, room.tokens, seed, stream=False)
         return completion.choices[0].message.content or ""
 
-    async def stream(self, messages: list[dict[str, str]], *, max_tokens: int, seed: int) -> AsyncIterator[str]:
+    async def stream(self, messages: list[dict[str, str]], *, max_tokens: int, seed: int) -> AsyncGenerator[str, None]:
         """Text as it is written; a server that cannot stream answers whole, and that answer is yielded at once."""
         budget = await self.fit(messages, max_tokens)
         if not self.streaming:

@@ -82,7 +82,10 @@ _INDEX: dict[str, Language] = {}
 for _language in LANGUAGES:
     for _key in (_language.code, _language.name, _language.native):
         _INDEX[_key.casefold()] = _language
-_ALIASES = {"zh-cn": "zh", "zh-hans": "zh", "zh-tw": "zh", "chinese (simplified)": "zh", "iw": "he", "nb": "no", "pt-br": "pt", "en-us": "en", "en-gb": "en", "farsi": "fa", "mandarin": "zh"}
+_ALIASES = {
+    "zh-cn": "zh", "zh-hans": "zh", "zh-tw": "zh", "chinese (simplified)": "zh", "mandarin": "zh", "iw": "he", "nb": "no", "pt-br": "pt",
+    "en-us": "en", "en-gb": "en", "farsi": "fa",
+}
 for _alias, _code in _ALIASES.items():
     _INDEX[_alias] = _INDEX[_code]
 

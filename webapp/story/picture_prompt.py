@@ -255,20 +255,24 @@ def _cleaned(text: str) -> str:
     text = _MARKUP.sub(" ", text)
     out: list[str] = []
     for position, character in enumerate(text):
-        category = unicodedata.category(character)
         before = text[position - 1] if position else " "
         after = text[position + 1] if position + 1 < len(text) else " "
         if character in "\n\r\t\v\f\u2028\u2029":
             out.append("\n")
-        elif category[0] in "LN" or character in ",;:.!?":
-            out.append(character)
-        elif category[0] == "M" and before.isalpha():
-            out.append(character)
-        elif character in "'-" and before.isalnum() and after.isalnum():
-            out.append(character)
         else:
-            out.append(" ")
+            out.append(character if _kept(character, before, after) else " ")
     return re.sub(r"[ ]+", " ", "".join(out))
+
+
+def _kept(character: str, before: str, after: str) -> bool:
+    """Letters, digits and clause punctuation stay; so do a combining mark on a letter and an apostrophe or hyphen
+    inside a word."""
+    category = unicodedata.category(character)[0]
+    if category in "LN" or character in ",;:.!?":
+        return True
+    if category == "M":
+        return before.isalpha()
+    return character in "'-" and before.isalnum() and after.isalnum()
 
 
 def _key(clause: str) -> str:

@@ -22,7 +22,7 @@ from shared.blocked_words import find_blocked
 from webapp.story.language_check import wrong_language
 
 
-class Piece(str, Enum):
+class Piece(Enum):
     title = "title"
     beat = "beat"
     page = "page"
@@ -240,7 +240,8 @@ def check(text: str, piece: Piece, expect: Expectations) -> Verdict:
     lowered = text.lower()
     found += _machinery(text, piece)
     found += _blocked(lowered, expect.blocked_words)
-    found += [Violation("audience", f"{word!r} does not belong in a book for this audience") for word in expect.audience_words if find_blocked(lowered, (word,))][:1]
+    unsuitable = [word for word in expect.audience_words if find_blocked(lowered, (word,))]
+    found += [Violation("audience", f"{word!r} does not belong in a book for this audience") for word in unsuitable[:1]]
     found += _echo(text, expect.instructions, expect.material)
     found += _repetition(text)
     talk = META_TALK.search(_outside_quotes(text) if piece in (Piece.page, Piece.beat) else text)
@@ -269,8 +270,9 @@ def _machinery(text: str, piece: Piece) -> list[Violation]:
     found = []
     if "\ufffd" in text or any(0xD800 <= ord(char) <= 0xDFFF or ord(char) < 0x20 and char not in "\n\t" for char in text):
         found.append(Violation("broken characters", "it holds characters that are not text (a broken encoding)"))
-    if MACHINERY_CHARACTERS.search(text):
-        found.append(Violation("machinery", f"it contains {MACHINERY_CHARACTERS.search(text).group(0)!r}"))  # type: ignore[union-attr]
+    machinery = MACHINERY_CHARACTERS.search(text)
+    if machinery:
+        found.append(Violation("machinery", f"it contains {machinery.group(0)!r}"))
     if URL.search(text):
         found.append(Violation("url", "it contains a web or mail address"))
     identifier = IDENTIFIER.search(text)
@@ -328,7 +330,7 @@ def _repetition(text: str) -> list[Violation]:
 
 
 def _prose(text: str, piece: Piece, expect: Expectations) -> list[Violation]:
-    found = []
+    found: list[Violation] = []
     if piece is Piece.translation:
         return found
     count = len(words(text))

@@ -23,14 +23,22 @@ class StylePreset:
 _COMMON_NEGATIVE = "text, letters, watermark, signature, blurry, deformed hands, extra limbs, low quality"
 
 STYLES: tuple[StylePreset, ...] = (
-    StylePreset("watercolor", "Watercolor storybook", "soft watercolor children's book illustration, gentle washes, paper texture, warm light", _COMMON_NEGATIVE + ", photo, 3d render"),
-    StylePreset("comic", "Comic book", "bold comic book panel, clean ink lines, flat vivid colors, halftone shading", _COMMON_NEGATIVE + ", photo"),
-    StylePreset("anime", "Anime", "anime illustration, expressive eyes, cel shading, detailed background, studio quality", _COMMON_NEGATIVE + ", photo, 3d"),
-    StylePreset("claymation", "Claymation", "claymation, plasticine figures, miniature set, studio lighting", _COMMON_NEGATIVE + ", drawing"),
-    StylePreset("pixel-art", "Pixel art", "detailed 16-bit pixel art scene, limited palette, crisp pixels", _COMMON_NEGATIVE + ", blurry, smooth gradients, photo"),
-    StylePreset("photographic", "Photographic", "cinematic photograph, natural light, shallow depth of field, realistic", _COMMON_NEGATIVE + ", cartoon, drawing"),
-    StylePreset("line-art", "Colouring book line art", "black and white colouring book page, clean thick outlines, white background", _COMMON_NEGATIVE + ", color, shading, gray"),
-    StylePreset("paper-cut", "Paper cut-out", "layered paper cut-out collage, craft paper textures, soft shadows", _COMMON_NEGATIVE + ", photo"),
+    StylePreset("watercolor", "Watercolor storybook",
+                "soft watercolor children's book illustration, gentle washes, paper texture, warm light", _COMMON_NEGATIVE + ", photo, 3d render"),
+    StylePreset("comic", "Comic book",
+                "bold comic book panel, clean ink lines, flat vivid colors, halftone shading", _COMMON_NEGATIVE + ", photo"),
+    StylePreset("anime", "Anime",
+                "anime illustration, expressive eyes, cel shading, detailed background, studio quality", _COMMON_NEGATIVE + ", photo, 3d"),
+    StylePreset("claymation", "Claymation",
+                "claymation, plasticine figures, miniature set, studio lighting", _COMMON_NEGATIVE + ", drawing"),
+    StylePreset("pixel-art", "Pixel art",
+                "detailed 16-bit pixel art scene, limited palette, crisp pixels", _COMMON_NEGATIVE + ", blurry, smooth gradients, photo"),
+    StylePreset("photographic", "Photographic",
+                "cinematic photograph, natural light, shallow depth of field, realistic", _COMMON_NEGATIVE + ", cartoon, drawing"),
+    StylePreset("line-art", "Colouring book line art",
+                "black and white colouring book page, clean thick outlines, white background", _COMMON_NEGATIVE + ", color, shading, gray"),
+    StylePreset("paper-cut", "Paper cut-out",
+                "layered paper cut-out collage, craft paper textures, soft shadows", _COMMON_NEGATIVE + ", photo"),
 )
 
 STYLE_BY_ID = {style.id: style for style in STYLES}

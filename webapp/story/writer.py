@@ -15,7 +15,8 @@ import logging
 import zlib
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import openai
 
@@ -62,6 +63,27 @@ OnBeat = Callable[[OutlineDraft, int], Awaitable[None]]
 STRAY_LINES = 3
 
 
+@dataclass
+class _PlanReading:
+    """How far the streamed plan has been read: the page whose beat comes next and what came before it."""
+
+    brief: Brief
+    pages: int
+    draft: OutlineDraft
+    expect: Expectations
+    settle: Callable[[int, str, bool], Awaitable[None]]
+    next_page: int
+    looks_text: str = ""
+    stray: int = 0  # lines that are neither title, characters nor a numbered beat, before the first beat
+    seen_lines: int = 0
+    title_next: bool = False  # "Title:" alone on its line: the title is the next line
+    accepted: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.next_page > self.pages
+
+
 @dataclass(frozen=True)
 class Written:
     """One piece as it goes into the book; `fallback` says the model could not write it within the rules."""
@@ -99,7 +121,7 @@ class StoryWriter:
         out, so the story leans on the idea and the options."""
         return Brief(options=options, names=names, photo=caption if is_language(caption) else None, idea=fallbacks.short_idea(options.idea, 16))
 
-    def expectations(self, brief: Brief, **changes: object) -> Expectations:
+    def expectations(self, brief: Brief, **changes: Any) -> Expectations:
         options = brief.options
         idea_words = tuple(content_words(options.idea or "")[:8])
         asked = " ".join(filter(None, [options.idea, options.brand.message if options.brand else None, options.brand.name if options.brand else None]))
@@ -107,7 +129,7 @@ class StoryWriter:
         base = Expectations(
             names=brief.names, idea_words=idea_words, blocked_words=self.blocked_words, max_chars=self.budget.page_text, audience_words=kept_out,
         )
-        return replace(base, **changes)  # type: ignore[arg-type]
+        return replace(base, **changes)
 
     def facts(self, brief: Brief) -> fallbacks.StoryFacts:
         return fallbacks.StoryFacts(names=brief.names, idea=fallbacks.short_idea(brief.options.idea))
@@ -175,65 +197,68 @@ class StoryWriter:
         messages = prompts.outline_messages(brief, pages, opening=draft.beats.get(1) if draft.opening else None)
         wanted = 24 + 24 * len(brief.names) + pages * (self.budget.beat // 4 + 8)
         expect = self.expectations(brief, instructions=messages[-1]["content"], material=" ".join(brief.material()))
-        looks_text = ""
+        reading = _PlanReading(brief, pages, draft, expect, settle, next_page=2 if draft.opening else 1)
         splitter = LineSplitter()
-        next_page = 2 if draft.opening else 1
-        stray = 0  # lines that are neither title, characters nor a numbered beat, before the first beat
-        seen_lines = 0
-        title_next = False  # "Title:" alone on its line: the title is the next line
-        accepted: list[str] = []
-
-        async def take(line_text: str) -> None:
-            nonlocal looks_text, next_page, stray, seen_lines, title_next
-            line = read_line(line_text)
-            if line.kind == "title" and not line.text:
-                title_next = True
-                return
-            if not line.text:
-                return
-            seen_lines += 1
-            if line.kind == "title" or (line.kind == "other" and (seen_lines == 1 or title_next)):
-                title_next = False
-                if draft.title is None:
-                    verdict = check(tidy(line.text, Piece.title, max_chars=self.budget.title), Piece.title, replace(expect, opening=draft.beats.get(1, "")))
-                    if verdict.usable:
-                        draft.title = verdict.text
-                return
-            if line.kind == "other":
-                stray += 0 if accepted else 1
-                return
-            if line.kind == "characters":
-                looks_text = line.text
-                return
-            if line.kind != "beat" or next_page > pages or (line.number is not None and line.number < next_page):
-                return  # not a beat, past the plan's end, or a page already settled (the opening)
-            looks = read_looks(looks_text, brief.names)
-            if draft.characters is None or (looks and not accepted):
-                draft.characters = self._characters(brief, looks)
-            verdict = self._check_beat(line.text, expect, accepted)
-            page = next_page
-            next_page += 1
-            if verdict.usable:
-                accepted.append(verdict.text)
-                await settle(page, verdict.text, False)
-
         try:
             async with aclosing(self.chat.stream(messages, max_tokens=wanted, seed=seed)) as deltas:
                 async for delta in deltas:
                     for line in splitter.push(delta):
-                        await take(line)
-                    if next_page > pages:
+                        await self._read_plan_line(line, reading)
+                    if reading.complete:
                         break  # the plan is complete: stop the model writing past it
-                    if stray >= STRAY_LINES:
+                    if reading.stray >= STRAY_LINES:
                         log_fields(logger, "the model is not writing the plan in the asked form; asking for it piece by piece", level=logging.INFO)
                         break
             for line in splitter.flush():
-                await take(line)
+                await self._read_plan_line(line, reading)
         except UpstreamError as exc:
             if not exc.transient:
                 raise
             # A broken stream loses only the beats not read yet; they are asked for one by one.
             log_fields(logger, "the outline stream broke; the missing pieces are asked for one by one", error=exc.message, level=logging.WARNING)
+
+    async def _read_plan_line(self, line_text: str, reading: _PlanReading) -> None:
+        """One line of the streamed plan: the title, the characters' looks, the next page's beat, or a stray line."""
+        line = read_line(line_text)
+        if line.kind == "title" and not line.text:
+            reading.title_next = True
+            return
+        if not line.text:
+            return
+        reading.seen_lines += 1
+        if line.kind == "title" or (line.kind == "other" and (reading.seen_lines == 1 or reading.title_next)):
+            reading.title_next = False
+            self._read_title(line.text, reading)
+        elif line.kind == "other":
+            reading.stray += 0 if reading.accepted else 1
+        elif line.kind == "characters":
+            reading.looks_text = line.text
+        elif line.kind == "beat":
+            await self._read_beat(line.text, line.number, reading)
+
+    def _read_title(self, text: str, reading: _PlanReading) -> None:
+        """The plan's title, unless the draft has one already (a resumed book) or it breaks the rules."""
+        if reading.draft.title is not None:
+            return
+        expect = replace(reading.expect, opening=reading.draft.beats.get(1, ""))
+        verdict = check(tidy(text, Piece.title, max_chars=self.budget.title), Piece.title, expect)
+        if verdict.usable:
+            reading.draft.title = verdict.text
+
+    async def _read_beat(self, text: str, number: int | None, reading: _PlanReading) -> None:
+        """The next page's beat; a beat that breaks the rules leaves its page to be asked for on its own."""
+        if reading.complete or (number is not None and number < reading.next_page):
+            return  # past the plan's end, or a page already settled (the opening)
+        draft = reading.draft
+        looks = read_looks(reading.looks_text, reading.brief.names)
+        if draft.characters is None or (looks and not reading.accepted):
+            draft.characters = self._characters(reading.brief, looks)
+        verdict = self._check_beat(text, reading.expect, reading.accepted)
+        page = reading.next_page
+        reading.next_page += 1
+        if verdict.usable:
+            reading.accepted.append(verdict.text)
+            await reading.settle(page, verdict.text, False)
 
     def _check_beat(self, text: str, expect: Expectations, accepted: list[str]) -> Verdict:
         verdict = check(tidy(text, Piece.beat, max_chars=self.budget.beat, max_sentences=2), Piece.beat, expect)
@@ -261,7 +286,9 @@ class StoryWriter:
         messages = prompts.beat_messages(brief, page, pages, known)
         expect = self.expectations(brief, material=" ".join([*brief.material(), *known.values()]))
         tokens = self.budget.beat // 3 + 16
-        verdict = await self._attempts(Piece.beat, [messages] * min(2, self.attempts), expect, tokens, seed + 101 * page, max_sentences=2, max_chars=self.budget.beat)
+        verdict = await self._attempts(
+            Piece.beat, [messages] * min(2, self.attempts), expect, tokens, seed + 101 * page, max_sentences=2, max_chars=self.budget.beat,
+        )
         if verdict is not None:
             return Written(verdict.text)
         return self._fallback("beat", page, fallbacks.beat(page, pages, self.facts(brief)))
@@ -270,7 +297,8 @@ class StoryWriter:
         beats = [draft.beats[page] for page in sorted(draft.beats)]
         messages = prompts.title_messages(brief, beats)
         expect = self.expectations(brief, material=" ".join([*brief.material(), *beats]), opening=beats[0] if beats else "")
-        verdict = await self._attempts(Piece.title, [messages] * min(2, self.attempts), expect, self.budget.title // 3 + 8, seed + 7, max_chars=self.budget.title)
+        tokens = self.budget.title // 3 + 8
+        verdict = await self._attempts(Piece.title, [messages] * min(2, self.attempts), expect, tokens, seed + 7, max_chars=self.budget.title)
         if verdict is not None:
             return Written(verdict.text)
         return self._fallback("title", 0, fallbacks.title(self.facts(brief)))
@@ -315,7 +343,9 @@ class StoryWriter:
         messages = prompts.rewrite_messages(brief, plan.title, texts, page, instruction)
         simple = prompts.simple_page_messages(brief, plan.pages[page - 1].scene_prompt)
         expect = self.expectations(brief, material=" ".join([*brief.material(), plan.title, *texts, instruction or ""]))
-        verdict = await self._attempts(Piece.page, [messages, simple][: self.attempts], expect, self._page_tokens(brief), seed + 31 * page, max_sentences=brief.sentences[1] + 1)
+        verdict = await self._attempts(
+            Piece.page, [messages, simple][: self.attempts], expect, self._page_tokens(brief), seed + 31 * page, max_sentences=brief.sentences[1] + 1,
+        )
         if verdict is not None:
             return Written(verdict.text)
         return self._fallback("page", page, texts[page - 1])
@@ -333,16 +363,17 @@ class StoryWriter:
         reply = await self.chat.complete(messages, max_tokens=more * (self.budget.beat // 3 + 8) + 16, seed=seed)
         for line_text in [*splitter.push(reply), *splitter.flush()]:
             line = read_line(line_text)
-            if line.kind == "beat" and first <= (line.number or 0) <= total and line.number not in beats:
+            number = line.number
+            if line.kind == "beat" and number is not None and first <= number <= total and number not in beats:
                 verdict = self._check_beat(line.text, expect, accepted)
                 if verdict.usable:
-                    beats[line.number] = verdict.text  # type: ignore[index]
+                    beats[number] = verdict.text
                     accepted.append(verdict.text)
         for page in range(first, total + 1):
             if page not in beats:
                 beats[page] = (await self._beat(brief, page, total, dict(beats), seed)).text
         written = await asyncio.gather(*(self.write_page(brief, plan.title, beats, page, total, seed=seed) for page in range(first, total + 1)))
-        return [PlanPage(text=piece.text, scene_prompt=beats[page]) for page, piece in zip(range(first, total + 1), written)]
+        return [PlanPage(text=piece.text, scene_prompt=beats[page]) for page, piece in zip(range(first, total + 1), written, strict=True)]
 
     # ---- the loop every piece goes through -------------------------------------------------------------------
     async def _attempts(

@@ -1,6 +1,6 @@
-"""Tiny, random replicas of the LLaVA families the cpu and gpu profiles name, saved like the published checkpoints.
+"""Tiny, random stand-ins for the LLaVA families the cpu and gpu profiles name, saved like the published checkpoints.
 
-Each replica has its family's real config, model, image-processor, processor and tokenizer classes, the real
+Each stand-in has its family's real config, model, image-processor, processor and tokenizer classes, the real
 config values that change the wiring (feature layer and select strategy, image-token count, any-resolution grid,
 special tokens, end-of-turn ids) and the real chat template text; only the sizes are tiny and the weights random.
 The caption service loads one through the same `from_pretrained` path as the real weights, so a wiring error
@@ -72,13 +72,13 @@ _MARKER = "config.json"
 
 
 def build_llava_interleave_qwen(folder: Path) -> Path:
-    """Build the llava-interleave-qwen replica into `folder` unless it is there; returns `folder`."""
-    return build_once(folder, marker=_MARKER, write=_write_llava_interleave_qwen, what="llava-interleave-qwen replica")
+    """Build the llava-interleave-qwen stand-in into `folder` unless it is there; returns `folder`."""
+    return build_once(folder, marker=_MARKER, write=_write_llava_interleave_qwen, what="llava-interleave-qwen stand-in")
 
 
 def build_llava_next_vicuna(folder: Path) -> Path:
-    """Build the LLaVA-1.6 (Vicuna) replica into `folder` unless it is there; returns `folder`."""
-    return build_once(folder, marker=_MARKER, write=_write_llava_next_vicuna, what="LLaVA-1.6 replica")
+    """Build the LLaVA-1.6 (Vicuna) stand-in into `folder` unless it is there; returns `folder`."""
+    return build_once(folder, marker=_MARKER, write=_write_llava_next_vicuna, what="LLaVA-1.6 stand-in")
 
 
 def _write_llava_interleave_qwen(folder: Path) -> None:

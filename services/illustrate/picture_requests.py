@@ -1,5 +1,5 @@
-"""What one picture request asks the engine for (`GenerationJob`), what it gets back (`PaintedImage`), and the
-defaults a loaded model fills in (`GenerationDefaults`, `default_sampling`).
+"""Picture requests: what one request asks the engine for (`GenerationJob`), what it gets back (`PaintedImage`),
+and the defaults a loaded model fills in (`GenerationDefaults`, `default_sampling`).
 
 Jobs with the same `batch_key` share one pipeline call. Image i of a job with seed s is drawn from its own
 generator seeded s + i, so a seed gives the same picture alone or inside a batch.

@@ -1,4 +1,4 @@
-"""A tiny, random replica of `stabilityai/sdxl-turbo` (the cpu profile's painter), saved like the published repo.
+"""A tiny, random stand-in for `stabilityai/sdxl-turbo` (the cpu profile's painter), saved like the published repo.
 
 SDXL-Turbo is SDXL base distilled to paint in 1–4 steps without classifier-free guidance, and published without a
 refiner: one `model_index.json` (a `StableDiffusionXLPipeline`) at the top of the folder, and the scheduler
@@ -39,11 +39,11 @@ _MARKER = "model_index.json"
 
 
 def build_sdxl_turbo(folder: Path) -> Path:
-    """Build the SDXL-Turbo replica into `folder` unless it is there; returns `folder`.
+    """Build the SDXL-Turbo stand-in into `folder` unless it is there; returns `folder`.
 
     Name the folder `sdxl-turbo` (`FOLDER_NAME`) for the service to pick turbo defaults (4 steps, guidance 0).
     """
-    return build_once(folder, marker=_MARKER, write=_write_sdxl_turbo, what="SDXL-Turbo replica")
+    return build_once(folder, marker=_MARKER, write=_write_sdxl_turbo, what="SDXL-Turbo stand-in")
 
 
 def _write_sdxl_turbo(folder: Path) -> None:

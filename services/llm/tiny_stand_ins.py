@@ -1,4 +1,4 @@
-"""A tiny, random replica of `Qwen/Qwen2.5-1.5B-Instruct` (the cpu profile's LLM; the gpu profile's 7B is the same
+"""A tiny, random stand-in for `Qwen/Qwen2.5-1.5B-Instruct` (the cpu profile's LLM; the gpu profile's 7B is the same
 family), saved like the published checkpoint.
 
 It has Qwen2.5's real model and tokenizer classes (`Qwen2ForCausalLM`, `Qwen2Tokenizer`), its added tokens in
@@ -102,8 +102,8 @@ _MARKER = "config.json"
 
 
 def build_qwen2_5_instruct(folder: Path) -> Path:
-    """Build the Qwen2.5-Instruct replica into `folder` unless it is there; returns `folder`."""
-    return build_once(folder, marker=_MARKER, write=_write_qwen2_5_instruct, what="Qwen2.5-Instruct replica")
+    """Build the Qwen2.5-Instruct stand-in into `folder` unless it is there; returns `folder`."""
+    return build_once(folder, marker=_MARKER, write=_write_qwen2_5_instruct, what="Qwen2.5-Instruct stand-in")
 
 
 def _write_qwen2_5_instruct(folder: Path) -> None:
