@@ -37,7 +37,7 @@ from shared.settings import Profile, Settings  # noqa: E402
 from webapp.jobs.models import JobStatus  # noqa: E402
 from webapp.jobs.progress import COVER, Artifacts  # noqa: E402
 from webapp.story.options import StoryOptions  # noqa: E402
-from webapp.studio import Studio, build_studio  # noqa: E402
+from webapp.workshop import Workshop, build_workshop  # noqa: E402
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 DEFAULT_PHOTO = REPOSITORY / "webapp" / "samples" / "cat.jpg"
@@ -55,22 +55,22 @@ class FabulaRun:
     saved: dict[int, dict[str, float]] = field(default_factory=dict)
 
 
-async def run_fabula(studio: Studio, photo: bytes, options: StoryOptions) -> FabulaRun:
+async def run_fabula(workshop: Workshop, photo: bytes, options: StoryOptions) -> FabulaRun:
     """One book through the runner and the pipeline; seconds per stage come from `pipeline.stage_seconds`.
 
     A page is finished when its picture is saved and its text (translated, for a book not in English) is saved;
     the pipeline writes and paints pages independently, so both are checked at every event it publishes."""
     started = time.perf_counter()
-    record = studio.stories.submit(photo, options)
-    events = studio.events.subscribe(record.id)
+    record = workshop.stories.submit(photo, options)
+    events = workshop.events.subscribe(record.id)
     text_step = "text" if options.language == "en" else "translation"
     saved: dict[int, dict[str, float]] = {page: {} for page in [*range(1, options.pages + 1), COVER]}
 
     def look() -> None:
         now = time.perf_counter() - started
-        steps = studio.store.steps(record.id)
+        steps = workshop.store.steps(record.id)
         for page, seen in saved.items():
-            if "picture" not in seen and studio.artifacts.exists(record.id, Artifacts.picture(page)):
+            if "picture" not in seen and workshop.artifacts.exists(record.id, Artifacts.picture(page)):
                 seen["picture"] = now
             if page != COVER and "text" not in seen and f"{text_step}:{page}" in steps:
                 seen["text"] = now
@@ -83,29 +83,29 @@ async def run_fabula(studio: Studio, photo: bytes, options: StoryOptions) -> Fab
                 return
 
     watcher = asyncio.create_task(watch())
-    finished = await studio.stories.wait(record.id)
+    finished = await workshop.stories.wait(record.id)
     total = time.perf_counter() - started
     watcher.cancel()
-    studio.events.unsubscribe(record.id, events)
+    workshop.events.unsubscribe(record.id, events)
     if finished.status != JobStatus.done:
         raise FabulaError(f"Fabula's pipeline failed the benchmark book: {finished.error}")
     look()
-    stages = studio.store.progress(record.id).stage_seconds
+    stages = workshop.store.progress(record.id).stage_seconds
     finished_pages = [max(seen.values()) for page, seen in saved.items() if page != COVER and len(seen) == 2]
     result = RunResult(name="Fabula pipeline", total_seconds=total, stages=stages,
                        first_page_seconds=min(finished_pages, default=None), pages=options.pages)
-    return FabulaRun(result, started, studio.store.steps(record.id), saved)
+    return FabulaRun(result, started, workshop.store.steps(record.id), saved)
 
 
-async def warm_up(studio: Studio, photo: bytes) -> None:
+async def warm_up(workshop: Workshop, photo: bytes) -> None:
     """One caption, one picture at the book's size and one short LLM call, so first-call costs are not timed."""
     from shared.schemas import ImageGenerationRequest
 
-    config = studio.pipeline.painter.config
-    await studio.pipeline.captioner.caption(photo, max_new_tokens=8)
-    await studio.pipeline.painter.illustrator.generate(ImageGenerationRequest(
+    config = workshop.pipeline.painter.config
+    await workshop.pipeline.captioner.caption(photo, max_new_tokens=8)
+    await workshop.pipeline.painter.illustrator.generate(ImageGenerationRequest(
         prompt="warm-up", size=f"{config.image_size}x{config.image_size}", num_inference_steps=config.image_steps, seed=0))
-    await studio.pipeline.writer.translate("Warm-up", "fr", [])
+    await workshop.pipeline.writer.translate("Warm-up", "fr", [])
 
 
 async def benchmark(settings: Settings, photo: bytes, options: StoryOptions, *, mode: str,
@@ -115,21 +115,21 @@ async def benchmark(settings: Settings, photo: bytes, options: StoryOptions, *, 
     The orders compared are caption → words → pictures → PDF, so the book is not read aloud (narration runs beside
     the pictures; the narrate service's own metrics time it)."""
     options = options.model_copy(update={"narrate": False})
-    studio = build_studio(settings, public_url=PUBLIC_URL)
+    workshop = build_workshop(settings, public_url=PUBLIC_URL)
     try:
         if stand_ins is None:
-            await warm_up(studio, photo)
-        await warm_up_book(studio, options)
+            await warm_up(workshop, photo)
+        await warm_up_book(workshop, options)
         sequential_started = time.perf_counter()
-        sequential = await run_sequential(studio, photo, options)
+        sequential = await run_sequential(workshop, photo, options)
         sequential_calls = stand_ins.log.since(sequential_started) if stand_ins else []
         async with httpx.AsyncClient() as http:
             before = batch_counters((await http.get(settings.illustrate_url + "/metrics")).text, "illustrate")
-            fabula = await run_fabula(studio, photo, options)
+            fabula = await run_fabula(workshop, photo, options)
             after = batch_counters((await http.get(settings.illustrate_url + "/metrics")).text, "illustrate")
-        config = studio.pipeline.painter.config
+        config = workshop.pipeline.painter.config
     finally:
-        await studio.aclose()
+        await workshop.aclose()
     fabula_calls = stand_ins.log.since(fabula.started) if stand_ins else []
     report = BookReport(
         mode=mode, machine=machine_description(), pages=options.pages, language=options.language, images=options.pages + 1,

@@ -3,7 +3,7 @@
 caption → story → title → scene list (three schema-constrained JSON calls, as the original demo made them, with
 the same `LengthBudget` bounds as Fabula's pieces) → translation (`translate_plan`: the title, then the
 pages side by side) → each picture in turn (pages, then the cover) → the PDF. It uses the same clients, services,
-picture prompts (`picture_prompt`), sizes and book renderer as Fabula's pipeline (taken from a built `Studio`).
+picture prompts (`picture_prompt`), sizes and book renderer as Fabula's pipeline (taken from a built `Workshop`).
 The demo had no character sheet, so its pictures are prompted from their scenes alone.
 """
 
@@ -29,7 +29,7 @@ from webapp.story.options import StoryOptions
 from webapp.story.picture_prompt import picture_prompt
 from webapp.story.plan import LengthBudget, PlanPage, StoryPlan, Translation
 from webapp.story.writer import StoryWriter
-from webapp.studio import Studio
+from webapp.workshop import Workshop
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -71,12 +71,12 @@ def _messages(instruction: str, material: str, schema: type[BaseModel]) -> list[
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
 
-async def ask(studio: Studio, messages: list[dict], schema: type[ModelT], name: str) -> ModelT:
+async def ask(workshop: Workshop, messages: list[dict], schema: type[ModelT], name: str) -> ModelT:
     """One schema-constrained call; a reply that does not validate gets one more try."""
     last_problem = ""
     for _ in range(2):
-        completion = await studio.pipeline.writer.chat.client.chat.completions.create(
-            model=studio.pipeline.writer.model, messages=messages, max_tokens=MAX_TOKENS, temperature=0.8,
+        completion = await workshop.pipeline.writer.chat.client.chat.completions.create(
+            model=workshop.pipeline.writer.model, messages=messages, max_tokens=MAX_TOKENS, temperature=0.8,
             response_format={"type": "json_schema", "json_schema": {"name": name, "schema": schema.model_json_schema(), "strict": True}},
         )
         try:
@@ -86,19 +86,19 @@ async def ask(studio: Studio, messages: list[dict], schema: type[ModelT], name: 
     raise RuntimeError(f"the LLM did not return a usable {name} in two tries: {last_problem}")
 
 
-async def run_sequential(studio: Studio, photo: bytes, options: StoryOptions) -> RunResult:
+async def run_sequential(workshop: Workshop, photo: bytes, options: StoryOptions) -> RunResult:
     """Make one book in the original demo's order; returns the wall time, seconds per stage, first page time."""
-    budget, pages, config, painting = studio.pipeline.writer.budget, options.pages, studio.pipeline.config, studio.pipeline.painter.config
+    budget, pages, config, painting = workshop.pipeline.writer.budget, options.pages, workshop.pipeline.config, workshop.pipeline.painter.config
     clock = StageClock()
-    caption_response = await clock.timed("caption", studio.pipeline.captioner.caption(photo, max_new_tokens=config.caption_tokens))
+    caption_response = await clock.timed("caption", workshop.pipeline.captioner.caption(photo, max_new_tokens=config.caption_tokens))
     caption = caption_response.caption.strip() or "A photo."
     story_model, title_model, scenes_model = story_schema(pages, budget), title_schema(budget), scenes_schema(pages, budget)
-    story = await clock.timed("story", ask(studio, _messages(
+    story = await clock.timed("story", ask(workshop, _messages(
         f"Write a {pages}-page illustrated children's story in English based on the photo described below; "
         f"at most {budget.page_text} characters a page.", quoted("The photo shows", caption), story_model), story_model, "story"))
     story_text = quoted("The story so far", json.dumps(story.pages, ensure_ascii=False))  # type: ignore[attr-defined]
-    title = await clock.timed("title", ask(studio, _messages("Give this story a title.", story_text, title_model), title_model, "title"))
-    scenes = await clock.timed("scenes", ask(studio, _messages(
+    title = await clock.timed("title", ask(workshop, _messages("Give this story a title.", story_text, title_model), title_model, "title"))
+    scenes = await clock.timed("scenes", ask(workshop, _messages(
         "Describe the picture for the cover and for every page of this story, for an illustrator.", story_text, scenes_model),
         scenes_model, "scenes"))
     plan = StoryPlan(
@@ -108,7 +108,7 @@ async def run_sequential(studio: Studio, photo: bytes, options: StoryOptions) ->
     if options.language == "en":
         translation = None
     else:
-        translation = await clock.timed("translate", translate_plan(studio.pipeline.writer, plan, options.language))
+        translation = await clock.timed("translate", translate_plan(workshop.pipeline.writer, plan, options.language))
 
     job_id = f"sequential-{uuid.uuid4().hex}"
     first_page_seconds: float | None = None
@@ -122,19 +122,19 @@ async def run_sequential(studio: Studio, photo: bytes, options: StoryOptions) ->
                 prompt=picture.prompt, negative_prompt=picture.negative_prompt, n=1, size=f"{painting.image_size}x{painting.image_size}",
                 num_inference_steps=painting.image_steps, seed=options.seed or 0, response_format="b64_json",
             )
-            response = await studio.pipeline.painter.illustrator.generate(request)
-            studio.artifacts.write(job_id, Artifacts.picture(page), base64.b64decode(response.data[0].b64_json), new_job=True)
+            response = await workshop.pipeline.painter.illustrator.generate(request)
+            workshop.artifacts.write(job_id, Artifacts.picture(page), base64.b64decode(response.data[0].b64_json), new_job=True)
             if page == 1:
                 first_page_seconds = clock.elapsed()
 
     await clock.timed("illustrate", paint_all())
-    pdf = await clock.timed("book", bind_book(studio, job_id, caption, plan, translation, options))
-    studio.artifacts.write(job_id, Artifacts.PDF, pdf, new_job=True)
+    pdf = await clock.timed("book", bind_book(workshop, job_id, caption, plan, translation, options))
+    workshop.artifacts.write(job_id, Artifacts.PDF, pdf, new_job=True)
     return RunResult(name="sequential (original demo)", total_seconds=clock.elapsed(), stages=clock.stages,
                      first_page_seconds=first_page_seconds, pages=pages)
 
 
-async def bind_book(studio: Studio, job_id: str, caption: str, plan: StoryPlan, translation: Translation | None,
+async def bind_book(workshop: Workshop, job_id: str, caption: str, plan: StoryPlan, translation: Translation | None,
                     options: StoryOptions) -> bytes:
     """The PDF through the web app's own assembly (webapp/jobs/book_assembly.py), from the pictures saved under `job_id`."""
     steps = {
@@ -147,7 +147,7 @@ async def bind_book(studio: Studio, job_id: str, caption: str, plan: StoryPlan, 
         id=job_id, status=JobStatus.running, stage=Stage.book, options=options.model_dump(mode="json"), created_at=now,
         updated_at=now, pages_total=len(plan.pages), pages_done=len(plan.pages), book_token=uuid.uuid4().hex,
     )
-    return await asyncio.to_thread(lambda: render_book(book_content(record, StoryProgress(steps), studio.artifacts, studio.pipeline.config.public_url)))
+    return await asyncio.to_thread(lambda: render_book(book_content(record, StoryProgress(steps), workshop.artifacts, workshop.pipeline.config.public_url)))
 
 
 async def translate_plan(writer: StoryWriter, plan: StoryPlan, language: str) -> Translation:
@@ -163,8 +163,8 @@ WARM_UP_TEXT = ("Il était une fois. Жили-были. Μια φορά κι έ�
                 "एक समय की बात है। กาลครั้งหนึ่ง")
 
 
-async def warm_up_book(studio: Studio, options: StoryOptions) -> None:
+async def warm_up_book(workshop: Workshop, options: StoryOptions) -> None:
     """Bind a one-page book once, so font discovery and loading (seconds for a CJK font) are not charged to
     whichever order first meets a script; a server that has been up a while has its fonts loaded."""
     plan = StoryPlan(title="Warm-up", cover_prompt="-", characters=[], pages=[PlanPage(text=WARM_UP_TEXT, scene_prompt="-")])
-    await bind_book(studio, f"warm-up-{uuid.uuid4().hex}", "A photo.", plan, None, options)
+    await bind_book(workshop, f"warm-up-{uuid.uuid4().hex}", "A photo.", plan, None, options)

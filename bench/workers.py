@@ -39,20 +39,20 @@ class Throughput:
 
 async def _make_books(settings: Settings, books: int, options: StoryOptions) -> float:
     from webapp.jobs.models import JobStatus
-    from webapp.studio import build_studio
+    from webapp.workshop import build_workshop
 
-    studio = build_studio(settings, public_url="http://127.0.0.1:7860")
+    workshop = build_workshop(settings, public_url="http://127.0.0.1:7860")
     try:
         photo = PHOTO.read_bytes()
         started = time.perf_counter()
-        ids = [studio.stories.submit(photo, options.model_copy(update={"seed": index})).id for index in range(books)]
+        ids = [workshop.stories.submit(photo, options.model_copy(update={"seed": index})).id for index in range(books)]
         for job_id in ids:
-            record = await studio.stories.wait(job_id)
+            record = await workshop.stories.wait(job_id)
             if record.status != JobStatus.done:
                 raise RuntimeError(f"a benchmark book failed: {record.error}")
         return time.perf_counter() - started
     finally:
-        await studio.aclose()
+        await workshop.aclose()
 
 
 def run(worker_counts: list[int], *, books: int, pages: int, concurrency: int, profile: LatencyProfile) -> list[Throughput]:

@@ -65,7 +65,7 @@ def test_a_full_disk_answers_507_and_no_book_is_left_stuck(tiny_settings: Settin
         assert 507 in statuses, statuses
         full = next(answer for answer in answers if answer.status_code == 507).json()["error"]
         assert full["type"] == "insufficient_storage" and "full" in full["message"]
-        store = server.server.config.app.state.web.studio.store
+        store = server.server.config.app.state.web.workshop.store
         accepted = [answer.json()["id"] for answer in answers if answer.status_code == 202]
         deadline = time.monotonic() + 300
         while any(store.get(job_id).status.value in ("queued", "running") for job_id in accepted):
@@ -97,7 +97,7 @@ def test_two_changes_at_once_take_the_book_once(tiny_settings: Settings, tmp_pat
     server = ServerThread(create_web_app(settings, port=port, start_services=True), port=port).start(timeout=600)
     try:
         story = submit(server.url).json()
-        store = server.server.config.app.state.web.studio.store
+        store = server.server.config.app.state.web.workshop.store
         deadline = time.monotonic() + 300
         while store.get(story["id"]).status.value != "done":
             assert time.monotonic() < deadline

@@ -16,7 +16,7 @@ from pypdf import PdfReader
 from shared.settings import Settings
 from tests.conftest import metric_value
 from webapp.jobs.models import JobStatus
-from webapp.studio import build_studio
+from webapp.workshop import build_workshop
 from webapp.story.options import StoryOptions
 
 IMAGE_ROUTE = "/v1/images/generations"
@@ -48,20 +48,20 @@ def stack(tiny_stack: Settings, tmp_path: Path) -> Settings:
 
 
 async def test_a_real_photo_becomes_a_book_with_cover_pages_and_qr_page(stack: Settings, photo_bytes: bytes) -> None:
-    studio = build_studio(stack, public_url="http://127.0.0.1:7860")
+    workshop = build_workshop(stack, public_url="http://127.0.0.1:7860")
     try:
-        record = studio.stories.submit(photo_bytes, StoryOptions(pages=3, language="ko", style="comic"))
-        events = studio.events.subscribe(record.id)
-        record = await asyncio.wait_for(studio.stories.wait(record.id), timeout=300)
+        record = workshop.stories.submit(photo_bytes, StoryOptions(pages=3, language="ko", style="comic"))
+        events = workshop.events.subscribe(record.id)
+        record = await asyncio.wait_for(workshop.stories.wait(record.id), timeout=300)
         assert record.status == JobStatus.done, record.error
-        pdf = studio.artifacts.read(record.id, "book.pdf")
+        pdf = workshop.artifacts.read(record.id, "book.pdf")
         seen_pages = set()
         while not events.empty():
             event = events.get_nowait()
             if event.page:
                 seen_pages.add(event.page)
     finally:
-        await studio.aclose()
+        await workshop.aclose()
     reader = PdfReader(io.BytesIO(pdf))
     assert len(reader.pages) == 3 + 2
     assert f"/read/{record.book_token}" in reader.pages[-1].extract_text().replace("\n", "")
@@ -70,7 +70,7 @@ async def test_a_real_photo_becomes_a_book_with_cover_pages_and_qr_page(stack: S
 
 
 async def test_a_killed_job_resumes_and_paints_only_the_missing_pages(stack: Settings, photo_bytes: bytes) -> None:
-    first = build_studio(stack, public_url="http://127.0.0.1:7860")
+    first = build_workshop(stack, public_url="http://127.0.0.1:7860")
     first.pipeline.painter.config = replace(first.pipeline.painter.config, max_concurrent_images=1)
     record = first.stories.submit(photo_bytes, StoryOptions(pages=4))
     events = first.events.subscribe(record.id)
@@ -84,7 +84,7 @@ async def test_a_killed_job_resumes_and_paints_only_the_missing_pages(stack: Set
     assert 2 <= painted < 5
 
     images_before, captions_before = await settled_image_requests(stack), caption_requests(stack)
-    second = build_studio(stack, public_url="http://127.0.0.1:7860")
+    second = build_workshop(stack, public_url="http://127.0.0.1:7860")
     try:
         assert second.store.get(record.id).status == JobStatus.running  # type: ignore[union-attr]
         assert second.stories.resume_unfinished() == [record.id]
@@ -98,19 +98,19 @@ async def test_a_killed_job_resumes_and_paints_only_the_missing_pages(stack: Set
 
 async def test_a_service_that_is_down_fails_the_job_in_plain_words_and_resume_finishes_it(stack: Settings, photo_bytes: bytes) -> None:
     broken = stack.model_copy(update={"illustrate_url": "http://127.0.0.1:9"})
-    studio = build_studio(broken, public_url="http://127.0.0.1:7860")
+    workshop = build_workshop(broken, public_url="http://127.0.0.1:7860")
     try:
-        record = studio.stories.submit(photo_bytes, StoryOptions(pages=2))
-        failed = await asyncio.wait_for(studio.stories.wait(record.id), timeout=120)
-        saved_steps = set(studio.store.steps(record.id))
+        record = workshop.stories.submit(photo_bytes, StoryOptions(pages=2))
+        failed = await asyncio.wait_for(workshop.stories.wait(record.id), timeout=120)
+        saved_steps = set(workshop.store.steps(record.id))
     finally:
-        await studio.aclose()
+        await workshop.aclose()
     assert failed.status == JobStatus.failed
     assert "illustrate service" in (failed.error or "") and "cannot be reached" in (failed.error or "")
     assert {"caption", "plan", "translation"} <= saved_steps
 
     captions_before = caption_requests(stack)
-    healed = build_studio(stack, public_url="http://127.0.0.1:7860")
+    healed = build_workshop(stack, public_url="http://127.0.0.1:7860")
     try:
         healed.stories.resume(record.id)
         done = await asyncio.wait_for(healed.stories.wait(record.id), timeout=300)

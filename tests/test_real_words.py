@@ -16,7 +16,7 @@ from pypdf import PdfReader
 from shared.settings import Profile, Settings
 from webapp.jobs.models import JobStatus
 from webapp.story.options import StoryOptions
-from webapp.studio import build_studio
+from webapp.workshop import build_workshop
 
 SAMPLES = Path(__file__).resolve().parent.parent / "webapp" / "samples"
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -38,14 +38,14 @@ def offline_stack(session_dir: Path):
 
 
 async def make_book(settings: Settings, photo: bytes, options: StoryOptions) -> tuple[dict, bytes]:
-    studio = build_studio(settings, public_url="http://127.0.0.1:7860")
+    workshop = build_workshop(settings, public_url="http://127.0.0.1:7860")
     try:
-        record = studio.stories.submit(photo, options)
-        record = await asyncio.wait_for(studio.stories.wait(record.id), timeout=1500)
+        record = workshop.stories.submit(photo, options)
+        record = await asyncio.wait_for(workshop.stories.wait(record.id), timeout=1500)
         assert record.status == JobStatus.done, record.error
-        return studio.store.steps(record.id), studio.artifacts.read(record.id, "book.pdf")
+        return workshop.store.steps(record.id), workshop.artifacts.read(record.id, "book.pdf")
     finally:
-        await studio.aclose()
+        await workshop.aclose()
 
 
 @pytest.mark.parametrize(

@@ -128,7 +128,7 @@ def test_a_flagged_picture_is_painted_again_then_replaced_and_the_page_marked(ti
             assert accepted.status_code == 202, accepted.text
             story = follow(http, accepted.json()["links"]["self"])
             assert story["pages"][0]["replaced"] is True
-            steps = server.server.config.app.state.web.studio.store.steps(story["id"])
+            steps = server.server.config.app.state.web.workshop.store.steps(story["id"])
             assert steps["image:1"]["flagged"] is True and steps["image:1"]["repaints"] == 2
             assert steps["image:1"]["reference"] is True and steps["image:0"]["reference"] is True  # the photo's own scene and the cover
             metrics = http.get("/metrics").text
@@ -136,7 +136,7 @@ def test_a_flagged_picture_is_painted_again_then_replaced_and_the_page_marked(ti
             assert "fabula_pictures_flagged_total 6.0" in metrics  # each painted three times
 
             unreferenced = follow(http, submit(http, reference_strength="0").json()["links"]["self"])
-            steps = server.server.config.app.state.web.studio.store.steps(unreferenced["id"])
+            steps = server.server.config.app.state.web.workshop.store.steps(unreferenced["id"])
             assert steps["image:1"]["reference"] is False
     finally:
         server.stop()

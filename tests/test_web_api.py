@@ -144,7 +144,7 @@ def test_book_link_serves_the_pdf_inline(finished_story: dict, client: httpx.Cli
 
 
 def test_expired_book_link_is_404(finished_story: dict, web: ServerThread, client: httpx.Client) -> None:
-    store = web.server.config.app.state.web.studio.store
+    store = web.server.config.app.state.web.workshop.store
     story_id = finished_story["accepted"]["id"]
     store.update(story_id, book_expires_at=time.time() - 1)
     try:
@@ -230,12 +230,12 @@ def test_gradio_client_can_call_generate(web: ServerThread, tmp_path: Path) -> N
 
     info = httpx.get(f"{web.url}/gradio_api/info", timeout=30).json()
     assert "/generate" in info["named_endpoints"]
-    studio = Client(web.url, verbose=False, download_files=str(tmp_path))
+    workshop = Client(web.url, verbose=False, download_files=str(tmp_path))
     try:
         photo = handle_file(str(Path(__file__).parent / "assets" / "photo.jpg"))
-        result = studio.predict(photo, PAGES, "fr", brand_name="Acme Kites", logo=photo, api_name="/generate")
+        result = workshop.predict(photo, PAGES, "fr", brand_name="Acme Kites", logo=photo, api_name="/generate")
     finally:
-        studio.close()
+        workshop.close()
     book = next(Path(item) for item in result if isinstance(item, str) and item.endswith(".pdf"))
     assert book.read_bytes().startswith(b"%PDF")
 

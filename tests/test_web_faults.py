@@ -281,12 +281,12 @@ def studio_book(tiny_settings: Settings, tmp_path_factory: pytest.TempPathFactor
 
     settings = tiny_settings.model_copy(update={"data_dir": tmp_path_factory.mktemp("studio-data"), "public_url": None})
     server = web_app(settings, start_services=True, timeout=600)
-    studio = Client(server.url, verbose=False, download_files=False)
+    workshop = Client(server.url, verbose=False, download_files=False)
     try:
         photo = handle_file(str(Path(__file__).parent / "assets" / "photo.jpg"))
-        outputs = studio.predict(photo, 2, "en", api_name="/generate")
+        outputs = workshop.predict(photo, 2, "en", api_name="/generate")
     finally:
-        studio.close()
+        workshop.close()
     yield server, {"outputs": outputs}
     server.stop()
 
@@ -310,13 +310,13 @@ def _file_urls(outputs: object) -> list[str]:
 
 def test_expired_or_deleted_book_is_gone_from_gradios_file_route(studio_book: tuple[ServerThread, dict]) -> None:
     server, made = studio_book
-    studio = server.server.config.app.state.web.studio
+    workshop = server.server.config.app.state.web.workshop
     urls = _file_urls(made["outputs"])
     book_copy = next(url for url in urls if url.endswith(".pdf"))
     link_html = next(item for item in made["outputs"] if isinstance(item, str) and "/read/" in item)
-    record = studio.store.find_by_token(re.search(r"/read/([A-Za-z0-9_-]+)", link_html).group(1))
-    artifact = f"{server.url}/gradio_api/file={studio.artifacts.path(record.id, 'book.pdf')}"
-    cover_artifact = f"{server.url}/gradio_api/file={studio.artifacts.path(record.id, 'cover.png')}"
+    record = workshop.store.find_by_token(re.search(r"/read/([A-Za-z0-9_-]+)", link_html).group(1))
+    artifact = f"{server.url}/gradio_api/file={workshop.artifacts.path(record.id, 'book.pdf')}"
+    cover_artifact = f"{server.url}/gradio_api/file={workshop.artifacts.path(record.id, 'cover.png')}"
     # The copies Gradio made of the book and its pictures (the QR code is drawn, not copied: it only holds the
     # reader's link, which is gone with the book).
     pictures = [url for url in urls if re.search(r"/(cover|page-\d{2})\.png$", url)]
@@ -326,13 +326,13 @@ def test_expired_or_deleted_book_is_gone_from_gradios_file_route(studio_book: tu
         assert http.get(book_copy).content.startswith(b"%PDF")
         assert all(http.get(url).status_code == 200 for url in reachable)
 
-        studio.store.update(record.id, book_expires_at=time.time() - 1)
+        workshop.store.update(record.id, book_expires_at=time.time() - 1)
         try:
             for url in reachable:
                 error = assert_error(http.get(url), 404, "not_found")
                 assert "expired" in error["message"]
         finally:
-            studio.store.update(record.id, book_expires_at=None)
+            workshop.store.update(record.id, book_expires_at=None)
         assert http.get(book_copy).status_code == 200
 
         assert http.delete(f"{server.url}/api/v1/stories/{record.id}").status_code == 204

@@ -1,6 +1,6 @@
 """The web app: the REST API under /api/v1, book links under /books, and the storybook studio (Gradio) at /.
 
-`create_web_app` declares everything; the lifespan starts the tiny services when asked, builds the Studio in
+`create_web_app` declares everything; the lifespan starts the tiny services when asked, builds the Workshop in
 the server's own event loop, and resumes books a previous run left unfinished.
 """
 
@@ -23,13 +23,13 @@ from shared.settings import Settings
 from webapp.api import WebState, api_router, books_router
 from webapp.api.books import reader_book
 from webapp.http_guards import (
-    UPLOAD_PATHS, BookFilesGuard, EndsOnDisconnect, KnownRouteGuard, SameOriginGuard, StudioCopies, upload_limit,
+    UPLOAD_PATHS, BookFilesGuard, EndsOnDisconnect, KnownRouteGuard, SameOriginGuard, GradioCopies, upload_limit,
 )
 from webapp.public_address import public_address
 from webapp.jobs.safety_metrics import REGISTRY as SAFETY_REGISTRY
 from webapp.reader.routes import reader_router
 from webapp.launcher import InProcessServices
-from webapp.studio import build_studio
+from webapp.workshop import build_workshop
 from webapp.ui import mount_ui
 
 logger = logging.getLogger(__name__)
@@ -116,16 +116,16 @@ def create_web_app(settings: Settings, *, host: str = "127.0.0.1", port: int = 7
         effective = settings
         if start_services and settings.profile.self_contained and not settings.broker_url:  # replicas use shared services
             effective = await asyncio.to_thread(start_tiny_services, settings, services)
-        studio = build_studio(effective, public_url=state.public_url)
-        state.studio = studio
-        resumed = studio.stories.resume_unfinished()
+        workshop = build_workshop(effective, public_url=state.public_url)
+        state.workshop = workshop
+        resumed = workshop.stories.resume_unfinished()
         if resumed:
             logger.info("resumed unfinished books", extra={"fields": {"count": len(resumed)}})
         try:
             yield
         finally:
-            state.studio = None
-            await studio.aclose()
+            state.workshop = None
+            await workshop.aclose()
             await asyncio.to_thread(stop_services, services)
 
     app = FastAPI(title="Fabula", description=DESCRIPTION, version="0.1.0", lifespan=lifespan)
@@ -133,7 +133,7 @@ def create_web_app(settings: Settings, *, host: str = "127.0.0.1", port: int = 7
     app.state.settings = settings
     install_error_handlers(app)
     document_errors(app)
-    copies = StudioCopies(settings.data_dir / "studio-copies", settings.data_dir / "artifacts")
+    copies = GradioCopies(settings.data_dir / "studio-copies", settings.data_dir / "artifacts")
     # Each `add_middleware` wraps the ones before it: the request id is outermost, so every refusal carries one.
     app.add_middleware(BookFilesGuard, state=state, copies=copies)
     app.add_middleware(EndsOnDisconnect, paths=UPLOAD_PATHS)
@@ -151,7 +151,7 @@ def create_web_app(settings: Settings, *, host: str = "127.0.0.1", port: int = 7
 
     @app.get("/readyz", tags=["health"], summary="The studio is built and taking books.")
     async def readyz() -> JSONResponse:
-        ready = state.studio is not None
+        ready = state.workshop is not None
         body = {"status": "ready" if ready else "starting", "service": "web", "profile": settings.profile.value}
         return JSONResponse(body, status_code=200 if ready else 503)
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-
+from services.registry import SERVICE_NAMES
 from shared.errors import FabulaError
 from shared.logs import configure_logging
 from shared.settings import Profile, Settings
@@ -20,9 +20,6 @@ from shared.settings import Profile, Settings
 if TYPE_CHECKING:
     from webapp.jobs.models import JobRecord
     from webapp.jobs.stories import Stories
-
-SERVICE_NAMES = ("caption", "illustrate", "llm", "narrate")
-
 
 AUTO = "auto"
 
@@ -184,24 +181,24 @@ async def _story(settings: Settings, photo: bytes, options: object, output: Path
     from webapp.jobs.following import follow_events
     from webapp.jobs.models import JobStatus
     from webapp.launcher import InProcessServices
-    from webapp.studio import build_studio
+    from webapp.workshop import build_workshop
 
     services = None
     if settings.profile.self_contained:
         services = InProcessServices(settings)
         settings = await asyncio.to_thread(services.start)
     public_url = settings.public_url or f"http://{settings.web_host}:{settings.web_port}"
-    studio = build_studio(settings, public_url=public_url)
+    workshop = build_workshop(settings, public_url=public_url)
     try:
         if services is None:
-            down = await studio.services_down()
+            down = await workshop.services_down()
             if down:
                 return _fail(
                     f"the {' and '.join(down)} service{'s are' if len(down) > 1 else ' is'} not running or not ready "
                     f"(FABULA_CAPTION_URL / FABULA_ILLUSTRATE_URL). Start them with `fabula up --profile {settings.profile.value}`."
                 )
         started = time.perf_counter()
-        stories = studio.stories
+        stories = workshop.stories
         record = stories.submit(photo, options)  # type: ignore[arg-type]
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:
             bar = progress.add_task("Queued", total=record.pages_total)
@@ -214,7 +211,7 @@ async def _story(settings: Settings, photo: bytes, options: object, output: Path
         print(f"Reader link (served by `fabula serve web`): {public_url.rstrip('/')}/read/{record.book_token}")
         return 0
     finally:
-        await studio.aclose()
+        await workshop.aclose()
         if services:
             services.stop()
 
@@ -246,20 +243,20 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 async def _resume(settings: Settings, job_id: str) -> int:
     from webapp.launcher import InProcessServices
-    from webapp.studio import build_studio
+    from webapp.workshop import build_workshop
 
     services = None
     if settings.profile.self_contained:
         services = InProcessServices(settings)
         settings = await asyncio.to_thread(services.start)
-    studio = build_studio(settings, public_url=settings.public_url or f"http://{settings.web_host}:{settings.web_port}")
+    workshop = build_workshop(settings, public_url=settings.public_url or f"http://{settings.web_host}:{settings.web_port}")
     try:
-        studio.stories.resume(job_id)
-        record = await studio.stories.wait(job_id)
+        workshop.stories.resume(job_id)
+        record = await workshop.stories.wait(job_id)
         print(f"{record.id}: {record.status.value}" + (f" — {record.error}" if record.error else ""))
         return 0 if record.status.value == "done" else 1
     finally:
-        await studio.aclose()
+        await workshop.aclose()
         if services:
             services.stop()
 

@@ -194,7 +194,7 @@ class EndsOnDisconnect:
 
 
 # ---- a story's files through Gradio ---------------------------------------------------------------------------
-class StudioCopies:
+class GradioCopies:
     """Which story each copy in Gradio's cache was made from, kept on disk so it outlives a restart.
 
     Gradio serves a file the studio hands it from a copy in its cache (for up to a day), under a folder named
@@ -271,7 +271,7 @@ class BookFilesGuard:
     Anything else (uploads, the sample photos, Gradio's own files) passes untouched.
     """
 
-    def __init__(self, app: ASGIApp, *, state: WebState, copies: StudioCopies) -> None:
+    def __init__(self, app: ASGIApp, *, state: WebState, copies: GradioCopies) -> None:
         self.app = app
         self.state = state
         self.copies = copies
@@ -288,6 +288,6 @@ class BookFilesGuard:
         await self.app(scope, receive, send)
 
     def _book_is_open(self, story_id: str) -> bool:
-        studio = self.state.studio
-        record = studio.store.get(story_id) if studio is not None else None
+        workshop = self.state.workshop
+        record = workshop.store.get(story_id) if workshop is not None else None
         return record is not None and (record.book_expires_at is None or record.book_expires_at >= time.time())

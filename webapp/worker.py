@@ -1,6 +1,6 @@
 """`fabula worker`: a Celery worker that makes books from the broker's `books` queue.
 
-Its tasks run on one asyncio event loop in a background thread, sharing one Studio (service clients, the job
+Its tasks run on one asyncio event loop in a background thread, sharing one Workshop (service clients, the job
 store), so a worker with `--concurrency N` makes N books at once on the same connections. A book another worker
 holds (its lease is still running) is tried again later, never made twice at once; a worker killed mid-book
 leaves its task unacknowledged, and the broker gives it to another worker after its visibility timeout, which
@@ -24,16 +24,16 @@ from webapp.jobs.orders import Outcome, WorkOrder
 from webapp.jobs.schedulers import process_owner
 
 if TYPE_CHECKING:
-    from webapp.studio import Studio
+    from webapp.workshop import Workshop
 
 logger = logging.getLogger(__name__)
 
 
 class WorkerRuntime:
-    """The event loop thread and the Studio every task of this worker shares."""
+    """The event loop thread and the Workshop every task of this worker shares."""
 
     def __init__(self, settings: Settings) -> None:
-        from webapp.studio import build_studio
+        from webapp.workshop import build_workshop
 
         self.owner = process_owner("worker")
         self.loop = asyncio.new_event_loop()
@@ -41,19 +41,19 @@ class WorkerRuntime:
         self.thread.start()
         public_url = settings.public_url or f"http://{settings.web_host}:{settings.web_port}"
 
-        async def build() -> Studio:
-            return build_studio(settings, public_url=public_url)
+        async def build() -> Workshop:
+            return build_workshop(settings, public_url=public_url)
 
-        self.studio = asyncio.run_coroutine_threadsafe(build(), self.loop).result()
+        self.workshop = asyncio.run_coroutine_threadsafe(build(), self.loop).result()
 
     def perform(self, order: WorkOrder) -> Outcome:
-        future: Future[Outcome] = asyncio.run_coroutine_threadsafe(self.studio.dispatch.perform(order, owner=self.owner), self.loop)
+        future: Future[Outcome] = asyncio.run_coroutine_threadsafe(self.workshop.dispatch.perform(order, owner=self.owner), self.loop)
         return future.result()
 
     def fail(self, job_id: str, message: str) -> None:
         from webapp.jobs.models import JobStatus
 
-        store = self.studio.store
+        store = self.workshop.store
         try:
             if store.get(job_id) is not None:
                 store.update(job_id, status=JobStatus.failed, error=message, error_type="internal_error")
@@ -61,7 +61,7 @@ class WorkerRuntime:
             logger.exception("could not record the failure")
 
     def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.studio.aclose(), self.loop).result(timeout=30)
+        asyncio.run_coroutine_threadsafe(self.workshop.aclose(), self.loop).result(timeout=30)
         self.loop.call_soon_threadsafe(self.loop.stop)
 
 

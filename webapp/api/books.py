@@ -36,7 +36,7 @@ _HEADERS = {"Cache-Control": "no-cache", "X-Robots-Tag": "noindex"}
 
 
 def _stories(request: Request) -> Stories:
-    return request.app.state.web.require_studio().stories
+    return request.app.state.web.require_workshop().stories
 
 
 def _find(stories: Stories, token: str) -> JobRecord | None:
@@ -92,7 +92,7 @@ async def book_file(token: str, name: str, request: Request) -> FileResponse:
 
 def reader_book(state: WebState, token: str) -> ReaderBook | None:
     """The reader's view of a bound book, or None for an unknown, expired or unbound link."""
-    stories = state.require_studio().stories
+    stories = state.require_workshop().stories
     record = _find(stories, token)
     if record is None or stories.file(record.id, PDF) is None:
         return None

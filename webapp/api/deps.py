@@ -1,4 +1,4 @@
-"""FastAPI dependencies: the shared state, the Studio, the caller's identity for rate limiting."""
+"""FastAPI dependencies: the shared state, the Workshop, the caller's identity for rate limiting."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from webapp.api.state import WebState
-from webapp.studio import Studio
+from webapp.workshop import Workshop
 
 
 def get_state(request: Request) -> WebState:
     return request.app.state.web
 
 
-def get_studio(request: Request) -> Studio:
-    return get_state(request).require_studio()
+def get_workshop(request: Request) -> Workshop:
+    return get_state(request).require_workshop()
 
 
 def client_key(request: Request) -> str:
@@ -38,5 +38,5 @@ def rate_limit(request: Request) -> None:
 
 
 StateDep = Annotated[WebState, Depends(get_state)]
-StudioDep = Annotated[Studio, Depends(get_studio)]
+WorkshopDep = Annotated[Workshop, Depends(get_workshop)]
 RateLimit = Depends(rate_limit)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request
 
 from webapp.api.bodies import body_schema, read_body, readable_body
-from webapp.api.deps import RateLimit, StateDep, StudioDep
+from webapp.api.deps import RateLimit, StateDep, WorkshopDep
 from webapp.api.links import accepted
 from webapp.api.schemas import MorePages, PageEdit, StoryAccepted
 
@@ -26,10 +26,10 @@ StoryId = Annotated[str, Path(description="The story's id.", max_length=80)]
     openapi_extra=body_schema(PageEdit),
 )
 async def regenerate_page(
-    story_id: StoryId, page: Annotated[int, Path(ge=0, le=99)], request: Request, state: StateDep, studio: StudioDep
+    story_id: StoryId, page: Annotated[int, Path(ge=0, le=99)], request: Request, state: StateDep, workshop: WorkshopDep
 ) -> StoryAccepted:
     edit = await read_body(request, PageEdit)
-    stories = studio.stories
+    stories = workshop.stories
     record = stories.regenerate_image(story_id, page) if edit.what == "image" else stories.rewrite_text(story_id, page, edit.instruction)
     return accepted(record, state.public_url)
 
@@ -41,9 +41,9 @@ async def regenerate_page(
     summary="Continue the story with more pages; then the book is bound again.",
     openapi_extra=body_schema(MorePages),
 )
-async def add_pages(story_id: StoryId, request: Request, state: StateDep, studio: StudioDep) -> StoryAccepted:
+async def add_pages(story_id: StoryId, request: Request, state: StateDep, workshop: WorkshopDep) -> StoryAccepted:
     more = await read_body(request, MorePages)
-    return accepted(studio.stories.add_pages(story_id, more.count), state.public_url)
+    return accepted(workshop.stories.add_pages(story_id, more.count), state.public_url)
 
 
 @router.post(
@@ -52,10 +52,10 @@ async def add_pages(story_id: StoryId, request: Request, state: StateDep, studio
     response_model=StoryAccepted,
     summary="Make another version from the same photo and options (a new story; both are kept).",
 )
-async def new_version(story_id: StoryId, state: StateDep, studio: StudioDep) -> StoryAccepted:
-    return accepted(studio.stories.new_version(story_id), state.public_url)
+async def new_version(story_id: StoryId, state: StateDep, workshop: WorkshopDep) -> StoryAccepted:
+    return accepted(workshop.stories.new_version(story_id), state.public_url)
 
 
 @router.post("/{story_id}/resume", status_code=202, response_model=StoryAccepted, summary="Continue a failed or interrupted story from its last saved step.")
-async def resume_story(story_id: StoryId, state: StateDep, studio: StudioDep) -> StoryAccepted:
-    return accepted(studio.stories.resume(story_id), state.public_url)
+async def resume_story(story_id: StoryId, state: StateDep, workshop: WorkshopDep) -> StoryAccepted:
+    return accepted(workshop.stories.resume(story_id), state.public_url)

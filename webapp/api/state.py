@@ -1,6 +1,6 @@
-"""What the web app's routes and UI callbacks share: settings, the public URL, the rate limiter and the Studio.
+"""What the web app's routes and UI callbacks share: settings, the public URL, the rate limiter and the Workshop.
 
-The Studio is built inside the running server's event loop (in the lifespan), after the routes and the UI are
+The Workshop is built inside the running server's event loop (in the lifespan), after the routes and the UI are
 declared, so it arrives here late; anything that needs it before then gets a plain 503.
 """
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from shared.errors import ModelNotReady
 from shared.settings import Settings
 from webapp.api.rate_limit import RateLimiter, RedisRateLimiter
-from webapp.studio import Studio
+from webapp.workshop import Workshop
 
 
 @dataclass
@@ -19,7 +19,7 @@ class WebState:
     settings: Settings
     public_url: str
     limiter: RateLimiter | RedisRateLimiter
-    studio: Studio | None = field(default=None)
+    workshop: Workshop | None = field(default=None)
     address_warning: str | None = None  # why a phone cannot open the books' QR codes, when it cannot
 
     @classmethod
@@ -28,10 +28,10 @@ class WebState:
             settings=settings, public_url=public_url.rstrip("/"), limiter=rate_limiter(settings), address_warning=address_warning,
         )
 
-    def require_studio(self) -> Studio:
-        if self.studio is None:
+    def require_workshop(self) -> Workshop:
+        if self.workshop is None:
             raise ModelNotReady("Fabula is still starting; try again in a few seconds.")
-        return self.studio
+        return self.workshop
 
 
 def rate_limiter(settings: Settings) -> RateLimiter | RedisRateLimiter:

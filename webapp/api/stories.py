@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse
 
 from shared.errors import NotFound
 from shared.images import check_upload_size
-from webapp.api.deps import RateLimit, StateDep, StudioDep, client_key
+from webapp.api.deps import RateLimit, StateDep, WorkshopDep, client_key
 from webapp.story.forms import StoryForm
 from webapp.api.links import accepted, story_path, story_view
 from webapp.api.schemas import StoryAccepted, StoryView
@@ -41,7 +41,7 @@ async def create_story(
     request: Request,
     response: Response,
     state: StateDep,
-    studio: StudioDep,
+    workshop: WorkshopDep,
     photo: Annotated[UploadFile, File(description="The photo the story is about (JPEG, PNG, WebP or GIF).")],
     form: Annotated[StoryForm, Form()],
     logo: Annotated[UploadFile | None, File(description="Brand logo (optional).")] = None,
@@ -50,19 +50,19 @@ async def create_story(
     options = form.options(max_pages=settings.max_book_pages, blocked_words=tuple(settings.blocked_words))
     photo_bytes = await _read_upload(photo, max_bytes=settings.max_upload_bytes, param="photo")
     logo_bytes = await _read_upload(logo, max_bytes=settings.max_upload_bytes, param="logo") if logo is not None and logo.filename else None
-    record = await studio.stories.submit_upload(photo_bytes, options, logo=logo_bytes, client=client_key(request))
+    record = await workshop.stories.submit_upload(photo_bytes, options, logo=logo_bytes, client=client_key(request))
     response.headers["Location"] = story_path(record.id)
     return accepted(record, state.public_url)
 
 
 @router.get("/{story_id}", response_model=StoryView, summary="A story's progress, pages, pictures and book link.")
-async def get_story(story_id: StoryId, state: StateDep, studio: StudioDep) -> StoryView:
-    return story_view(studio.stories, studio.stories.get(story_id), state.public_url)
+async def get_story(story_id: StoryId, state: StateDep, workshop: WorkshopDep) -> StoryView:
+    return story_view(workshop.stories, workshop.stories.get(story_id), state.public_url)
 
 
 @router.delete("/{story_id}", status_code=204, summary="Delete a story: its pictures, photo and book link are gone.")
-async def delete_story(story_id: StoryId, studio: StudioDep) -> Response:
-    await studio.stories.delete(story_id)
+async def delete_story(story_id: StoryId, workshop: WorkshopDep) -> Response:
+    await workshop.stories.delete(story_id)
     return Response(status_code=204)
 
 
@@ -72,11 +72,11 @@ async def delete_story(story_id: StoryId, studio: StudioDep) -> Response:
     response_class=FileResponse,
     responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}},
 )
-async def get_image(story_id: StoryId, name: Annotated[str, Path(max_length=40)], studio: StudioDep) -> FileResponse:
-    studio.stories.get(story_id)
+async def get_image(story_id: StoryId, name: Annotated[str, Path(max_length=40)], workshop: WorkshopDep) -> FileResponse:
+    workshop.stories.get(story_id)
     if not IMAGE_NAME.match(name):
         raise NotFound(f"There is no picture called {name!r}; pictures are cover.png, page-01.png, page-02.png, … and photo.jpg.", param="name")
-    path = studio.stories.file(story_id, name)
+    path = workshop.stories.file(story_id, name)
     if path is None:
         raise NotFound(f"The picture {name} is not painted yet.", param="name")
     return FileResponse(path, media_type=_MEDIA_TYPES[name.rsplit(".", 1)[1]], headers={"Cache-Control": "private, no-cache"})

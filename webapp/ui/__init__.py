@@ -1,4 +1,4 @@
-"""The storybook studio: a Gradio Blocks page mounted at / that drives the same Studio as the REST API."""
+"""The storybook studio: a Gradio Blocks page mounted at / that drives the same Workshop as the REST API."""
 
 from webapp.ui.blocks import build_ui, mount_ui
 

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from shared.settings import Profile
 from webapp.api.state import WebState
-from webapp.http_guards import StudioCopies
+from webapp.http_guards import GradioCopies
 from webapp.story.languages import LANGUAGES
 from webapp.story.options import Audience, StoryOptions
 from webapp.story.styles import STYLES
@@ -212,7 +212,7 @@ def build_ui(state: WebState) -> gr.Blocks:
     return blocks
 
 
-def _note_copies(blocks: gr.Blocks, copies: StudioCopies) -> None:
+def _note_copies(blocks: gr.Blocks, copies: GradioCopies) -> None:
     """Have every component tell `copies` which story's file each copy it puts in Gradio's cache came from."""
     for block in blocks.blocks.values():
         copy_sync, copy_async = block.move_resource_to_block_cache, block.async_move_resource_to_block_cache
@@ -231,7 +231,7 @@ def _note_copies(blocks: gr.Blocks, copies: StudioCopies) -> None:
         block.async_move_resource_to_block_cache = noted_async  # type: ignore[method-assign, assignment]
 
 
-def mount_ui(app: FastAPI, state: WebState, *, copies: StudioCopies | None = None) -> FastAPI:
+def mount_ui(app: FastAPI, state: WebState, *, copies: GradioCopies | None = None) -> FastAPI:
     """Mount the studio at /. With an API key set, the page asks for it (any user name, the key as password).
 
     With `copies`, each copy of a story's file Gradio makes is noted, so `BookFilesGuard` can refuse it once the

@@ -1,4 +1,4 @@
-"""The studio page's callbacks: they drive the same Studio as the REST API, in this process.
+"""The studio page's callbacks: they drive the same Workshop as the REST API, in this process.
 
 Long actions are async generators that follow the story's progress events and yield a fresh `StoryScreen`
 after each, so pages appear as they are painted. A `FabulaError` becomes `gr.Error` with the very message the
@@ -24,7 +24,7 @@ from webapp.jobs.following import follow_events
 from webapp.api.state import WebState
 from webapp.jobs.reading import load_story
 from webapp.jobs.models import JobStatus
-from webapp.studio import Studio
+from webapp.workshop import Workshop
 from webapp.ui.render import StoryScreen, story_screen
 
 logger = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ class StudioCallbacks:
         request: gr.Request = None,  # type: ignore[assignment]
     ) -> AsyncIterator[tuple]:
         """Make a storybook from a photo; yields the page as it fills in. Returns the PDF, its QR code and link."""
-        studio = self.state.require_studio()
+        workshop = self.state.require_workshop()
         if not photo:
             raise gr.Error("Add a photo first: upload one, or click one of the sample photos.", title="No photo yet", print_exception=False)
         # The colour pickers always hold a value, so the brand kit counts as used only when something else is filled in.
@@ -130,8 +130,8 @@ class StudioCallbacks:
         options = form.options(max_pages=self.state.settings.max_book_pages, blocked_words=tuple(self.state.settings.blocked_words))
         self.state.limiter.check(_client(request))
         logo_bytes = Path(logo).read_bytes() if logo and brand_used else None
-        record = await studio.stories.submit_upload(Path(photo).read_bytes(), options, logo=logo_bytes, client=_client(request))
-        async for screen in self._follow(studio, record.id, [record.id]):
+        record = await workshop.stories.submit_upload(Path(photo).read_bytes(), options, logo=logo_bytes, client=_client(request))
+        async for screen in self._follow(workshop, record.id, [record.id]):
             yield screen.as_tuple()
 
     async def check_photo(self, photo: str | None) -> str | None:
@@ -153,10 +153,10 @@ class StudioCallbacks:
         self, story_id: str | None, page: int | None, versions: list[str], request: gr.Request = None  # type: ignore[assignment]
     ) -> AsyncIterator[tuple]:
         """Paint one page's picture again (0 is the cover), then bind the book again."""
-        studio, job_id, page = self._edit_target(story_id, page, request)
-        studio.stories.regenerate_image(job_id, page)
+        workshop, job_id, page = self._edit_target(story_id, page, request)
+        workshop.stories.regenerate_image(job_id, page)
         message = f"Painting page {page} again…" if page else "Painting the cover again…"
-        async for screen in self._follow(studio, job_id, versions, message, chosen_page=page):
+        async for screen in self._follow(workshop, job_id, versions, message, chosen_page=page):
             yield screen.as_tuple()
 
     @plain_errors
@@ -164,10 +164,10 @@ class StudioCallbacks:
         self, story_id: str | None, page: int | None, instruction: str | None, versions: list[str], request: gr.Request = None  # type: ignore[assignment]
     ) -> AsyncIterator[tuple]:
         """Rewrite one page's text, optionally following an instruction, then bind the book again."""
-        studio, job_id, page = self._edit_target(story_id, page, request)
+        workshop, job_id, page = self._edit_target(story_id, page, request)
         edit = parse_body(PageEdit, {"what": "text", "instruction": instruction})
-        studio.stories.rewrite_text(job_id, page, edit.instruction)
-        async for screen in self._follow(studio, job_id, versions, f"Rewriting page {page}…", chosen_page=page):
+        workshop.stories.rewrite_text(job_id, page, edit.instruction)
+        async for screen in self._follow(workshop, job_id, versions, f"Rewriting page {page}…", chosen_page=page):
             yield screen.as_tuple()
 
     @plain_errors
@@ -175,13 +175,13 @@ class StudioCallbacks:
         self, story_id: str | None, page: int | None, what: str | None, reason: str | None, versions: list[str], request: gr.Request = None  # type: ignore[assignment]
     ) -> AsyncIterator[tuple]:
         """Report a page: the report is kept for whoever runs the server, and the page is painted or written again."""
-        studio, job_id, page = self._edit_target(story_id, page, request)
+        workshop, job_id, page = self._edit_target(story_id, page, request)
         body = parse_body(ReportBody, {"what": what or "picture", "reason": reason})
         if body.what == "text" and page == 0:
             raise gr.Error("The cover has no text; report its picture, or pick a page from 1.", title="Nothing to rewrite", print_exception=False)
-        studio.stories.report_page(job_id, page, body.what, body.reason, client=_client(request))
+        workshop.stories.report_page(job_id, page, body.what, body.reason, client=_client(request))
         done = "Thank you: the report is kept. " + ("Painting the page again…" if body.what == "picture" else "Writing the page again…")
-        async for screen in self._follow(studio, job_id, versions, done, chosen_page=page):
+        async for screen in self._follow(workshop, job_id, versions, done, chosen_page=page):
             yield screen.as_tuple()
 
     @plain_errors
@@ -189,55 +189,55 @@ class StudioCallbacks:
         self, story_id: str | None, count: float | None, versions: list[str], request: gr.Request = None  # type: ignore[assignment]
     ) -> AsyncIterator[tuple]:
         """Continue the story with more pages, then bind the book again."""
-        studio, job_id, _ = self._edit_target(story_id, 0, request)
-        studio.stories.add_pages(job_id, int(count or 1))
-        async for screen in self._follow(studio, job_id, versions, "Continuing the story…"):
+        workshop, job_id, _ = self._edit_target(story_id, 0, request)
+        workshop.stories.add_pages(job_id, int(count or 1))
+        async for screen in self._follow(workshop, job_id, versions, "Continuing the story…"):
             yield screen.as_tuple()
 
     @plain_errors
     async def another_version(self, story_id: str | None, versions: list[str], request: gr.Request = None) -> AsyncIterator[tuple]:  # type: ignore[assignment]
         """A new book from the same photo and options; the earlier one is kept and listed."""
-        studio, job_id, _ = self._edit_target(story_id, 0, request)
-        record = studio.stories.new_version(job_id)
-        async for screen in self._follow(studio, record.id, [*versions, record.id]):
+        workshop, job_id, _ = self._edit_target(story_id, 0, request)
+        record = workshop.stories.new_version(job_id)
+        async for screen in self._follow(workshop, record.id, [*versions, record.id]):
             yield screen.as_tuple()
 
     @plain_errors
     async def show_version(self, version_id: str | None, versions: list[str]) -> AsyncIterator[tuple]:
-        studio = self.state.require_studio()
+        workshop = self.state.require_workshop()
         if version_id:
-            async for screen in self._follow(studio, version_id, versions or [version_id]):
+            async for screen in self._follow(workshop, version_id, versions or [version_id]):
                 yield screen.as_tuple()
 
     # ---- shared steps -------------------------------------------------------------------------------------------
-    def _edit_target(self, story_id: str | None, page: int | None, request: gr.Request | None) -> tuple[Studio, str, int]:
-        studio = self.state.require_studio()
+    def _edit_target(self, story_id: str | None, page: int | None, request: gr.Request | None) -> tuple[Workshop, str, int]:
+        workshop = self.state.require_workshop()
         if not story_id:
             raise gr.Error("Make a book first; then you can change its pages.", title="No book yet", print_exception=False)
         if page is None:
             raise gr.Error("Choose a page first (click a picture, or pick one in the list).", title="No page chosen", print_exception=False)
         self.state.limiter.check(_client(request))
-        return studio, story_id, int(page)
+        return workshop, story_id, int(page)
 
-    def _screen(self, studio: Studio, story_id: str, versions: list[str], message: str | None, chosen_page: int | None = None) -> StoryScreen:
-        content = load_story(studio.stories, studio.stories.get(story_id), self.state.public_url)
+    def _screen(self, workshop: Workshop, story_id: str, versions: list[str], message: str | None, chosen_page: int | None = None) -> StoryScreen:
+        content = load_story(workshop.stories, workshop.stories.get(story_id), self.state.public_url)
         titles = {story_id: content.title or ""}
         for version in versions:
             if version not in titles:
-                titles[version] = studio.stories.progress(version).title or ""
+                titles[version] = workshop.stories.progress(version).title or ""
         return story_screen(content, versions, titles, message, chosen_page=chosen_page)
 
     async def _follow(
-        self, studio: Studio, story_id: str, versions: list[str], first_message: str | None = None, *, chosen_page: int | None = None
+        self, workshop: Workshop, story_id: str, versions: list[str], first_message: str | None = None, *, chosen_page: int | None = None
     ) -> AsyncIterator[StoryScreen]:
         """One screen now, then one per progress event until the story is done or failed; the Page dropdown stays
         on `chosen_page`, the page being changed."""
         last_status = None
-        async for event in follow_events(studio.stories, story_id):
+        async for event in follow_events(workshop.stories, story_id):
             message = first_message if last_status is None and first_message else event.message
             last_status = event.status
-            yield self._screen(studio, story_id, versions, message or None, chosen_page)
+            yield self._screen(workshop, story_id, versions, message or None, chosen_page)
         if last_status == JobStatus.failed:
-            record = studio.stories.store.get(story_id)
+            record = workshop.stories.store.get(story_id)
             error = record.error if record and record.error else "The book could not be made."
             raise gr.Error(plain_words(error), title="The book could not be finished", print_exception=False)

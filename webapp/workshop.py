@@ -1,4 +1,4 @@
-"""Wiring: settings in, a ready `Studio` out. The REST API, the UI, the CLI and `fabula worker` all drive books
+"""Wiring: settings in, a ready `Workshop` out. The REST API, the UI, the CLI and `fabula worker` all drive books
 through one of these.
 
 One machine (the default): SQLite, the local artifact folder, events and books inside this process. With
@@ -37,7 +37,7 @@ _BUDGET = {Profile.tiny: LengthBudget.compact(), Profile.offline: LengthBudget.s
 
 
 @dataclass
-class Studio:
+class Workshop:
     """Everything one process needs to make books: what it reads and changes them through (`stories`), and what
     runs their work orders (`dispatch`, for the in-process scheduler and `fabula worker`)."""
 
@@ -85,7 +85,7 @@ def event_bus(settings: Settings) -> EventBus:
     return LocalEventBus()
 
 
-def build_studio(settings: Settings, *, public_url: str, scheduler: Scheduler | None = None) -> Studio:
+def build_workshop(settings: Settings, *, public_url: str, scheduler: Scheduler | None = None) -> Workshop:
     """Must be called inside a running event loop (the in-process scheduler creates tasks). `scheduler` is for
     tests and tools; otherwise FABULA_BROKER_URL chooses Celery, and its absence this process."""
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
@@ -124,4 +124,4 @@ def build_studio(settings: Settings, *, public_url: str, scheduler: Scheduler | 
             scheduler = InProcessScheduler(dispatch)
     stories = Stories(store=store, artifacts=artifacts, events=events, scheduler=scheduler, settings=settings)
     closers = [captioner.aclose, illustrator.aclose, narrate.aclose, llm.close, events.aclose]
-    return Studio(settings, stories, pipeline, dispatch, [captioner, illustrator], closers)
+    return Workshop(settings, stories, pipeline, dispatch, [captioner, illustrator], closers)
