@@ -4,18 +4,26 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Path, Request, Response, UploadFile
+from fastapi import APIRouter, File, Path, Request, Response, UploadFile
 from fastapi.responses import FileResponse
+from pydantic import Field
 
 from shared.errors import NotFound
 from shared.images import check_upload_size
 from webapp.api.deps import RateLimit, StateDep, WorkshopDep, client_key
-from webapp.story.forms import StoryForm
 from webapp.api.links import accepted, story_path, story_view
 from webapp.api.schemas import StoryAccepted, StoryView
 from webapp.jobs.reading import IMAGE_NAME
+from webapp.story.forms import StoryForm
 
 router = APIRouter(prefix="/stories", tags=["stories"])
+
+
+class StoryUpload(StoryForm):
+    """The multipart body of a new story: the photo, an optional brand logo, and the book's options."""
+
+    photo: UploadFile = Field(description="The photo the story is about (JPEG, PNG, WebP or GIF).")
+    logo: UploadFile | None = Field(default=None, description="Brand logo (optional).")
 
 StoryId = Annotated[str, Path(description="The story's id, as returned when it was created.", max_length=80)]
 _MEDIA_TYPES = {"png": "image/png", "jpg": "image/jpeg"}
@@ -42,12 +50,11 @@ async def create_story(
     response: Response,
     state: StateDep,
     workshop: WorkshopDep,
-    photo: Annotated[UploadFile, File(description="The photo the story is about (JPEG, PNG, WebP or GIF).")],
-    form: Annotated[StoryForm, Form()],
-    logo: Annotated[UploadFile | None, File(description="Brand logo (optional).")] = None,
+    upload: Annotated[StoryUpload, File(media_type="multipart/form-data")],
 ) -> StoryAccepted:
     settings = state.settings
-    options = form.options(max_pages=settings.max_book_pages, blocked_words=tuple(settings.blocked_words))
+    options = upload.options(max_pages=settings.max_book_pages, blocked_words=tuple(settings.blocked_words))
+    photo, logo = upload.photo, upload.logo
     photo_bytes = await _read_upload(photo, max_bytes=settings.max_upload_bytes, param="photo")
     logo_bytes = await _read_upload(logo, max_bytes=settings.max_upload_bytes, param="logo") if logo is not None and logo.filename else None
     record = await workshop.stories.submit_upload(photo_bytes, options, logo=logo_bytes, client=client_key(request))
