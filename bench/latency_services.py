@@ -36,21 +36,21 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, FastAPI, File, Form, UploadFile
+from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import StreamingResponse
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from bench.schema_instance import UnsupportedSchema, schema_instance
-from bench.simulated_accelerator import SimulatedAccelerator
 from bench.stand_in_text import TextReply, reply_to
+from shared.batching import BatchSpec, MicroBatcher
 from shared.errors import InvalidRequest
 from shared.images import load_image, to_b64_png
 from shared.metrics import ServiceMetrics
-from shared.model_holder import EngineInfo, ModelHolder
+from shared.model_holder import EngineInfo
 from shared.schemas import CaptionResponse, ImageData, ImageGenerationRequest, ImageGenerationResponse, Timings, parse_size
 from shared.server_thread import ServerThread
-from shared.service_app import create_service_app
+from shared.service_app import ServiceSpec
 from shared.settings import Settings
 
 STAND_IN_MODEL = "latency-stand-in"
@@ -130,49 +130,77 @@ def peak_in_flight(calls: list[InjectedCall], service: str) -> int:
 
 @dataclass(frozen=True)
 class StandInEngine:
+    """What a stand-in "loads": no model, only the simulated accelerator's call times.
+
+    One call runs at a time (the frame's micro-batcher); it takes `seconds_per_call` plus `seconds_per_extra_item`
+    for every item past the first, and a request larger than `max_batch` items takes as many calls as it needs.
+    """
+
     service: str
-    profile: LatencyProfile
+    metrics: ServiceMetrics
+    seconds_per_call: float = 0.0
+    seconds_per_extra_item: float = 0.0
+    max_batch: int = 1
 
     def info(self) -> EngineInfo:
         return EngineInfo(model=STAND_IN_MODEL, device="simulated", dtype="none", extra={"benchmark_only": True})
 
+    def call_seconds(self, items: int) -> float:
+        calls = math.ceil(items / self.max_batch)
+        return calls * self.seconds_per_call + self.seconds_per_extra_item * (items - calls)
 
-def _stand_in_app(name: str, settings: Settings, profile: LatencyProfile, routers: list[APIRouter], metrics: ServiceMetrics,
-           accelerator: SimulatedAccelerator | None) -> FastAPI:
-    holder: ModelHolder[StandInEngine] = ModelHolder(lambda: StandInEngine(name, profile), name=name)
 
-    async def start(app: FastAPI) -> None:
-        if accelerator is not None:
-            accelerator.start()
+async def simulated_call(engine: StandInEngine, requests: list[int]) -> list[int]:
+    """One simulated accelerator call for a batch of requests (each its item count): sleeps instead of computing."""
+    items = sum(requests)
+    await asyncio.sleep(engine.call_seconds(items))
+    engine.metrics.generated_items.labels(engine.service).inc(items)
+    return requests
 
-    async def stop(app: FastAPI) -> None:
-        if accelerator is not None:
-            await accelerator.stop()
 
-    return create_service_app(
-        name=name, title=f"Fabula {name} latency stand-in (benchmark only)",
+def _stand_in_spec(
+    name: str, routers: list[APIRouter], *, seconds_per_call: float = 0.0, seconds_per_extra_item: float = 0.0,
+    max_batch: int | None = None, window_seconds: float = 0.0,
+) -> ServiceSpec:
+    """A stand-in declared as the real services are; `max_batch` (None: no batching) gives it a simulated accelerator
+    behind the frame's micro-batcher, which routes reach as `app.state.batcher`."""
+    batch: BatchSpec[StandInEngine, int, int] | None = None
+    if max_batch is not None:
+        batch = BatchSpec(run_batch=simulated_call, max_batch_size=max_batch, batch_timeout_s=window_seconds)
+
+    def load(settings: Settings, device: str, metrics: ServiceMetrics) -> StandInEngine:
+        return StandInEngine(name, metrics, seconds_per_call, seconds_per_extra_item, max_batch or 1)
+
+    return ServiceSpec(
+        name=name,
+        title=f"Fabula {name} latency stand-in (benchmark only)",
         description="Sleeps for configured times instead of running a model; for timing the web app's orchestration.",
-        settings=settings, holder=holder, metrics=metrics, routers=routers, on_startup=start, on_shutdown=stop,
+        resolver=lambda settings: None,
+        load=load,
+        routers=lambda settings: routers,
+        batch=batch,
     )
+
+
+def _accelerator(request: Request) -> MicroBatcher[int, int]:
+    return request.app.state.batcher
 
 
 def create_caption_app(profile: LatencyProfile, settings: Settings, log: CallLog) -> FastAPI:
-    metrics = ServiceMetrics("caption")
-    accelerator = SimulatedAccelerator(
-        "caption", seconds_per_call=profile.caption_seconds, max_batch=profile.caption_batch_size,
-        window_seconds=profile.batch_window_ms / 1000, metrics=metrics,
-    )
     router = APIRouter(tags=["caption"])
 
     @router.post("/v1/caption", response_model=CaptionResponse)
     async def caption(
-        image: Annotated[UploadFile, File()], prompt: Annotated[str | None, Form()] = None, max_new_tokens: Annotated[int | None, Form()] = None,
+        request: Request,
+        image: Annotated[UploadFile, File()],
+        prompt: Annotated[str | None, Form()] = None,
+        max_new_tokens: Annotated[int | None, Form()] = None,
     ) -> CaptionResponse:
         started = time.perf_counter()
         load_image(await image.read(), max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels)
         if max_new_tokens is not None and not 1 <= max_new_tokens <= settings.max_caption_tokens:
             raise InvalidRequest(f"`max_new_tokens` must be between 1 and {settings.max_caption_tokens}, not {max_new_tokens}.", param="max_new_tokens")
-        outcome = await accelerator.submit(1)
+        outcome = await _accelerator(request).submit(1)
         text = profile.caption_text[: (max_new_tokens or 10**6) * 4]
         finished = time.perf_counter()
         log.add(InjectedCall("caption", "caption", 1, profile.tokens(text), outcome.inference_seconds, outcome.queue_seconds, finished,
@@ -180,7 +208,11 @@ def create_caption_app(profile: LatencyProfile, settings: Settings, log: CallLog
         timings = Timings(queue_seconds=outcome.queue_seconds, inference_seconds=outcome.inference_seconds, total_seconds=time.perf_counter() - started)
         return CaptionResponse(caption=text, model=STAND_IN_MODEL, prompt=prompt or "Describe this photo.", new_tokens=profile.tokens(text), timings=timings)
 
-    return _stand_in_app("caption", settings, profile, [router], metrics, accelerator)
+    spec = _stand_in_spec(
+        "caption", [router], seconds_per_call=profile.caption_seconds, max_batch=profile.caption_batch_size,
+        window_seconds=profile.batch_window_ms / 1000,
+    )
+    return spec.create_app(settings)
 
 
 def stand_in_png(width: int, height: int, seed: int, limit: int) -> str:
@@ -195,15 +227,10 @@ def stand_in_png(width: int, height: int, seed: int, limit: int) -> str:
 
 
 def create_illustrate_app(profile: LatencyProfile, settings: Settings, log: CallLog) -> FastAPI:
-    metrics = ServiceMetrics("illustrate")
-    accelerator = SimulatedAccelerator(
-        "illustrate", seconds_per_call=profile.image_seconds_per_call, max_batch=profile.image_batch_size,
-        window_seconds=profile.batch_window_ms / 1000, metrics=metrics, seconds_per_extra_item=profile.image_seconds_per_extra_image,
-    )
     router = APIRouter(tags=["illustrate"])
 
     @router.post("/v1/images/generations", response_model=ImageGenerationResponse)
-    async def generate(body: ImageGenerationRequest) -> ImageGenerationResponse:
+    async def generate(request: Request, body: ImageGenerationRequest) -> ImageGenerationResponse:
         started = time.perf_counter()
         if body.n > settings.max_images_per_request:
             raise InvalidRequest(f"`n` is {body.n}; the limit is {settings.max_images_per_request} (FABULA_MAX_IMAGES_PER_REQUEST).", param="n")
@@ -217,7 +244,7 @@ def create_illustrate_app(profile: LatencyProfile, settings: Settings, log: Call
                     f"`size` sides must be multiples of 8 between {settings.min_image_size} and {settings.max_image_size}, not {body.size}.", param="size"
                 )
         submitted = time.perf_counter()
-        outcome = await accelerator.submit(body.n)
+        outcome = await _accelerator(request).submit(body.n, weight=body.n)
         seed = body.seed if body.seed is not None else int.from_bytes(hashlib.sha256(body.prompt.encode()).digest()[:4], "little")
         data = [ImageData(b64_json=stand_in_png(width, height, seed + index, profile.image_pixels), seed=seed + index) for index in range(body.n)]
         # The simulated call's own times, the same for every request it served (the PNGs are made after it).
@@ -227,7 +254,11 @@ def create_illustrate_app(profile: LatencyProfile, settings: Settings, log: Call
         timings = Timings(queue_seconds=outcome.queue_seconds, inference_seconds=outcome.inference_seconds, total_seconds=time.perf_counter() - started)
         return ImageGenerationResponse(created=int(time.time()), data=data, model=STAND_IN_MODEL, timings=timings)
 
-    return _stand_in_app("illustrate", settings, profile, [router], metrics, accelerator)
+    spec = _stand_in_spec(
+        "illustrate", [router], seconds_per_call=profile.image_seconds_per_call, seconds_per_extra_item=profile.image_seconds_per_extra_image,
+        max_batch=profile.image_batch_size, window_seconds=profile.batch_window_ms / 1000,
+    )
+    return spec.create_app(settings)
 
 
 class ChatRequest(BaseModel):
@@ -275,7 +306,6 @@ def create_llm_app(profile: LatencyProfile, settings: Settings, log: CallLog) ->
     """Whole replies take the reply's injected time; streamed replies (`stream: true`, server-sent events in the
     OpenAI chunk shape) release one token (four characters) at a time at the same pace, so a streamed reply
     takes as long in all but its first lines arrive early."""
-    metrics = ServiceMetrics("llm")
     router = APIRouter(tags=["llm"])
     # At most `llm_max_concurrent` replies at once (a server's slots); none: unlimited.
     limit: AbstractAsyncContextManager[Any] = asyncio.Semaphore(profile.llm_max_concurrent) if profile.llm_max_concurrent else nullcontext()
@@ -285,7 +315,8 @@ def create_llm_app(profile: LatencyProfile, settings: Settings, log: CallLog) ->
         return {"object": "list", "data": [{"id": STAND_IN_MODEL, "object": "model", "created": 0, "owned_by": "fabula-bench"}]}
 
     @router.post("/v1/chat/completions", response_model=None)
-    async def complete(body: ChatRequest) -> dict[str, Any] | StreamingResponse:
+    async def complete(request: Request, body: ChatRequest) -> dict[str, Any] | StreamingResponse:
+        metrics: ServiceMetrics = request.app.state.metrics
         reply = chat_reply(body, profile)
         content, finish_reason = reply.text, "stop"
         budget = body.max_completion_tokens or body.max_tokens
@@ -295,7 +326,7 @@ def create_llm_app(profile: LatencyProfile, settings: Settings, log: CallLog) ->
         frame = {"id": f"chatcmpl-{time.monotonic_ns()}", "created": int(time.time()), "model": body.model}
         queued = time.perf_counter()
         if body.stream:
-            return StreamingResponse(_streamed(reply, content, finish_reason, frame, queued), media_type="text/event-stream",
+            return StreamingResponse(_streamed(reply, content, finish_reason, frame, queued, metrics), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
         async with limit:
             started = time.perf_counter()
@@ -310,7 +341,9 @@ def create_llm_app(profile: LatencyProfile, settings: Settings, log: CallLog) ->
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": tokens, "total_tokens": prompt_tokens + tokens},
         }
 
-    async def _streamed(reply: TextReply, content: str, finish_reason: str, frame: dict[str, Any], queued: float) -> AsyncIterator[str]:
+    async def _streamed(
+        reply: TextReply, content: str, finish_reason: str, frame: dict[str, Any], queued: float, metrics: ServiceMetrics
+    ) -> AsyncIterator[str]:
         """Token i is sent at start + prefill + (i + 1) × seconds per token (absolute deadlines, so the pace does
         not drift); the call is logged however the stream ends (a client may stop reading early)."""
         def chunk(delta: dict[str, str], finish: str | None = None) -> str:
@@ -338,7 +371,7 @@ def create_llm_app(profile: LatencyProfile, settings: Settings, log: CallLog) ->
                 log.add(InjectedCall("llm", reply.kind, 1, sent, profile.llm_seconds(sent), started - queued, finished, started,
                                      subject=reply.subject, marks=(*marks, finished)))
 
-    return _stand_in_app("llm", settings, profile, [router], metrics, None)
+    return _stand_in_spec("llm", [router]).create_app(settings)
 
 
 class LatencyServices:

@@ -25,7 +25,7 @@ class PictureWeights:
 
 def picture_weights(settings: Settings) -> list[PictureWeights]:
     """What the profile's illustrate service needs beside its diffusion models (none on tiny and offline: they
-    build tiny replicas)."""
+    build tiny stand-ins)."""
     if settings.profile.tiny_pictures:
         return []
     wanted = [PictureWeights("likeness", settings.likeness_model, ADAPTER_FILES.required, "FABULA_LIKENESS_MODEL")]

@@ -27,6 +27,7 @@ GPU memory, fails alone); any other exception fails every request of the call.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
@@ -89,7 +90,7 @@ class BatchSpec(Generic[EngineT, ItemT, ResultT]):
         runner: BatchRunner[ItemT, ResultT]
         if inspect.iscoroutinefunction(run_batch):
             async def run_async(items: list[ItemT]) -> Sequence[ResultT | BaseException]:
-                return await run_batch(engine(), items)  # type: ignore[misc, no-any-return]
+                return await run_batch(engine(), items)
 
             runner = run_async
         else:
@@ -227,10 +228,8 @@ class MicroBatcher(Generic[ItemT, ResultT]):
                     return batch
                 continue
             self._wakeup.clear()
-            try:
+            with contextlib.suppress(TimeoutError):  # the window closed: the loop takes the batch that waited longest
                 await asyncio.wait_for(self._wakeup.wait(), remaining)
-            except TimeoutError:
-                pass
 
     def _drop_finished(self) -> None:
         """Forget entries that were answered while queued; a cancelled one is a client that left."""

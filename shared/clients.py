@@ -11,6 +11,7 @@ import asyncio
 import logging
 import random
 from dataclasses import dataclass
+from typing import Any, TypedDict, Unpack
 
 import httpx
 from pydantic import BaseModel, ConfigDict
@@ -32,6 +33,24 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         return min(self.max_delay_s, self.base_delay_s * 2**attempt) * (0.75 + random.random() / 2)
+
+
+class ClientOptions(TypedDict, total=False):
+    """What every service client takes besides its URL (see `ServiceClient`)."""
+
+    api_key: str | None
+    timeout_s: float
+    retry: RetryPolicy | None
+    transport: httpx.AsyncBaseTransport | None
+
+
+class RequestOptions(TypedDict, total=False):
+    """The body or query of one service call, handed to httpx as they are."""
+
+    json: Any
+    data: dict[str, str]
+    files: dict[str, tuple[str, bytes]]
+    params: dict[str, str] | None
 
 
 class ServiceClient:
@@ -66,12 +85,12 @@ class ServiceClient:
             return False
         return response.status_code == 200
 
-    async def _request(self, method: str, path: str, **kwargs: object) -> httpx.Response:
+    async def _request(self, method: str, path: str, **options: Unpack[RequestOptions]) -> httpx.Response:
         last_error: FabulaError | None = None
         for attempt in range(self.retry.attempts):
             headers = {key: value for key, value in (("X-Request-ID", request_id_var.get() or job_id_var.get()),) if value}
             try:
-                response = await self._http.request(method, path, headers=headers, **kwargs)
+                response = await self._http.request(method, path, headers=headers, **options)
             except httpx.TimeoutException:
                 last_error = UpstreamError(f"The {self.name} service at {self.base_url} did not answer in time.", transient=True)
             except httpx.TransportError as exc:
@@ -109,8 +128,8 @@ def _error_message(response: httpx.Response) -> tuple[str, str | None]:
 
 
 class CaptionClient(ServiceClient):
-    def __init__(self, base_url: str, **kwargs: object) -> None:
-        super().__init__(base_url, name="caption", **kwargs)  # type: ignore[arg-type]
+    def __init__(self, base_url: str, **options: Unpack[ClientOptions]) -> None:
+        super().__init__(base_url, name="caption", **options)
 
     async def caption(
         self, image: bytes, *, filename: str = "photo.jpg", prompt: str | None = None, max_new_tokens: int | None = None
@@ -125,8 +144,8 @@ class CaptionClient(ServiceClient):
 
 
 class IllustrateClient(ServiceClient):
-    def __init__(self, base_url: str, **kwargs: object) -> None:
-        super().__init__(base_url, name="illustrate", **kwargs)  # type: ignore[arg-type]
+    def __init__(self, base_url: str, **options: Unpack[ClientOptions]) -> None:
+        super().__init__(base_url, name="illustrate", **options)
 
     async def generate(self, request: ImageGenerationRequest) -> ImageGenerationResponse:
         response = await self._request("POST", "/v1/images/generations", json=request.model_dump(exclude_none=True))
@@ -161,8 +180,8 @@ class SpeechVoice(BaseModel):
 class NarrateClient(ServiceClient):
     """The narrate service, in its OpenAI speech shape plus `language`; durations come from its headers."""
 
-    def __init__(self, base_url: str, *, model: str | None = None, **kwargs: object) -> None:
-        super().__init__(base_url, name="narrate", **kwargs)  # type: ignore[arg-type]
+    def __init__(self, base_url: str, *, model: str | None = None, **options: Unpack[ClientOptions]) -> None:
+        super().__init__(base_url, name="narrate", **options)
         self.model = model
 
     async def speech(

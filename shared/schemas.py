@@ -39,11 +39,18 @@ class ImageGenerationRequest(BaseModel):
     negative_prompt: str | None = None
     num_inference_steps: int | None = Field(default=None, ge=1)
     guidance_scale: float | None = Field(default=None, ge=0.0, le=30.0)
-    seed: int | None = Field(default=None, ge=0, le=2**63 - 1, description="Same seed, same image; image i of a request uses seed + i.")
-    refiner_start: float | None = Field(default=None, ge=0.0, le=1.0, description="Fraction of steps done by the base before the refiner takes over; 1.0 = base only.")
+    seed: int | None = Field(
+        default=None, ge=0, le=2**63 - 1, description="Same seed, same image; image i of a request uses seed + i."
+    )
+    refiner_start: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Fraction of steps done by the base before the refiner takes over; 1.0 = base only."
+    )
     reference_image: str | None = Field(
         default=None,
-        description="A photo the pictures should resemble (base64 PNG, JPEG or WebP, a `data:` URL allowed; the upload rules apply), applied through an IP-Adapter.",
+        description=(
+            "A photo the pictures should resemble (base64 PNG, JPEG or WebP, a `data:` URL allowed; the upload rules apply), "
+            "applied through an IP-Adapter."
+        ),
     )
     reference_strength: float | None = Field(
         default=None, ge=0.0, le=1.0, description="How strongly the picture follows `reference_image` (0 ignores it); default FABULA_REFERENCE_STRENGTH."

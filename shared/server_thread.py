@@ -11,6 +11,7 @@ import threading
 import time
 
 import uvicorn
+from starlette.types import ASGIApp
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -23,7 +24,7 @@ class ServerThread:
     """The socket is bound here, before the app's start-up runs: uvicorn binds only after the lifespan, and a web
     app that starts its own services in its lifespan would otherwise race them for the port it was given."""
 
-    def __init__(self, app: object, *, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(self, app: ASGIApp, *, host: str = "127.0.0.1", port: int | None = None) -> None:
         self.host = host
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -13,7 +13,7 @@ model).
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +32,6 @@ from shared.model_holder import ModelHolder
 from shared.request_context import RequestContextMiddleware
 from shared.settings import SERVICE_PORTS, Settings
 
-AppHook = Callable[[FastAPI], Awaitable[Any]]
 # Loads a service's engine (on the holder's thread): the settings, the device ("cpu", "cuda:1") and the app's
 # metrics (for an engine that records its own batches).
 EngineLoader = Callable[[Settings, str, ServiceMetrics], Any]
@@ -87,7 +86,7 @@ class ServiceSpec:
 
 @dataclass(frozen=True)
 class _Parts:
-    """What one app is built from, whether a spec or the keyword form gave it."""
+    """What one app is built from: the spec's parts, made for one settings and device."""
 
     name: str
     title: str
@@ -99,39 +98,11 @@ class _Parts:
     batcher: MicroBatcher[Any, Any] | None = None
     engine_batches: bool = False
     state: dict[str, Any] = field(default_factory=dict)
-    on_startup: AppHook | None = None
-    on_shutdown: AppHook | None = None
 
 
-def create_service_app(
-    spec: ServiceSpec | None = None,
-    *,
-    settings: Settings,
-    device: str = "cpu",
-    name: str | None = None,
-    title: str | None = None,
-    description: str = "",
-    holder: ModelHolder[Any] | None = None,
-    metrics: ServiceMetrics | None = None,
-    routers: list[APIRouter] | None = None,
-    on_startup: AppHook | None = None,
-    on_shutdown: AppHook | None = None,
-) -> FastAPI:
-    """The app of `spec` on `device`.
-
-    The keyword form (name, holder, metrics, routers and start/stop hooks instead of a spec) is only for the
-    benchmark's latency stand-ins (`bench/latency_services.py`), which bring a holder and a simulated accelerator
-    of their own; a service declares a spec.
-    """
-    if spec is not None:
-        return _build(_parts_of(spec, settings, device), settings, spec)
-    if name is None or holder is None or metrics is None:
-        raise TypeError("create_service_app needs a ServiceSpec, or name, holder and metrics")
-    parts = _Parts(
-        name=name, title=title or name, description=description, routers=list(routers or []), holder=holder, metrics=metrics,
-        on_startup=on_startup, on_shutdown=on_shutdown,
-    )
-    return _build(parts, settings, None)
+def create_service_app(spec: ServiceSpec, *, settings: Settings, device: str = "cpu") -> FastAPI:
+    """The app of `spec` on `device`."""
+    return _build(_parts_of(spec, settings, device), settings, spec)
 
 
 def _parts_of(spec: ServiceSpec, settings: Settings, device: str) -> _Parts:
@@ -184,13 +155,9 @@ def _lifespan(parts: _Parts) -> Callable[[FastAPI], AbstractAsyncContextManager[
         if batcher is not None:
             batcher.start()
         parts.holder.start(on_loaded=engine_batcher.on_loaded if engine_batcher else None)
-        if parts.on_startup:
-            await parts.on_startup(app)
         try:
             yield
         finally:
-            if parts.on_shutdown:
-                await parts.on_shutdown(app)
             if batcher is not None:
                 await batcher.stop()
             if engine_batcher is not None:
@@ -199,7 +166,7 @@ def _lifespan(parts: _Parts) -> Callable[[FastAPI], AbstractAsyncContextManager[
     return lifespan
 
 
-def _build(parts: _Parts, settings: Settings, spec: ServiceSpec | None) -> FastAPI:
+def _build(parts: _Parts, settings: Settings, spec: ServiceSpec) -> FastAPI:
     holder, metrics, name = parts.holder, parts.metrics, parts.name
     # Outermost first: the request id wraps the body limit, so a 413 carries an id and is counted.
     middleware = [

@@ -95,17 +95,27 @@ class Settings(BaseSettings):
         default="auto", description="auto (GGUF files on llama.cpp, folders on transformers), `llama.cpp` or `transformers`."
     )
     llm_threads: int | None = Field(
-        default=None, ge=1, le=256, description="llama.cpp compute threads, fixed; default: chosen as it runs, between one and all usable cores, by timing its own passes (its threads spin while waiting, so fewer is faster on a busy machine)."
+        default=None,
+        ge=1,
+        le=256,
+        description=(
+            "llama.cpp compute threads, fixed; default: chosen as it runs, between one and all usable cores, by timing its own passes "
+            "(its threads spin while waiting, so fewer is faster on a busy machine)."
+        ),
     )
     llm_parallel: int = Field(default=8, ge=1, le=64, description="llama.cpp: how many requests are decoded together in one forward pass.")
     llm_context_tokens: int = Field(
-        default=16384, ge=256, le=1_048_576, description="llama.cpp: KV cells shared by the parallel requests; one request's context is this or the model's, whichever is smaller."
+        default=16384,
+        ge=256,
+        le=1_048_576,
+        description="llama.cpp: KV cells shared by the parallel requests; one request's context is this or the model's, whichever is smaller.",
     )
     max_chat_messages_chars: int = 100_000
     narrator_voice: str = Field(default="fable", description="The voice books are read in: an OpenAI voice name or a voice id from GET /v1/audio/voices.")
     max_speech_chars: int = Field(default=4096, description="The longest `input` one speech request may have (OpenAI's own limit).")
     max_pixel_steps: int | None = Field(
-        default=None, description="What one picture request may cost (width × height × steps × n); default per profile, so one request cannot block every book behind it."
+        default=None,
+        description="What one picture request may cost (width × height × steps × n); default per profile, so one request cannot block every book behind it.",
     )
 
     # Captioning
@@ -133,11 +143,21 @@ class Settings(BaseSettings):
     max_batch_size: int = 8
 
     # Likeness and picture safety
-    reference_strength: float = Field(default=0.6, ge=0.0, le=1.0, description="How strongly pages follow the photo (IP-Adapter scale); 0 turns the reference off.")
-    safety_checker: bool = Field(default=True, description="Every picture passes the image safety classifier; a flagged one is repainted, then replaced.")
-    likeness_model: str = Field(default="h94/IP-Adapter", description="The SDXL IP-Adapter (Apache-2.0) that carries the photo's likeness; the tiny profile builds its own.")
-    safety_model: str = Field(default="Falconsai/nsfw_image_detection", description="The image safety classifier (Apache-2.0); the tiny profile builds its own.")
-    max_safety_repaints: int = Field(default=2, ge=0, le=5, description="Repaints with another seed before a flagged picture is replaced by a calm placeholder.")
+    reference_strength: float = Field(
+        default=0.6, ge=0.0, le=1.0, description="How strongly pages follow the photo (IP-Adapter scale); 0 turns the reference off."
+    )
+    safety_checker: bool = Field(
+        default=True, description="Every picture passes the image safety classifier; a flagged one is repainted, then replaced."
+    )
+    likeness_model: str = Field(
+        default="h94/IP-Adapter", description="The SDXL IP-Adapter (Apache-2.0) that carries the photo's likeness; the tiny profile builds its own."
+    )
+    safety_model: str = Field(
+        default="Falconsai/nsfw_image_detection", description="The image safety classifier (Apache-2.0); the tiny profile builds its own."
+    )
+    max_safety_repaints: int = Field(
+        default=2, ge=0, le=5, description="Repaints with another seed before a flagged picture is replaced by a calm placeholder."
+    )
 
     # Performance switches (gpu profile)
     model_dtype: str | None = Field(default=None, description="auto, float32, bfloat16 or float16; default fp32 on CPU, bf16/fp16 on GPUs by capability.")
@@ -149,7 +169,8 @@ class Settings(BaseSettings):
 
     # Beyond one machine (unset: the one-machine defaults)
     database_url: str | None = Field(
-        default=None, description="The job database: default SQLite in FABULA_DATA_DIR; `postgresql+psycopg://user:pass@host/db` for replicas and workers."
+        default=None,
+        description="The job database: default SQLite in FABULA_DATA_DIR; `postgresql+psycopg://user:pass@host/db` for replicas and workers.",
     )
     broker_url: str | None = Field(
         default=None, description="Unset: books run inside the web process. `redis://host:6379/0`: books go through Celery to `fabula worker`s."
@@ -157,7 +178,9 @@ class Settings(BaseSettings):
     broker_visibility_timeout_s: float = Field(
         default=600.0, gt=0, description="A book whose worker died is given to another worker after this many seconds (Redis visibility timeout)."
     )
-    job_lease_s: float = Field(default=60.0, gt=0, description="How long a worker's hold on a running book lasts without renewal (it renews every third of it).")
+    job_lease_s: float = Field(
+        default=60.0, gt=0, description="How long a worker's hold on a running book lasts without renewal (it renews every third of it)."
+    )
     worker_health_port: int = Field(default=8110, description="`fabula worker` answers /healthz and /metrics on this port (0: off).")
 
     # Web app
@@ -168,7 +191,9 @@ class Settings(BaseSettings):
     book_link_ttl_hours: float | None = None
     max_book_pages: int = Field(default=24, ge=1, le=24)
     book_image_size: int | None = Field(default=None, description="Picture size in pixels; default 64 (tiny), 512 (cpu), 1024 (gpu).")
-    writer_attempts: int = Field(default=3, ge=1, le=6, description="How often the writer asks for a piece that breaks the rules before it uses a safe fallback.")
+    writer_attempts: int = Field(
+        default=3, ge=1, le=6, description="How often the writer asks for a piece that breaks the rules before it uses a safe fallback."
+    )
     service_timeout_s: float = 600.0
     service_retries: int = 3
 

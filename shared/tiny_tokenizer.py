@@ -1,4 +1,4 @@
-"""Tiny tokenizers trained in a blink on a handful of sentences, for the tiny models and the model-family replicas.
+"""Tiny tokenizers trained in a blink on a handful of sentences, for the tiny models and the model families' tiny stand-ins.
 
 Two kinds, as the real checkpoints have them:
 - byte-level BPE (GPT-2, Qwen): every byte is in the alphabet, so any text (emoji, Hangul, Arabic) encodes
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
+    from transformers import LlamaTokenizer, PreTrainedTokenizerBase, Qwen2Tokenizer
 
 LLAMA_UNKNOWN, LLAMA_BOS, LLAMA_EOS = "<unk>", "<s>", "</s>"
 BYTE_TOKENS = [f"<0x{byte:02X}>" for byte in range(256)]
@@ -48,7 +49,7 @@ def qwen2_tokenizer(
     eos_token: str,
     pad_token: str,
     **options: Any,
-):  # -> Qwen2Tokenizer
+) -> Qwen2Tokenizer:
     """A `Qwen2Tokenizer` on a tiny byte-level vocabulary.
 
     As in Qwen's own vocabularies, `added_tokens` get the ids right after the learned ones, in order (Qwen2.5:
@@ -61,8 +62,10 @@ def qwen2_tokenizer(
     vocabulary, merges = _vocabulary_and_merges(train_byte_level_bpe(sentences, vocab_size=vocab_size))
     for token in added_tokens:
         vocabulary.setdefault(token, len(vocabulary))
+    # transformers 5.25 annotates `merges` as `str | list[str]` and `unk_token` as `str`, yet its BPE backend takes
+    # merge pairs (not "a b" strings) and Qwen's own vocabularies have no unknown token.
     tokenizer = Qwen2Tokenizer(
-        vocab=vocabulary, merges=merges, unk_token=None, bos_token=None, eos_token=eos_token, pad_token=pad_token,
+        vocab=vocabulary, merges=merges, unk_token=None, bos_token=None, eos_token=eos_token, pad_token=pad_token,  # type: ignore[arg-type]
         **options,
     )
     # transformers 5 ignores an `additional_special_tokens` argument to the constructor; this registers them.
@@ -79,7 +82,7 @@ def llama_tokenizer(
     special_tokens: Sequence[str] = (),
     pad_token: str | None = None,
     **options: Any,
-):  # -> LlamaTokenizer
+) -> LlamaTokenizer:
     """A `LlamaTokenizer` (SentencePiece-style BPE with byte fallback) on a tiny vocabulary.
 
     Like Llama's: `<unk>` 0, `<s>` 1, `</s>` 2, the 256 byte tokens 3–258, then the learned pieces; BOS is added
@@ -106,6 +109,14 @@ def llama_tokenizer(
         extra["pad_token"] = pad_token
     tokenizer.add_special_tokens(extra)
     return tokenizer
+
+
+def token_id(tokenizer: PreTrainedTokenizerBase, token: str) -> int:
+    """The id of one token (transformers types `convert_tokens_to_ids` for a token and a list of them at once)."""
+    found = tokenizer.convert_tokens_to_ids(token)
+    if not isinstance(found, int):
+        raise TypeError(f"expected one id for {token!r}, got {found!r}")
+    return found
 
 
 def _vocabulary_and_merges(backend: Tokenizer) -> tuple[dict[str, int], list[tuple[str, str]]]:

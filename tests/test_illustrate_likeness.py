@@ -60,7 +60,7 @@ def test_tiny_adapter_is_saved_as_published_and_loaded_through_load_ip_adapter(e
 
     adapter = tiny_sdxl / LIKENESS_FOLDER
     with safe_open(adapter / ADAPTER_FILES.subfolder / ADAPTER_FILES.weight_name, framework="pt") as weights:
-        prefixes = {key.split(".")[0] for key in weights.keys()}
+        prefixes = {key.split(".")[0] for key in weights.keys()}  # noqa: SIM118 - safe_open has keys() but is not iterable
     assert prefixes == {"image_proj", "ip_adapter"}
     assert (adapter / ADAPTER_FILES.image_encoder_folder / "preprocessor_config.json").is_file()
     assert isinstance(engine.base.image_encoder, CLIPVisionModelWithProjection)

@@ -1,5 +1,5 @@
 """Likeness and picture safety over real HTTP on the tiny SDXL: a reference photo travels as base64 in
-`reference_image` (IP-Adapter through diffusers' own loader, on the tiny replica), and every picture passes the
+`reference_image` (IP-Adapter through diffusers' own loader, on the tiny stand-in), and every picture passes the
 image safety classifier; a flagged picture never leaves the service (a calm placeholder does, marked `flagged`)."""
 
 from __future__ import annotations
@@ -72,7 +72,12 @@ def test_a_reference_changes_the_picture_and_the_same_one_repeats_it(service: Se
 
 @pytest.mark.parametrize(
     "reference",
-    ["not base64 at all!", base64.b64encode(b"Dear diary, a text file.").decode(), base64.b64encode(PHOTO.read_bytes()[:300]).decode(), "data:image/png,rawbytes"],
+    [
+        "not base64 at all!",
+        base64.b64encode(b"Dear diary, a text file.").decode(),
+        base64.b64encode(PHOTO.read_bytes()[:300]).decode(),
+        "data:image/png,rawbytes",
+    ],
 )
 def test_a_bad_reference_is_a_400_naming_reference_image(service: ServerThread, reference: str) -> None:
     response = paint(service, reference_image=reference)

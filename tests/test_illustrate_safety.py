@@ -1,4 +1,4 @@
-"""Picture safety on the tiny models: the classifier's real forward pass flags the picture a replica was built to
+"""Picture safety on the tiny models: the classifier's real forward pass flags the picture a tiny stand-in was built to
 flag (and ones close to it) and passes others, the engine returns the flags with a calm placeholder in place of a
 flagged picture, and an image-classification checker flags by its labels."""
 

@@ -389,7 +389,10 @@ def test_book_picture_prompts_fit_the_tiny_text_encoders(engine: IllustrateEngin
     from webapp.story.picture_prompt import picture_prompt
     from webapp.story.styles import STYLES
 
-    characters = [("Milo", "Milo is a small red fox with a green scarf and a bushy tail"), ("Ada", "a little girl with curly brown hair, a yellow dress and red boots")]
+    characters = [
+        ("Milo", "Milo is a small red fox with a green scarf and a bushy tail"),
+        ("Ada", "a little girl with curly brown hair, a yellow dress and red boots"),
+    ]
     for style in STYLES:
         picture = picture_prompt("Milo and Ada share a picnic under a big oak tree at sunset, two birds sing in the branches", characters, style.id)
         assert engine.prompt_window.overflows(picture.prompt, picture.negative_prompt) == [], style.id

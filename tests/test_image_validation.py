@@ -36,7 +36,7 @@ def png_bomb(width: int, height: int) -> bytes:
 
 
 def color_near(pixel: tuple[int, int, int], expected: tuple[int, int, int], tolerance: int = 40) -> bool:
-    return all(abs(channel - target) <= tolerance for channel, target in zip(pixel, expected))
+    return all(abs(channel - target) <= tolerance for channel, target in zip(pixel, expected, strict=True))
 
 
 def test_jpeg_with_exif_orientation_6_comes_back_upright() -> None:

@@ -156,6 +156,8 @@ class CaptionEngine:
         if len(images) != len(prompts):
             raise ValueError(f"{len(images)} images but {len(prompts)} prompts")
         limits = [max_new_tokens] * len(images) if isinstance(max_new_tokens, int) else list(max_new_tokens)
+        if len(limits) != len(images):
+            raise ValueError(f"{len(images)} images but {len(limits)} token limits")
         for prompt in prompts:
             self.check_prompt(prompt)
         texts = [self.render_prompt(prompt) for prompt in prompts]
@@ -169,7 +171,7 @@ class CaptionEngine:
         with torch.inference_mode():
             output = self.model.generate(**inputs, **options)
         generated = output[:, inputs["input_ids"].shape[1]:].tolist()
-        return [self._decode(tokens, limit) for tokens, limit in zip(generated, limits)]
+        return [self._decode(tokens, limit) for tokens, limit in zip(generated, limits, strict=True)]
 
     def _decode(self, tokens: list[int], limit: int) -> CaptionResult:
         kept: list[int] = []

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from services.caption.tiny import TRAINING_SENTENCES
 from shared.atomic_build import build_once
-from shared.tiny_tokenizer import llama_tokenizer, qwen2_tokenizer
+from shared.tiny_tokenizer import llama_tokenizer, qwen2_tokenizer, token_id
 
 IMAGE_TOKEN = "<image>"
 END_OF_TEXT, MESSAGE_START, MESSAGE_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
@@ -96,7 +96,7 @@ def _write_llava_interleave_qwen(folder: Path) -> None:
         TRAINING_SENTENCES, vocab_size=300, added_tokens=INTERLEAVE_ADDED_TOKENS,
         special_tokens=INTERLEAVE_ADDED_TOKENS, eos_token=MESSAGE_END, pad_token=END_OF_TEXT, model_max_length=32768,
     )
-    end_of_text, message_end = tokenizer.convert_tokens_to_ids([END_OF_TEXT, MESSAGE_END])
+    end_of_text, message_end = token_id(tokenizer, END_OF_TEXT), token_id(tokenizer, MESSAGE_END)
     text_config = Qwen2Config(
         vocab_size=_padded(len(tokenizer)),
         hidden_size=32,
@@ -123,7 +123,7 @@ def _write_llava_interleave_qwen(folder: Path) -> None:
     config = LlavaConfig(
         vision_config=vision_config,
         text_config=text_config,
-        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        image_token_index=token_id(tokenizer, IMAGE_TOKEN),
         projector_hidden_act="gelu",
         vision_feature_select_strategy="full",
         vision_feature_layer=-1,
@@ -188,11 +188,10 @@ def _write_llava_next_vicuna(folder: Path) -> None:
         vision_config=vision_config,
         text_config=text_config,
         image_grid_pinpoints=NEXT_GRID_PINPOINTS,
-        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        image_token_index=token_id(tokenizer, IMAGE_TOKEN),
         projector_hidden_act="gelu",
         vision_feature_select_strategy="default",
         vision_feature_layer=-2,
-        use_image_newline_parameter=True,
         tie_word_embeddings=False,
     )
     model = _seeded(LlavaNextForConditionalGeneration, config)

@@ -162,7 +162,8 @@ async def generate_images(
     flags = [painted.flagged for painted in outcome.result]
     if any(flags):
         metrics.flagged_items.labels(SERVICE).inc(sum(flags))
-        logger.warning("pictures flagged by the safety classifier were replaced", extra={"fields": {"flagged": sum(flags), "seeds": [s for s, f in zip(job.seeds, flags) if f]}})
+        flagged_seeds = [seed for seed, flagged in zip(job.seeds, flags, strict=True) if flagged]
+        logger.warning("pictures flagged by the safety classifier were replaced", extra={"fields": {"flagged": sum(flags), "seeds": flagged_seeds}})
     return ImageGenerationResponse(
         created=int(time.time()),
         data=[

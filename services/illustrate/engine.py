@@ -90,7 +90,8 @@ class IllustrateEngine:
         shapes (the default) let one compiled graph serve every batch size and picture size, so a batch of a new
         shape does not pay a recompile; "aot_eager" with static shapes traces quickly without generating code.
         """
-        from diffusers import AutoencoderKL, StableDiffusionXLImg2ImgPipeline
+        from diffusers import AutoencoderKL
+        from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl_img2img import StableDiffusionXLImg2ImgPipeline
 
         dtype = model_dtype(device, settings, prefer=torch.float16)
         base_path = Path(base_path)
@@ -213,7 +214,7 @@ class IllustrateEngine:
         if first.likeness_strength > 0:
             self.require_likeness()
         prompts = [job.prompt for job in batch for _ in range(job.count)]
-        negatives = None if first.negative_prompt is None else [job.negative_prompt for job in batch for _ in range(job.count)]
+        negatives = _negative_prompts(batch)
         generator_device = self.device if self.device.startswith("cuda") else "cpu"
         generators = [torch.Generator(generator_device).manual_seed(seed) for job in batch for seed in job.seeds]
         with self._lock:
@@ -246,11 +247,7 @@ class IllustrateEngine:
         first = batch[0]
         strength = first.likeness_strength
         self.likeness.set_strength(strength)
-        references = [
-            (job.reference_digest, job.reference) if strength > 0 and job.reference is not None else None
-            for job in batch
-            for _ in range(job.count)
-        ]
+        references = [job.keyed_reference() if strength > 0 else None for job in batch for _ in range(job.count)]
         guided = first.guidance_scale > 1 and self.base.unet.config.time_cond_proj_dim is None
         return {"ip_adapter_image_embeds": self.likeness.image_embeds(references, guided=guided)}
 
@@ -280,14 +277,15 @@ class IllustrateEngine:
             "generator": generators,
             "output_type": "latent",
         }
-        use_refiner = self.refiner is not None and job.refiner_start < 1.0
-        if use_refiner:
+        refiner = self.refiner if job.refiner_start < 1.0 else None
+        if refiner is not None:
             base_steps, refiner_steps = self.handoff_steps(job.steps, job.refiner_start)
-            use_refiner = base_steps > 0 and refiner_steps > 0
-        if not use_refiner:
+            if base_steps == 0 or refiner_steps == 0:
+                refiner = None
+        if refiner is None:
             return self.base(**common, **likeness_inputs, width=job.width, height=job.height).images
         latents = self.base(**common, **likeness_inputs, width=job.width, height=job.height, denoising_end=job.refiner_start).images
-        return self.refiner(**common, image=latents, denoising_start=job.refiner_start).images
+        return refiner(**common, image=latents, denoising_start=job.refiner_start).images
 
     def _decode(self, latents: torch.Tensor) -> list[Image.Image]:
         """Decode one image at a time: VAE activations at 1024² are large, and this keeps a batch's peak at one image's."""
@@ -306,6 +304,18 @@ class IllustrateEngine:
                 decoded = vae.decode(latents[index : index + 1].to(dtype=vae_dtype), return_dict=False)[0]
                 images.extend(self.base.image_processor.postprocess(decoded.float(), output_type="pil"))
         return images
+
+
+def _negative_prompts(batch: list[GenerationJob]) -> list[str] | None:
+    """One negative prompt per picture, or None: a batch's key makes its jobs all have one or all have none."""
+    if batch[0].negative_prompt is None:
+        return None
+    negatives: list[str] = []
+    for job in batch:
+        if job.negative_prompt is None:
+            raise ValueError("a batch must not mix jobs with and without a negative prompt")
+        negatives.extend([job.negative_prompt] * job.count)
+    return negatives
 
 
 def _variant(folder: Path, dtype: torch.dtype) -> str | None:

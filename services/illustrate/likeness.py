@@ -19,7 +19,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from PIL import Image
@@ -29,6 +29,9 @@ from services.illustrate.model_cache import cached_snapshot
 from shared.errors import ModelUnavailable
 from shared.profiles import TINY, tiny_dir
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import StableDiffusionXLPipeline
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +76,7 @@ def reference_digest(image: Image.Image) -> str:
 
 
 @lru_cache(maxsize=1)
-def per_picture_pipeline_class() -> type:
+def per_picture_pipeline_class() -> type[StableDiffusionXLPipeline]:
     """`StableDiffusionXLPipeline` whose precomputed IP-Adapter embeddings hold one row per picture of the call.
 
     diffusers (0.42) repeats each given embedding tensor once per picture (`batch_size * num_images_per_prompt`
@@ -81,7 +84,7 @@ def per_picture_pipeline_class() -> type:
     picture all the photos' tokens. Here the rows are used as given and their count is checked, so each picture
     of a batch follows its own photo. Pictures from a photo passed as `ip_adapter_image` behave as in diffusers.
     """
-    from diffusers import StableDiffusionXLPipeline
+    from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import StableDiffusionXLPipeline
 
     class PerPictureReferencePipeline(StableDiffusionXLPipeline):
         def prepare_ip_adapter_image_embeds(

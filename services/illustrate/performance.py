@@ -45,7 +45,8 @@ def apply_performance_settings(
         applied.append("fuse_qkv")
     if settings.channels_last:
         for module in unique_modules(pipelines, ("unet", "vae")):
-            module.to(memory_format=torch.channels_last)
+            # torch 2.13's stubs leave `memory_format` out of `Module.to`'s overloads; the method takes it.
+            module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         applied.append("channels_last")
     offloaded = False
     if settings.offload:
@@ -72,10 +73,13 @@ def _set_attention(pipelines: list[Any], attention: str) -> str:
         for pipeline in pipelines:
             pipeline.enable_xformers_memory_efficient_attention()
         return "attention:xformers"
+    from diffusers.models.attention import AttentionMixin
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
     processor = AttnProcessor2_0() if attention == "sdpa" else AttnProcessor()
     for module in unique_modules(pipelines, ("unet", "vae")):
+        if not isinstance(module, AttentionMixin):
+            raise TypeError(f"FABULA_ATTENTION cannot be set on the pipeline's {type(module).__name__}: it has no attention processors")
         module.set_attn_processor(processor)
     return f"attention:{attention}"
 

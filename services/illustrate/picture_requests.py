@@ -53,6 +53,12 @@ class GenerationJob:
         """The adapter scale this job paints at: 0 without a photo."""
         return self.reference_strength if self.reference is not None else 0.0
 
+    def keyed_reference(self) -> tuple[str, Image.Image] | None:
+        """The photo with its pixel digest (what likeness embeddings are cached by), or None without a photo."""
+        if self.reference is None or self.reference_digest is None:
+            return None
+        return self.reference_digest, self.reference
+
     @property
     def batch_key(self) -> tuple[int, int, int, float, float, bool, float]:
         # A missing negative prompt means zeroed negative embeddings for SDXL base, an empty one does not,

@@ -88,7 +88,8 @@ class SafetyChecker:
 
             model = AutoModelForImageClassification.from_pretrained(folder, dtype=torch.float32)
         processor = AutoImageProcessor.from_pretrained(folder)
-        checker = cls(model.to(device).eval(), processor, device=device, concept_checker=concept_checker)
+        # transformers 5 wraps `PreTrainedModel.to` in `functools.wraps`, whose typeshed type does not bind `self`.
+        checker = cls(model.to(device).eval(), processor, device=device, concept_checker=concept_checker)  # type: ignore[arg-type]
         logger.info("safety classifier ready", extra={"fields": {"folder": str(folder), "kind": type(model).__name__}})
         return checker
 

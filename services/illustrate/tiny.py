@@ -10,6 +10,7 @@ safety classifier (`tiny_safety`), each in the layout its published counterpart 
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -35,7 +36,9 @@ VOCABULARY_WORDS = [
     *CLIP_COMMON_WORDS,
     # the style presets' and negatives' own words, and the story templates'
     *"""
-    washes watermark deformed halftone expressive cel claymation plasticine figures miniature set bit limited crisp smooth gradients natural shallow depth colouring layered cut collage craft cover illustrated storybook lighthouse treehouse puddle raincoat cottage
+    washes watermark deformed halftone expressive cel claymation plasticine figures miniature set bit limited crisp smooth
+    gradients natural shallow depth colouring layered cut collage craft cover illustrated storybook lighthouse treehouse
+    puddle raincoat cottage
     """.split(),
 ]
 CONTRACTIONS = ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d"]  # CLIP splits these off a word and reads each as one token
@@ -75,7 +78,8 @@ def _retire(folder: Path) -> None:
 
 def _write_tiny_sdxl(folder: Path) -> None:
     import torch
-    from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
+    from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import StableDiffusionXLPipeline
+    from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl_img2img import StableDiffusionXLImg2ImgPipeline
 
     from services.illustrate.tiny_likeness import write_tiny_ip_adapter
     from services.illustrate.tiny_safety import write_tiny_safety_checker
@@ -102,11 +106,12 @@ def _write_tiny_sdxl(folder: Path) -> None:
         scheduler=_scheduler(),
         add_watermarker=False,
     )
+    # diffusers 0.42 annotates the first text encoder and tokenizer as required, yet an SDXL refiner has neither
+    # (stabilityai's refiner checkpoint lists both as null); the pipeline runs on the second ones.
     refiner = StableDiffusionXLImg2ImgPipeline(
         vae=vae,
-        text_encoder=None,
+        text_encoder=None, tokenizer=None,  # type: ignore[arg-type]
         text_encoder_2=text_encoder_2,
-        tokenizer=None,
         tokenizer_2=tokenizer,
         unet=refiner_unet,
         scheduler=_scheduler(),
@@ -229,7 +234,7 @@ def _byte_pair_split(word: str, ranks: dict[tuple[str, str], int]) -> list[str]:
     """`word` (printable ASCII) split as CLIP's BPE splits it: the lowest-ranked adjacent pair merges first."""
     pieces = [*word[:-1], word[-1] + END_OF_WORD]
     while len(pieces) > 1:
-        known = [pair for pair in zip(pieces, pieces[1:]) if pair in ranks]
+        known = [pair for pair in itertools.pairwise(pieces) if pair in ranks]
         if not known:
             break
         pair = min(known, key=ranks.__getitem__)

@@ -48,7 +48,8 @@ def build_sdxl_turbo(folder: Path) -> Path:
 
 def _write_sdxl_turbo(folder: Path) -> None:
     import torch
-    from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionXLPipeline
+    from diffusers import EulerAncestralDiscreteScheduler
+    from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import StableDiffusionXLPipeline
 
     tokenizer = tiny._clip_tokenizer(folder / ".vocabulary")
     with torch.random.fork_rng(devices=[]):

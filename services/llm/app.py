@@ -21,7 +21,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
 
-from services.llm.engine import FINISH_LENGTH, ChatEngine
+from services.llm.engine import ChatEngine
 from services.llm.gguf import convert_gguf, gguf_file_for, is_gguf_model_id, tokenizer_folder
 from services.llm.llama_engine import LlamaCppEngine
 from services.llm.transformers_engine import TransformersEngine
@@ -29,7 +29,7 @@ from services.llm.preparation import prepare_generation
 from services.llm.schemas import (
     AssistantMessage, ChatCompletion, ChatCompletionRequest, Choice, ModelCard, ModelList, chat_body_limit,
 )
-from services.llm.streaming import stream_completion, usage_of
+from services.llm.streaming import finish_reason_of, stream_completion, usage_of
 from services.llm.tiny import build_tiny_chat_model
 from shared.bodies import json_body_openapi, read_json_model
 from shared.errors import ModelUnavailable, NotFound
@@ -130,12 +130,11 @@ def build_router() -> APIRouter:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return stream_completion(engine, generation, completion_id=completion_id, created=created, include_usage=include_usage, deadline=deadline)
         result = await cancel_on_disconnect(request, engine.complete(generation, deadline=deadline))
-        finish_reason = FINISH_LENGTH if result.finish_reason == FINISH_LENGTH else "stop"
         return ChatCompletion(
             id=completion_id,
             created=created,
             model=engine.model_id,
-            choices=[Choice(message=AssistantMessage(content=result.text), finish_reason=finish_reason)],
+            choices=[Choice(message=AssistantMessage(content=result.text), finish_reason=finish_reason_of(result))],
             usage=usage_of(result),
         )
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import llguidance
 import llguidance.hf
@@ -36,9 +36,12 @@ from services.llm.json_closing import JsonScanner, completion_tokens, shortest_c
 from services.llm.matcher import GrammarMatcher, TokenVocabulary
 from shared.errors import InvalidRequest, ModelUnavailable
 
+if TYPE_CHECKING:
+    from llguidance._lib import JsonCompileOptions  # a TypedDict of llguidance's stubs only
+
 SCHEMA_PARAM = "response_format.json_schema.schema"
 _ANY_OBJECT: dict[str, Any] = {"type": "object"}
-_COMPACT: dict[str, Any] = {"whitespace_flexible": False, "item_separator": ",", "key_separator": ":"}
+_COMPACT: JsonCompileOptions = {"whitespace_flexible": False, "item_separator": ",", "key_separator": ":"}
 # Schema keywords whose value is a schema, a map of names to schemas, or a list of schemas.
 _SUBSCHEMA = ("items", "additionalProperties", "contains", "not", "if", "then", "else")
 _SUBSCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions")

@@ -82,7 +82,9 @@ class ChatEngine(ABC):
 
     engine_name = "engine"
 
-    def __init__(self, *, tokenizer: Any, vocabulary: Vocabulary, model_id: str, device: str, context_length: int | None, metrics: ServiceMetrics | None) -> None:
+    def __init__(
+        self, *, tokenizer: Any, vocabulary: Vocabulary, model_id: str, device: str, context_length: int | None, metrics: ServiceMetrics | None
+    ) -> None:
         self.tokenizer = tokenizer
         self.vocabulary = vocabulary
         self.grammars = vocabulary.grammars

@@ -156,7 +156,10 @@ def _write_converted(gguf_file: Path, folder: Path) -> None:
     missing, unexpected = fresh.load_state_dict(loaded.state_dict(), strict=False)
     tied = {name for name in missing if name.endswith("lm_head.weight")}
     if set(missing) - tied or unexpected:
-        raise ModelUnavailable(f"The GGUF file {gguf_file} did not convert cleanly (missing {sorted(set(missing) - tied)[:3]}, unexpected {sorted(unexpected)[:3]}).", param="FABULA_LLM_MODEL")
+        raise ModelUnavailable(
+            f"The GGUF file {gguf_file} did not convert cleanly (missing {sorted(set(missing) - tied)[:3]}, unexpected {sorted(unexpected)[:3]}).",
+            param="FABULA_LLM_MODEL",
+        )
     fresh.generation_config = loaded.generation_config
     fresh.save_pretrained(folder)
     tokenizer.save_pretrained(folder)

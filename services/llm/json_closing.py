@@ -66,20 +66,31 @@ class JsonScanner:
             elif self.unicode_digits_left:
                 self.unicode_digits_left -= 1
             elif self.escaped:
-                self.escaped = False
-                if byte == ord("u"):
-                    self.unicode_digits_left = 4
+                self._end_escape(byte)
             elif self.in_string:
-                if byte == BACKSLASH:
-                    self.escaped = True
-                elif byte == QUOTE:
-                    self.in_string = False
-            elif byte == QUOTE:
-                self.in_string = True
-            elif byte in _OPENING:
-                self.depth += 1
-            elif byte in _CLOSING:
-                self.depth -= 1
+                self._read_in_string(byte)
+            else:
+                self._read_outside_string(byte)
+
+    def _end_escape(self, byte: int) -> None:
+        """The byte after a backslash; `\\u` starts four hex digits."""
+        self.escaped = False
+        if byte == ord("u"):
+            self.unicode_digits_left = 4
+
+    def _read_in_string(self, byte: int) -> None:
+        if byte == BACKSLASH:
+            self.escaped = True
+        elif byte == QUOTE:
+            self.in_string = False
+
+    def _read_outside_string(self, byte: int) -> None:
+        if byte == QUOTE:
+            self.in_string = True
+        elif byte in _OPENING:
+            self.depth += 1
+        elif byte in _CLOSING:
+            self.depth -= 1
 
     def copy(self) -> JsonScanner:
         return JsonScanner(self.in_string, self.escaped, self.unicode_digits_left, self.utf8_bytes_left, self.depth)
@@ -127,23 +138,30 @@ def shortest_completion(matcher: GrammarMatcher, scanner: JsonScanner, vocabular
     written = bytearray()
     last_used: dict[bytes, int] = {}
     while len(written) <= limit:
-        forced = probe.forced_bytes()
-        if forced and probe.allows(forced):
-            piece = forced
-        elif scanner.in_plain_string():
-            piece = _finish_string(probe, last_used, step=len(written))
-        else:
-            piece = next((candidate for candidate in scanner.candidates() if probe.allows(candidate)), b"")
-        if not piece:
-            piece = _cheapest_allowed_token(probe, vocabulary)
-            if piece is None:
-                return None
+        piece = _next_piece(probe, scanner, vocabulary, last_used, step=len(written))
+        if piece is None:
+            return None
         written += piece
         scanner.feed(piece)
         if scanner.at_top_level() and probe.completes(piece):
             return bytes(written) if len(written) <= limit else None
         probe.accept_bytes(piece)
     return None
+
+
+def _next_piece(
+    matcher: GrammarMatcher, scanner: JsonScanner, vocabulary: TokenVocabulary, last_used: dict[bytes, int], *, step: int
+) -> bytes | None:
+    """The next piece of the completion: a run the grammar forces, else the first ranked candidate it accepts,
+    else its shortest allowed token; None when it allows no token at all."""
+    forced = matcher.forced_bytes()
+    if forced and matcher.allows(forced):
+        return forced
+    if scanner.in_plain_string():
+        piece = _finish_string(matcher, last_used, step=step)
+    else:
+        piece = next((candidate for candidate in scanner.candidates() if matcher.allows(candidate)), b"")
+    return piece or _cheapest_allowed_token(matcher, vocabulary)
 
 
 def _finish_string(matcher: GrammarMatcher, last_used: dict[bytes, int], *, step: int) -> bytes:

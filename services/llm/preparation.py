@@ -60,6 +60,7 @@ def _refuse_unsupported(body: ChatCompletionRequest) -> None:
 
 def _requested_max_tokens(body: ChatCompletionRequest, settings: Settings) -> tuple[int | None, str]:
     """`max_completion_tokens` (the current name) wins over `max_tokens` (the older one)."""
+    value: int | None
     if body.max_completion_tokens is not None:
         value, param = body.max_completion_tokens, "max_completion_tokens"
     else:

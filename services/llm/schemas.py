@@ -88,7 +88,9 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0, description="OpenAI's: lowers a token's logit by this much for every time it was already written.")
+    frequency_penalty: float | None = Field(
+        default=None, ge=-2.0, le=2.0, description="OpenAI's: lowers a token's logit by this much for every time it was already written."
+    )
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0, description="OpenAI's: lowers a token's logit by this much once it was written.")
     n: int | None = Field(default=None, ge=1)
     stop: str | list[str] | None = None
@@ -119,10 +121,14 @@ class AssistantMessage(BaseModel):
     refusal: str | None = None
 
 
+# OpenAI's finish reasons for a chat answer: "length" when the token budget cut it, "stop" for every other end.
+FinishReason = Literal["stop", "length"]
+
+
 class Choice(BaseModel):
     index: int = 0
     message: AssistantMessage
-    finish_reason: Literal["stop", "length"]
+    finish_reason: FinishReason
     logprobs: None = None
 
 
@@ -150,7 +156,7 @@ class ChunkDelta(BaseModel):
 class ChunkChoice(BaseModel):
     index: int = 0
     delta: ChunkDelta
-    finish_reason: Literal["stop", "length"] | None = None
+    finish_reason: FinishReason | None = None
     logprobs: None = None
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from services.llm.tiny import TRAINING_SENTENCES
 from shared.atomic_build import build_once
-from shared.tiny_tokenizer import qwen2_tokenizer
+from shared.tiny_tokenizer import qwen2_tokenizer, token_id
 
 END_OF_TEXT, MESSAGE_START, MESSAGE_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 DEFAULT_SYSTEM_MESSAGE = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
@@ -115,7 +115,7 @@ def _write_qwen2_5_instruct(folder: Path) -> None:
         eos_token=MESSAGE_END, pad_token=END_OF_TEXT, chat_template=CHAT_TEMPLATE, model_max_length=131072,
         errors="replace", split_special_tokens=False,
     )
-    end_of_text, message_end = tokenizer.convert_tokens_to_ids([END_OF_TEXT, MESSAGE_END])
+    end_of_text, message_end = token_id(tokenizer, END_OF_TEXT), token_id(tokenizer, MESSAGE_END)
     config = Qwen2Config(
         vocab_size=-(-len(tokenizer) // VOCAB_MULTIPLE) * VOCAB_MULTIPLE,
         hidden_size=64,

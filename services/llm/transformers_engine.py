@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from services.llm.engine import ChatEngine, Submission, stop_token_ids
-from services.llm.sequence import Vocabulary
+from services.llm.sequence import Sequence, Vocabulary
 from shared.dtypes import model_dtype
 from shared.errors import ModelUnavailable, ModelNotReady
 from shared.logs import log_fields
@@ -75,7 +75,9 @@ class TransformersEngine(ChatEngine):
                 param="FABULA_LLM_MODEL",
             )
         placement = {"device_map": device} if device.startswith("cuda") else {}
-        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, local_files_only=True, **placement).to(device).eval()
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, local_files_only=True, **placement)
+        # transformers 5 wraps `PreTrainedModel.to` in `functools.wraps`, whose typeshed type does not bind `self`.
+        model = model.to(device).eval()  # type: ignore[arg-type]
         log_fields(logger, "chat model loaded", model=model_id, device=device, dtype=str(dtype).removeprefix("torch."), engine=cls.engine_name)
         return cls(
             model=model, tokenizer=tokenizer, model_id=model_id, device=device, metrics=metrics,
@@ -149,15 +151,7 @@ class TransformersEngine(ChatEngine):
     def _generate(self, cohort: list[Submission]) -> None:
         """Decode the cohort together: left-padded prompts, one forward pass per token for all of them; each request
         is answered the moment its own sequence ends."""
-        started: list[Submission] = []
-        for submission in cohort:
-            try:
-                self._begin(submission)
-            except Exception as exc:  # noqa: BLE001 - this request fails alone
-                logger.exception("could not start a generation")
-                submission.answer(exc)
-                continue
-            started.append(submission)
+        started = self._begin_each(cohort)
         if not started:
             return
         sequences = [submission.sequence for submission in started]
@@ -179,18 +173,37 @@ class TransformersEngine(ChatEngine):
                 outputs = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True)
                 self._observe_step(len(live))
                 cache = outputs.cache
-                next_tokens = [pad] * len(sequences)
-                for row in live:
-                    sequence = sequences[row]
-                    assert sequence is not None
-                    token = sequence.choose(outputs.logits[row, -1].float().cpu())
-                    if token is not None:
-                        next_tokens[row] = token
+                next_tokens = _choose_next_tokens(sequences, live, outputs.logits, pad=pad)
                 input_ids = torch.tensor([[token] for token in next_tokens], device=self.device)
                 mask = torch.cat([mask, torch.ones((len(sequences), 1), dtype=mask.dtype, device=self.device)], dim=1)
                 positions = positions[:, -1:] + 1
         for submission in started:
             self._finish(submission)  # answered once: a request that already had its answer is skipped
+
+    def _begin_each(self, cohort: list[Submission]) -> list[Submission]:
+        """Start every request's sequence; one that cannot start is answered with its error and left out."""
+        started: list[Submission] = []
+        for submission in cohort:
+            try:
+                self._begin(submission)
+            except Exception as exc:  # noqa: BLE001 - this request fails alone
+                logger.exception("could not start a generation")
+                submission.answer(exc)
+                continue
+            started.append(submission)
+        return started
+
+
+def _choose_next_tokens(sequences: list[Sequence | None], live: list[int], logits: torch.Tensor, *, pad: int) -> list[int]:
+    """Each live row's next token from its last position's logits; rows that ended (or chose none) get `pad`."""
+    next_tokens = [pad] * len(sequences)
+    for row in live:
+        sequence = sequences[row]
+        assert sequence is not None
+        token = sequence.choose(logits[row, -1].float().cpu())
+        if token is not None:
+            next_tokens[row] = token
+    return next_tokens
 
 
 def _context_length(model: Any, tokenizer: Any) -> int | None:
