@@ -132,12 +132,14 @@ async def test_a_failed_book_resumes_from_what_was_saved(core: Core) -> None:
 async def test_a_repaint_paints_one_picture_with_the_next_seed(core: Core) -> None:
     record = await core.made(StoryOptions(pages=2, seed=11, narrate=False))
     before = {page: seed_of(core, record, page) for page in (COVER, 1, 2)}
+    painted = len(core.illustrator.requests)
 
     record = await core.edited(core.stories.regenerate_image(record.id, 2))
 
     after = {page: seed_of(core, record, page) for page in (COVER, 1, 2)}
     assert record.status == JobStatus.done and record.book_version == 2
     assert after[2] != before[2] and after[1] == before[1] and after[COVER] == before[COVER]
+    assert len(core.illustrator.requests) - painted == 1  # that picture alone
 
 
 async def test_a_rewrite_changes_one_page_in_both_languages_once(core: Core) -> None:
