@@ -28,9 +28,9 @@ RUN apt-get update \
 
 WORKDIR /app
 
-# torch first, in its own layer: it is the biggest download and changes least often.
+# torch (and torchvision, which the print upscaler needs) first, in its own layer: the biggest download, and changes least often.
 # The default PyPI wheel for Linux x86_64 is built with CUDA.
-RUN pip install ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} torch
+RUN pip install ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} torch torchvision
 
 COPY pyproject.toml README.md ./
 COPY shared ./shared

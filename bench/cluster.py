@@ -5,8 +5,8 @@ by whoever started it."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -48,6 +48,14 @@ class Postgres:
             shutil.chown(data, "postgres")
         subprocess.run(_as_postgres([str(POSTGRES_BIN / "initdb"), "-D", str(data), "-U", "fabula", "--auth=trust", "-E", "UTF8"]),
                        check=True, capture_output=True)
+        self.run()
+        subprocess.run(_as_postgres([str(POSTGRES_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "fabula", "fabula"]),
+                       check=True, capture_output=True)
+        return self
+
+    def run(self) -> Postgres:
+        """Start the server on its existing data (again, after `stop`)."""
+        data = self.folder / "pgdata"
         self.process = subprocess.Popen(
             _as_postgres([
                 str(POSTGRES_BIN / "postgres"), "-D", str(data), "-p", str(self.port), "-k", str(self.folder),
@@ -60,13 +68,13 @@ class Postgres:
             if time.monotonic() > deadline or self.process.poll() is not None:
                 raise RuntimeError("PostgreSQL did not start")
             time.sleep(0.2)
-        subprocess.run(_as_postgres([str(POSTGRES_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "fabula", "fabula"]),
-                       check=True, capture_output=True)
         return self
 
     def stop(self) -> None:
+        """A fast shutdown through pg_ctl: as root the server runs under `runuser`, which does not pass signals on."""
         if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)  # fast shutdown
+            stop = [str(POSTGRES_BIN / "pg_ctl"), "stop", "-D", str(self.folder / "pgdata"), "-m", "fast", "-w", "-t", "30"]
+            subprocess.run(_as_postgres(stop), capture_output=True)
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -154,11 +162,23 @@ def web_replica(name: str, environment: dict[str, str], log_dir: Path) -> Fabula
     return _wait_healthy(replica, "/readyz", 180)
 
 
-def worker(name: str, environment: dict[str, str], log_dir: Path, *, concurrency: int = 2, profile: str = "tiny") -> FabulaProcess:
-    health = free_port()
+def worker(
+    name: str, environment: dict[str, str], log_dir: Path, *, concurrency: int = 2, profile: str = "tiny", health_port: int | None = None,
+) -> FabulaProcess:
+    """A `fabula worker`; with no `health_port` it keeps the default (8110, or any free port when that is taken) and
+    its address is read from the line it prints."""
     command = ["worker", "--profile", profile, "--concurrency", str(concurrency)]
-    process = fabula(name, command, {**environment, "FABULA_WORKER_HEALTH_PORT": str(health)}, log_dir)
-    process.url = f"http://127.0.0.1:{health}"
+    extra = {"FABULA_WORKER_HEALTH_PORT": str(health_port)} if health_port is not None else {}
+    process = fabula(name, command, {**environment, **extra}, log_dir)
+    deadline = time.monotonic() + 120
+    while process.url is None:
+        printed = re.search(r"health: (http://[\d.]+:\d+)/healthz", process.log.read_text(errors="replace") if process.log else "")
+        if printed:
+            process.url = printed.group(1)
+        elif process.process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not start:\n{process.log.read_text()[-3000:] if process.log else ''}")
+        else:
+            time.sleep(0.3)
     return _wait_healthy(process, "/healthz", 120)
 
 

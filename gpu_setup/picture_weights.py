@@ -1,6 +1,7 @@
-"""The illustrate service's two companions on the cpu and gpu profiles: the likeness adapter (h94/IP-Adapter's
-SDXL ViT-H adapter and its image encoder, Apache-2.0) and the image safety classifier (Falconsai's, Apache-2.0).
-Only the files the service loads are fetched (the adapter repository holds many other adapters)."""
+"""The illustrate service's companions on the cpu and gpu profiles: the likeness adapter (h94/IP-Adapter's
+SDXL ViT-H adapter and its image encoder, Apache-2.0), the image safety classifier (Falconsai's, Apache-2.0) and the
+print upscaler (Real-ESRGAN x4, BSD-3-Clause: one .pth file). Only the files the service loads are fetched (the
+adapter repository holds many other adapters)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from gpu_setup.hub_errors import explain, known_failures
 from services.illustrate.likeness_files import ADAPTER_FILES
 from services.illustrate.model_cache import cached_snapshot
 from services.illustrate.safety import SAFETY_MODEL_FILES
+from services.illustrate.upscale_models import SETTING as UPSCALE_SETTING
+from services.illustrate.upscale_models import hub_file, upscale_model_id
 from shared.settings import Settings
 
 
@@ -31,6 +34,9 @@ def picture_weights(settings: Settings) -> list[PictureWeights]:
     wanted = [PictureWeights("likeness", settings.likeness_model, ADAPTER_FILES.required, "FABULA_LIKENESS_MODEL")]
     if settings.safety_checker:
         wanted.append(PictureWeights("safety", settings.safety_model, list(SAFETY_MODEL_FILES), "FABULA_SAFETY_MODEL"))
+    upscaler = hub_file(upscale_model_id(settings))  # None for the classical filter or a local file
+    if upscaler is not None:
+        wanted.append(PictureWeights("upscale", upscaler.repo_id, [upscaler.filename], UPSCALE_SETTING))
     return wanted
 
 

@@ -151,6 +151,16 @@ class IllustrateClient(ServiceClient):
         response = await self._request("POST", "/v1/images/generations", json=request.model_dump(exclude_none=True))
         return ImageGenerationResponse.model_validate(response.json())
 
+    async def upscale(self, image: bytes, *, size: str | None = None, scale: float | None = None, filename: str = "picture.png") -> ImageGenerationResponse:
+        """Enlarge a picture for print to `size` (WIDTHxHEIGHT) or by `scale` (2 to 4); `data[0].b64_json` holds the PNG."""
+        form = {"response_format": "b64_json"}
+        if size is not None:
+            form["size"] = size
+        if scale is not None:
+            form["scale"] = str(scale)
+        response = await self._request("POST", "/v1/images/upscale", files={"image": (filename, image)}, data=form)
+        return ImageGenerationResponse.model_validate(response.json())
+
 
 @dataclass(frozen=True)
 class SpeechResult:

@@ -9,7 +9,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.http_errors import internal_error, send_error
+from shared.http_errors import ServiceUnavailable, error_for, send_error
 from shared.logs import request_id_var
 from shared.metrics import ServiceMetrics
 
@@ -45,13 +45,15 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:
+        except Exception as exc:
             # Answered here rather than by Starlette's outer error middleware, so the body and the log line
-            # carry the request id.
-            logger.exception("unexpected error")
+            # carry the request id; a dependency's outage met in a middleware is a 503 like a route's.
+            error = error_for(exc, request_id)
+            if not isinstance(error, ServiceUnavailable):
+                logger.exception("unexpected error")
             if status_holder.get("started"):
                 raise
-            await send_error(send_with_id, internal_error(request_id))
+            await send_error(send_with_id, error)
         finally:
             request_id_var.reset(token)
             if self.metrics:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -24,13 +25,15 @@ class ServerThread:
     """The socket is bound here, before the app's start-up runs: uvicorn binds only after the lifespan, and a web
     app that starts its own services in its lifespan would otherwise race them for the port it was given."""
 
-    def __init__(self, app: ASGIApp, *, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(self, app: ASGIApp, *, host: str = "127.0.0.1", port: int | None = None, **options: Any) -> None:
+        """`options` go to uvicorn; by default no `X-Forwarded-For` is believed (uvicorn itself trusts loopback)."""
         self.host = host
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.socket.bind((host, port or 0))
         self.port = self.socket.getsockname()[1]
-        config = uvicorn.Config(app, host=self.host, port=self.port, log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
+        options = {"proxy_headers": False, "timeout_keep_alive": 5, **options}
+        config = uvicorn.Config(app, host=self.host, port=self.port, log_level="warning", lifespan="on", timeout_graceful_shutdown=2, **options)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, name=f"uvicorn-{self.port}", daemon=True)
 

@@ -113,9 +113,24 @@ class Settings(BaseSettings):
     max_chat_messages_chars: int = 100_000
     narrator_voice: str = Field(default="fable", description="The voice books are read in: an OpenAI voice name or a voice id from GET /v1/audio/voices.")
     max_speech_chars: int = Field(default=4096, description="The longest `input` one speech request may have (OpenAI's own limit).")
+    max_speech_seconds: float = Field(
+        default=300.0, gt=0, description="The longest audio one speech request may make, in seconds (estimated before speaking, checked after)."
+    )
     max_pixel_steps: int | None = Field(
         default=None,
         description="What one picture request may cost (width × height × steps × n); default per profile, so one request cannot block every book behind it.",
+    )
+    max_upscale_pixels: int = Field(
+        default=4096 * 4096,
+        ge=64 * 64,
+        description="The largest picture one upscale request may have the upscaler make (width × height), so one request cannot hold the model for minutes.",
+    )
+    upscale_model: str | None = Field(
+        default=None,
+        description=(
+            "The print upscaler: a hub file `owner/repo/file.pth` or a local .pth/.safetensors file spandrel loads (Real-ESRGAN class), "
+            "`lanczos` (a classical filter, no weights) or `tiny`; default per profile (tiny: tiny stand-in, offline: lanczos, cpu/gpu: Real-ESRGAN x4)."
+        ),
     )
 
     # Captioning
@@ -181,11 +196,28 @@ class Settings(BaseSettings):
     job_lease_s: float = Field(
         default=60.0, gt=0, description="How long a worker's hold on a running book lasts without renewal (it renews every third of it)."
     )
-    worker_health_port: int = Field(default=8110, description="`fabula worker` answers /healthz and /metrics on this port (0: off).")
+    worker_health_port: int = Field(
+        default=8110, ge=0, le=65535,
+        description="`fabula worker` answers /healthz, /readyz and /metrics on this port; 0, or a port another worker holds: any free one (logged).",
+    )
 
     # Web app
     web_host: str = "127.0.0.1"
     web_port: int = 7860
+    forwarded_allow_ips: str = Field(
+        default="",
+        description=(
+            "The proxies (IPs or networks, comma-separated; `*` for any) whose `X-Forwarded-For` names the client; "
+            "default none: the peer's own address counts, so no caller can pose as another."
+        ),
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Host names the web app answers to besides loopback, its LAN address and FABULA_PUBLIC_URL's host "
+            "(comma-separated; `*` for any); other `Host` headers get a 400, which stops DNS rebinding."
+        ),
+    )
     max_queued_jobs: int = 16
     rate_limit_per_minute: int = 30
     book_link_ttl_hours: float | None = None
@@ -197,7 +229,7 @@ class Settings(BaseSettings):
     service_timeout_s: float = 600.0
     service_retries: int = 3
 
-    @field_validator("blocked_words", mode="before")
+    @field_validator("blocked_words", "allowed_hosts", mode="before")
     @classmethod
     def _split_words(cls, value: object) -> object:
         if isinstance(value, str):

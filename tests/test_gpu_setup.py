@@ -395,7 +395,7 @@ def test_pull_downloads_only_what_loads_and_the_offline_lookup_finds_it(tmp_path
     models = {
         "FABULA_PROFILE": "gpu", "FABULA_CAPTION_MODEL": "fabula-test/llava", "FABULA_ILLUSTRATE_MODEL": "fabula-test/sdxl-base",
         "FABULA_REFINER_MODEL": "fabula-test/sdxl-refiner", "FABULA_LLM_MODEL": "fabula-test/chat",
-        "FABULA_LIKENESS_MODEL": str(adapter), "FABULA_SAFETY_CHECKER": "false",
+        "FABULA_LIKENESS_MODEL": str(adapter), "FABULA_SAFETY_CHECKER": "false", "FABULA_UPSCALE_MODEL": "lanczos",
     }
     with ServerThread(app) as hub:
         answer = run_pull("pull", tmp_path, HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="0", **models)
@@ -483,7 +483,7 @@ def test_doctor_on_a_machine_without_gpu_says_so_and_recommends_a_profile(tmp_pa
     assert report.recommended_profile in (Profile.cpu, Profile.tiny)
     assert "No CUDA GPU" in report.recommendation
     assert "GPUs: none visible" in text and f"recommended here: {report.recommended_profile.value}" in text
-    assert [status.role for status in report.models] == ["caption", "illustrate", "refiner", "llm", "likeness", "safety"]
+    assert [status.role for status in report.models] == ["caption", "illustrate", "refiner", "llm", "likeness", "safety", "upscale"]
     assert report.disks and report.disks[0].free_gb > 0
 
 

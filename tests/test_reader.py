@@ -114,7 +114,8 @@ def test_reader_shows_hostile_text_as_text(client: httpx.Client) -> None:
     assert "<script>alert" not in html and "<img src=x" not in html and "<b>x</b>" not in html
     assert "&lt;/script&gt;&lt;script&gt;alert(&quot;title&quot;)&lt;/script&gt;" in html
     assert "She said &quot;hi&quot; &amp; left. &lt;img src=x onerror=alert(1)&gt;&lt;/script&gt;" in html
-    assert "<bdi>&lt;/script&gt;&lt;script&gt;alert(&quot;title&quot;)&lt;/script&gt; \u202egnp.exe</bdi>" in html
+    # The right-to-left override is dropped (as the PDF and EPUB drop it), so it cannot reorder the name.
+    assert "<bdi>&lt;/script&gt;&lt;script&gt;alert(&quot;title&quot;)&lt;/script&gt; gnp.exe</bdi>" in html and "\u202e" not in html
     scripts = re.findall(r"<script\b[^>]*>", html)
     assert scripts == [s for s in scripts if re.fullmatch(r'<script src="/read/assets/reader\.js\?v=[0-9a-f]+" defer>', s)]
     assert len(scripts) == 1

@@ -140,8 +140,9 @@ def test_wrong_keys_from_one_address_are_throttled_with_retry_after(keyed: Serve
         throttled = guesser.get("/api/v1/options", headers={"Authorization": "Bearer guess-6"})
         error = assert_error(throttled, 429, "rate_limit_exceeded")
         assert 1 <= int(throttled.headers["retry-after"]) <= 60 and error["param"] == "Authorization"
-        # While throttled, even the right key from that address waits; another address is not held up.
-        assert_error(guesser.get("/api/v1/options", headers={"Authorization": f"Bearer {API_KEY}"}), 429, "rate_limit_exceeded")
+        # The right key is never locked out (behind a shared proxy address, one guesser would lock out everyone);
+        # another address is not held up either.
+        assert guesser.get("/api/v1/options", headers={"Authorization": f"Bearer {API_KEY}"}).status_code == 200
         assert owner.get("/api/v1/options", headers={"Authorization": f"Bearer {API_KEY}"}).status_code == 200
 
 

@@ -1,7 +1,8 @@
 """The web app: the REST API under /api/v1, book links under /books, and the storybook studio (Gradio) at /.
 
 `create_web_app` declares everything; the lifespan starts the tiny services when asked, builds the Workshop in
-the server's own event loop, and resumes books a previous run left unfinished.
+the server's own event loop, and resumes books a previous run left unfinished. `server_options` is what uvicorn
+must be given to serve it (which proxies to believe, how long a client may idle).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import asyncio
 import logging
 from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
@@ -22,10 +24,12 @@ from shared.request_context import RequestContextMiddleware
 from shared.settings import Settings
 from webapp.api import WebState, api_router, books_router
 from webapp.api.books import reader_book
+from webapp.health import dependency_health_async
 from webapp.http_guards import (
-    UPLOAD_PATHS, BookFilesGuard, EndsOnDisconnect, KnownRouteGuard, SameOriginGuard, GradioCopies, upload_limit,
+    UPLOAD_PATHS, BookFilesGuard, EndsOnDisconnect, KnownRouteGuard, LoginThrottle, NotFoundShape, SameOriginGuard, GradioCopies,
+    upload_limit,
 )
-from webapp.public_address import public_address
+from webapp.public_address import AllowedHostsGuard, host_rule, public_address
 from webapp.jobs.safety_metrics import REGISTRY as SAFETY_REGISTRY
 from webapp.reader.routes import reader_router
 from webapp.launcher import InProcessServices
@@ -104,6 +108,23 @@ def document_errors(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+# How long an idle keep-alive connection is held open (uvicorn's default, said out loud), and the most one request's
+# head may be before the server refuses it.
+KEEP_ALIVE_S = 5
+MAX_REQUEST_HEAD_BYTES = 16 * 1024
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options for the web app: believe `X-Forwarded-For` only from FABULA_FORWARDED_ALLOW_IPS (uvicorn
+    itself trusts loopback unless told otherwise, so any local caller could pose as any address), and bound what
+    an idle or slow client may hold."""
+    trusted = settings.forwarded_allow_ips.strip()
+    return {
+        "proxy_headers": bool(trusted), "forwarded_allow_ips": trusted,
+        "timeout_keep_alive": KEEP_ALIVE_S, "h11_max_incomplete_event_size": MAX_REQUEST_HEAD_BYTES,
+    }
+
+
 def create_web_app(settings: Settings, *, host: str = "127.0.0.1", port: int = 7860, start_services: bool = True) -> FastAPI:
     """The whole web app. With `start_services` on the tiny profile, the three services run in this process."""
     address = public_address(settings.public_url, host, port)
@@ -134,14 +155,18 @@ def create_web_app(settings: Settings, *, host: str = "127.0.0.1", port: int = 7
     install_error_handlers(app)
     document_errors(app)
     copies = GradioCopies(settings.data_dir / "studio-copies", settings.data_dir / "artifacts")
+    api_key = settings.api_key.get_secret_value() if settings.api_key else None
     # Each `add_middleware` wraps the ones before it: the request id is outermost, so every refusal carries one.
     app.add_middleware(BookFilesGuard, state=state, copies=copies)
     app.add_middleware(EndsOnDisconnect, paths=UPLOAD_PATHS)
     app.add_middleware(BodyLimitMiddleware, limit=upload_limit(settings), paths=UPLOAD_PATHS)
     app.add_middleware(KnownRouteGuard, routes=app.router.routes)
+    app.add_middleware(NotFoundShape)
+    app.add_middleware(LoginThrottle, api_key=api_key, failures=state.key_failures)
     app.add_middleware(SameOriginGuard, settings=settings)
+    app.add_middleware(AllowedHostsGuard, rule=host_rule(settings))
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
-    app.include_router(api_router(settings))
+    app.include_router(api_router(settings, key_failures=state.key_failures))
     app.include_router(books_router)
     app.include_router(reader_router(lambda token: reader_book(state, token)))
 
@@ -149,11 +174,17 @@ def create_web_app(settings: Settings, *, host: str = "127.0.0.1", port: int = 7
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "service": "web"}
 
-    @app.get("/readyz", tags=["health"], summary="The studio is built and taking books.")
+    @app.get("/readyz", tags=["health"], summary="The studio is built and its job database and broker answer.")
     async def readyz() -> JSONResponse:
-        ready = state.workshop is not None
-        body = {"status": "ready" if ready else "starting", "service": "web", "profile": settings.profile.value}
-        return JSONResponse(body, status_code=200 if ready else 503)
+        workshop = state.workshop
+        body: dict[str, Any] = {"status": "starting", "service": "web", "profile": settings.profile.value}
+        if workshop is None:
+            return JSONResponse(body, status_code=503)
+        engine = getattr(workshop.store, "engine", None)
+        down = await dependency_health_async(settings, engine=engine)
+        if down:
+            return JSONResponse({**body, "status": "not_ready", "down": down}, status_code=503, headers={"Retry-After": "5"})
+        return JSONResponse({**body, "status": "ready", "down": []})
 
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics.")
     async def metrics_endpoint() -> Response:

@@ -86,6 +86,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     configure_logging(settings.log_level)
+    from webapp.app import KEEP_ALIVE_S, server_options
+
     if args.service == "web":
         from webapp.app import create_web_app
 
@@ -96,6 +98,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         open_database(settings).dispose()  # a damaged job database is named now, in plain words, not at the first request
         port = args.port or settings.web_port
         app = create_web_app(settings, host=args.host, port=port)
+        options = server_options(settings)
         address = public_address(settings.public_url, args.host, port)
         print(f"Books' QR codes open {address.url}/read/…" + (f"\nNote: {address.warning}" if address.warning else ""), flush=True)
     else:
@@ -104,7 +107,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         check_models(args.service, settings)
         app = create_service_app(args.service, settings, args.device)
         port = args.port or SERVICES[args.service].port
-    uvicorn.run(app, host=args.host, port=port, log_level="warning")
+        options = {"proxy_headers": False, "timeout_keep_alive": KEEP_ALIVE_S}
+    uvicorn.run(app, host=args.host, port=port, log_level="warning", **options)
     return 0
 
 
@@ -125,7 +129,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     _quiet_start()
     import uvicorn
 
-    from webapp.app import create_web_app
+    from webapp.app import create_web_app, server_options
     from webapp.jobs.database import open_database
     from webapp.launcher import ServiceProcesses, check_port_free
     from webapp.public_address import public_address
@@ -148,7 +152,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"Fabula is running at http://{shown_host}:{port}/  (API docs: /docs; Ctrl-C stops everything)", flush=True)
         address = public_address(settings.public_url, args.host, port)
         print(f"Books' QR codes open {address.url}/read/…" + (f"\nNote: {address.warning}" if address.warning else ""), flush=True)
-        uvicorn.run(app, host=args.host, port=port, log_level="warning")
+        uvicorn.run(app, host=args.host, port=port, log_level="warning", **server_options(settings))
     finally:
         processes.stop()
     return 0
@@ -168,6 +172,7 @@ def cmd_story(args: argparse.Namespace) -> int:
         form = StoryForm(
             pages=args.pages, language=args.lang, style=args.style, audience=args.audience, tone=args.tone, idea=args.idea,
             character_names=args.names, seed=args.seed, narrate=args.narrate, reference_strength=args.reference_strength,
+            print=args.print_size, crop_marks=args.crop_marks,
         )
         options = form.options(max_pages=settings.max_book_pages, blocked_words=tuple(settings.blocked_words))
     except InvalidRequest as exc:
@@ -217,7 +222,8 @@ async def _story(settings: Settings, photo: bytes, options: object, output: Path
 
 
 def _save_book(stories: Stories, record: JobRecord, output: Path, seconds: float) -> None:
-    """Copy the book's formats next to `output` and say what the reader should know about it."""
+    """Copy the book's formats next to `output` and say what the reader should know about it (a print book: its check)."""
+    from webapp.jobs.book_assembly import saved_print_check
     from webapp.jobs.progress import Artifacts
 
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -232,6 +238,8 @@ def _save_book(stories: Stories, record: JobRecord, output: Path, seconds: float
         print(saved.language_note)
     if saved.narration_note:
         print(f"Not read aloud: {saved.narration_note}")
+    if (check := saved_print_check(record.id, stories.artifacts)) is not None:
+        print("Print check:\n  " + "\n  ".join(check.lines()))
     print("Time per stage: " + ", ".join(f"{stage} {seconds:.2f} s" for stage, seconds in saved.stage_seconds.items()))
 
 
@@ -339,6 +347,13 @@ def build_parser() -> argparse.ArgumentParser:
     story.add_argument("--seed", type=int)
     story.add_argument("--narrate", action=argparse.BooleanOptionalAction, default=True, help="Read the book aloud (default: on).")
     story.add_argument("--reference-strength", type=float, help="0–1: how strongly the pictures follow the photo; 0 turns it off.")
+    from webapp.book.print_sizes import PrintSize
+
+    story.add_argument(
+        "--print", dest="print_size", choices=[size.value for size in PrintSize], default=PrintSize.screen.value,
+        help="The PDF's page size: screen (default), or a print size with bleed and 300-dpi pictures.",
+    )
+    story.add_argument("--crop-marks", action="store_true", help="Print sizes: crop marks around each page (default off).")
     story.add_argument("--profile", choices=profiles_or_auto)
     story.add_argument("-o", "--output", default="book.pdf")
     story.set_defaults(handler=cmd_story)

@@ -1,7 +1,9 @@
 """The web app's guards at the edge, one concern per class, installed in front of every route and the studio.
 
 - `SameOriginGuard`: a change (POST, PUT, PATCH, DELETE) sent by another site's page is refused with a 403.
+- `LoginThrottle`: the studio's login counts wrong passwords in the same counter as the API's wrong keys.
 - `KnownRouteGuard`: a wrong method on a known path is a 405 with `Allow`; an unknown path under /api/v1 a 404.
+- `NotFoundShape`: the framework's bare 404 (`{"detail": "Not Found"}`, from the studio's mount) in the error shape.
 - `upload_limit`: the limit `BodyLimitMiddleware` puts on the photo uploads (the REST form and Gradio's upload);
   `EndsOnDisconnect` lets a route whose body the limit cut off end without an error, so the 413 is sent.
 - `BookFilesGuard` (with `StudioCopies`): a story's files stop being served through Gradio's file route once
@@ -10,19 +12,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
 import os
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from starlette.requests import ClientDisconnect
+from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect, Request
 from starlette.routing import Match, Mount
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.auth import KeyFailureCounter, check_key, client_address
 from shared.bodies import BodyLimit
-from shared.errors import FabulaError, HttpStatusError, NotFound
+from shared.errors import FabulaError, HttpStatusError, NotFound, PayloadTooLarge, RateLimited
 from shared.http_errors import error_response, send_error
 from shared.settings import Settings
 from webapp.api.links import API_PREFIX
@@ -117,6 +124,93 @@ class SameOriginGuard:
         )
 
 
+# ---- the studio's login -----------------------------------------------------------------------------------------
+LOGIN_PATHS = frozenset({"/login", "/login/"})
+# A user name and a password, as a form: far more than any real one.
+MAX_LOGIN_BODY = 16 * 1024
+
+
+class LoginThrottle:
+    """Count the studio's wrong passwords (the password is the API key) with the API's wrong keys.
+
+    Gradio's login route has no limit of its own, so without this the key could be guessed there hundreds of
+    times a second while `/api/v1` was refusing the same address. A wrong password from an address that has used
+    its tries is answered 429 before Gradio sees it; the right key always reaches Gradio, which logs the user in.
+    """
+
+    def __init__(self, app: ASGIApp, *, api_key: str | None, failures: KeyFailureCounter) -> None:
+        self.app = app
+        self.api_key = api_key
+        self.failures = failures
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not (self.api_key and scope["type"] == "http" and scope.get("method") == "POST" and scope.get("path") in LOGIN_PATHS):
+            await self.app(scope, receive, send)
+            return
+        body = await _small_body(receive, MAX_LOGIN_BODY)
+        if body is None:
+            await send_error(send, PayloadTooLarge(f"A login may be at most {MAX_LOGIN_BODY:,} bytes.", param="body"), close=True)
+            return
+        replay = _replaying(body, receive)
+        password = await _form_field(scope, replay(), "password")
+        try:
+            await asyncio.to_thread(check_key, password, self.api_key, client_address(Request(scope)), self.failures)
+        except RateLimited as refused:
+            await send_error(send, refused)
+            return
+        await self.app(scope, replay(), send)
+
+
+async def _small_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole body, or None once it passes `limit` (a client that left sends what it sent: Gradio refuses it)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replaying(body: bytes, receive: Receive) -> Callable[[], Receive]:
+    """Each call: a fresh `receive` that hands over `body` once, then the connection's own (its disconnect)."""
+
+    def fresh() -> Receive:
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return replay
+
+    return fresh
+
+
+async def _form_field(scope: Scope, receive: Receive, name: str) -> str:
+    """One text field of a urlencoded or multipart form; "" when the body is not a form or lacks it."""
+    request = Request(scope, receive)
+    try:
+        form = await request.form(max_files=0, max_fields=16)
+    except Exception:  # noqa: BLE001 - a body that is not a form has no password: it is a wrong one
+        return ""
+    try:
+        value = form.get(name)
+        return value if isinstance(value, str) and not isinstance(value, UploadFile) else ""
+    finally:
+        await form.close()
+
+
 # ---- methods and paths ----------------------------------------------------------------------------------------
 class KnownRouteGuard:
     """A wrong method on one of the app's own paths is a 405 with `Allow`; an unknown path under /api/v1 is a 404.
@@ -161,6 +255,56 @@ class KnownRouteGuard:
             if match == Match.PARTIAL:
                 best = match
         return best
+
+
+class NotFoundShape:
+    """Rewrite the framework's own 404 body, `{"detail": "Not Found"}`, into `{"error": {...}}` naming the path.
+
+    Gradio, mounted at /, answers every path no route takes in FastAPI's default shape. Only that exact body is
+    rewritten: Gradio's other answers (its queue's errors, say) are read by its own page and stay as they are.
+    """
+
+    _BARE = {"detail": "Not Found"}
+    _MAX_HELD = 4096  # the bare body is 22 bytes; a bigger 404 is some route's own answer, passed on as it comes
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        held: list[Message] = []
+        size = 0
+
+        async def shaping_send(message: Message) -> None:
+            nonlocal size
+            if message["type"] == "http.response.start" and message["status"] == 404:
+                held.append(message)
+                return
+            if not held:
+                await send(message)
+                return
+            held.append(message)
+            size += len(message.get("body", b""))
+            if message["type"] == "http.response.body" and message.get("more_body", False) and size <= self._MAX_HELD:
+                return
+            body = b"".join(part.get("body", b"") for part in held[1:])
+            messages, held[:] = list(held), []
+            if not message.get("more_body", False) and self._is_bare(body):
+                path = scope.get("path", "")
+                await send_error(send, NotFound(f"There is nothing at {path[:200]}.", param="path"))
+                return
+            for part in messages:
+                await send(part)
+
+        await self.app(scope, receive, shaping_send)
+
+    def _is_bare(self, body: bytes) -> bool:
+        try:
+            return bool(json.loads(body) == self._BARE)
+        except ValueError:
+            return False
 
 
 # ---- upload size ----------------------------------------------------------------------------------------------

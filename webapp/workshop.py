@@ -18,6 +18,7 @@ from shared.settings import Profile, Settings
 from webapp.jobs.artifacts import ArtifactStore
 from webapp.jobs.database import database_url, describe, open_database
 from webapp.jobs.disk_guard import DiskGuard
+from webapp.jobs.broker_orders import BrokerOrders
 from webapp.jobs.dispatch import LeasedDispatch
 from webapp.jobs.events import EventBus, LocalEventBus
 from webapp.jobs.ledger import JobLedger
@@ -28,6 +29,7 @@ from webapp.jobs.schedulers import CeleryScheduler, InProcessScheduler, Schedule
 from webapp.jobs.sql_store import SqlJobStore
 from webapp.jobs.store import JobStore
 from webapp.jobs.stories import Stories
+from webapp.jobs.sweeper import Sweeper
 from webapp.story.plan import LengthBudget
 from webapp.story.writer import StoryWriter
 
@@ -115,13 +117,16 @@ def build_workshop(settings: Settings, *, public_url: str, scheduler: Scheduler 
         narrator=PageNarrator(narrate, store=store, artifacts=artifacts, voice=settings.narrator_voice), config=PipelineConfig(public_url=public_url),
     )
     dispatch = LeasedDispatch(store, pipeline.run, lease_s=settings.job_lease_s)
+    closers = [captioner.aclose, illustrator.aclose, narrate.aclose, llm.close, events.aclose]
     if scheduler is None:
         if settings.broker_url:
             from webapp.jobs.celery_app import celery_app
 
             scheduler = CeleryScheduler(celery_app(settings))
+            sweeper = Sweeper(store, scheduler, BrokerOrders(settings.broker_url), period_s=settings.job_lease_s)
+            sweeper.start()
+            closers.insert(0, sweeper.aclose)
         else:
             scheduler = InProcessScheduler(dispatch)
     stories = Stories(store=store, artifacts=artifacts, events=events, scheduler=scheduler, settings=settings)
-    closers = [captioner.aclose, illustrator.aclose, narrate.aclose, llm.close, events.aclose]
     return Workshop(settings, stories, pipeline, dispatch, [captioner, illustrator], closers)

@@ -1,4 +1,5 @@
-"""The illustration service: `POST /v1/images/generations` in the OpenAI Images API shape, on SDXL base + refiner.
+"""The illustration service: `POST /v1/images/generations` in the OpenAI Images API shape, on SDXL base + refiner,
+and `POST /v1/images/upscale` (`upscale_route`), which enlarges a picture for print.
 
 `openai.OpenAI(base_url=<service>/v1).images.generate(...)` works unchanged; Fabula's extras (negative prompt,
 steps, guidance, seed, refiner hand-off, style) travel in `extra_body`. Concurrent requests are micro-batched;
@@ -18,11 +19,16 @@ from typing import Annotated
 
 import torch
 from fastapi import APIRouter, Depends, FastAPI, Request
+from PIL import Image
 
 from services.illustrate.engine import GenerationJob, IllustrateEngine, PaintedImage
 from services.illustrate.likeness import LikenessWeights, find_likeness_weights
 from services.illustrate.safety import SafetyChecker, find_safety_checker
 from services.illustrate.tiny import BASE_FOLDER, REFINER_FOLDER, build_tiny_sdxl
+from services.illustrate.upscale_models import resolve_upscaler
+from services.illustrate.upscale_requests import UpscaleJob
+from services.illustrate.upscale_route import upscale_router
+from services.illustrate.upscaler import Upscaler
 from services.illustrate.validation import build_job, check_cost, check_limits, decode_reference, generation_body_limit, parse_generation_request
 from shared.batching import BatchSpec, MicroBatcher
 from shared.bodies import read_body
@@ -68,6 +74,7 @@ def resolve_illustrate_models(settings: Settings) -> tuple[str, Path, Path | Non
     refiner_path = resolve_model_path(refiner_id, role="refiner", settings=settings) if refiner_id else None
     if settings.safety_checker:
         find_safety_checker(model_id, settings, checker_id=settings.safety_model)  # every picture must pass it: fail at start
+    resolve_upscaler(settings)  # print books need it: fail at start, naming what to download
     return model_id, base_path, refiner_path
 
 
@@ -82,7 +89,34 @@ def load_engine(settings: Settings, device: str, metrics: ServiceMetrics | None 
     safety = None
     if settings.safety_checker:
         safety = SafetyChecker.load(find_safety_checker(model_id, settings, checker_id=settings.safety_model), device=device)
-    return IllustrateEngine.load(base_path, refiner_path, model_id=model_id, device=device, settings=settings, likeness=likeness, safety=safety)
+    upscaler: Upscaler | ModelUnavailable
+    try:
+        upscale_id, weights = resolve_upscaler(settings)
+        upscaler = Upscaler.load(upscale_id, weights, device=device, settings=settings)
+    except ModelUnavailable as missing:
+        upscaler = missing
+    return IllustrateEngine.load(
+        base_path, refiner_path, model_id=model_id, device=device, settings=settings, likeness=likeness, safety=safety, upscaler=upscaler,
+    )
+
+
+# The service's one batcher carries both kinds of request; a batch holds one kind (their batch keys differ).
+IllustrateItem = GenerationJob | UpscaleJob
+IllustrateResult = list[PaintedImage] | Image.Image
+
+
+def run_batch(engine: IllustrateEngine, jobs: list[IllustrateItem]) -> list[IllustrateResult]:
+    """One model call for the requests the batcher gathered: pictures painted, or pictures enlarged."""
+    upscales = [job for job in jobs if isinstance(job, UpscaleJob)]
+    if upscales:
+        if len(upscales) != len(jobs):
+            raise ValueError("a batch holds either pictures to paint or pictures to upscale")
+        try:
+            return list(engine.require_upscaler().upscale(upscales))
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            raise
+    return list(paint_batch(engine, [job for job in jobs if isinstance(job, GenerationJob)]))
 
 
 def paint_batch(engine: IllustrateEngine, jobs: list[GenerationJob]) -> list[list[PaintedImage]]:
@@ -106,7 +140,7 @@ def _holder(request: Request) -> ModelHolder[IllustrateEngine]:
     return request.app.state.holder
 
 
-def _batcher(request: Request) -> MicroBatcher[GenerationJob, list[PaintedImage]]:
+def _batcher(request: Request) -> MicroBatcher[IllustrateItem, IllustrateResult]:
     return request.app.state.batcher
 
 
@@ -116,7 +150,7 @@ def _metrics(request: Request) -> ServiceMetrics:
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 HolderDep = Annotated[ModelHolder[IllustrateEngine], Depends(_holder)]
-BatcherDep = Annotated[MicroBatcher[GenerationJob, list[PaintedImage]], Depends(_batcher)]
+BatcherDep = Annotated[MicroBatcher[IllustrateItem, IllustrateResult], Depends(_batcher)]
 MetricsDep = Annotated[ServiceMetrics, Depends(_metrics)]
 
 router = APIRouter(tags=["images"])
@@ -156,10 +190,12 @@ async def generate_images(
     warnings = _window_warnings(engine, job)
     # Predict: shared with concurrent requests; dropped if the client leaves before its turn.
     outcome = await cancel_on_disconnect(request, batcher.submit(job, key=job.batch_key, weight=job.count, deadline=deadline))
+    pictures = outcome.result
+    assert isinstance(pictures, list), "a painting job's result is its pictures"
     # Encode.
-    encoded = await asyncio.to_thread(lambda: [to_b64_png(painted.image) for painted in outcome.result])
+    encoded = await asyncio.to_thread(lambda: [to_b64_png(painted.image) for painted in pictures])
     metrics.generated_items.labels(SERVICE).inc(len(encoded))
-    flags = [painted.flagged for painted in outcome.result]
+    flags = [painted.flagged for painted in pictures]
     if any(flags):
         metrics.flagged_items.labels(SERVICE).inc(sum(flags))
         flagged_seeds = [seed for seed, flagged in zip(job.seeds, flags, strict=True) if flagged]
@@ -199,13 +235,16 @@ def _window_warnings(engine: IllustrateEngine, job: GenerationJob) -> list[str]:
 SPEC = ServiceSpec(
     name=SERVICE,
     title="Fabula illustrate",
-    description="SDXL base + refiner behind the OpenAI Images API (`POST /v1/images/generations`), micro-batched.",
+    description=(
+        "SDXL base + refiner behind the OpenAI Images API (`POST /v1/images/generations`), and a print upscaler "
+        "(`POST /v1/images/upscale`), micro-batched."
+    ),
     resolver=resolve_illustrate_models,
     load=load_engine,
-    routers=lambda _: [router],
+    routers=lambda _: [router, upscale_router()],
     body_limit=generation_body_limit,
-    # A call holds at most FABULA_MAX_BATCH_SIZE images, counted by each request's `n`.
-    batch=BatchSpec(run_batch=paint_batch, retry_alone_on=(torch.cuda.OutOfMemoryError,)),
+    # A call holds at most FABULA_MAX_BATCH_SIZE images, counted by each request's `n` (an upscale counts one).
+    batch=BatchSpec(run_batch=run_batch, retry_alone_on=(torch.cuda.OutOfMemoryError,)),
 )
 
 

@@ -37,6 +37,7 @@ from services.illustrate.performance import apply_performance_settings
 from services.illustrate.placeholder import calm_placeholder
 from services.illustrate.prompt_window import PromptWindow
 from services.illustrate.safety import SafetyChecker
+from services.illustrate.upscaler import Upscaler
 from shared.dtypes import model_dtype
 from shared.errors import ModelUnavailable
 from shared.model_holder import EngineInfo
@@ -62,6 +63,7 @@ class IllustrateEngine:
     likeness: Likeness | None = None
     likeness_unavailable: ModelUnavailable | None = None
     safety: SafetyChecker | None = None
+    upscaler: Upscaler | ModelUnavailable | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _handoffs: dict[tuple[int, float], tuple[int, int]] = field(default_factory=dict, repr=False)
 
@@ -78,13 +80,16 @@ class IllustrateEngine:
         compile_dynamic: bool = True,
         likeness: LikenessWeights | ModelUnavailable | None = None,
         safety: SafetyChecker | None = None,
+        upscaler: Upscaler | ModelUnavailable | None = None,
     ) -> IllustrateEngine:
         """Load the pipelines, apply the performance settings, and warm up where a first call would be slow.
 
         `likeness` is the IP-Adapter to attach to the base (`likeness.find_likeness_weights`), or the
         `ModelUnavailable` that finding it raised: the engine then paints without likeness and answers a request
         with a reference photo with that error. `safety` checks every picture (`safety.SafetyChecker.load`);
-        None paints without a check, so pass one whenever `settings.safety_checker` is on.
+        None paints without a check, so pass one whenever `settings.safety_checker` is on. `upscaler` enlarges
+        pictures for print (`upscaler.Upscaler.load`), or is the `ModelUnavailable` that loading it raised: the
+        engine then paints as ever and answers an upscale request with that error.
 
         `compile_backend` and `compile_dynamic` go to `torch.compile` when `settings.torch_compile` is on. Dynamic
         shapes (the default) let one compiled graph serve every batch size and picture size, so a batch of a new
@@ -139,7 +144,7 @@ class IllustrateEngine:
             base=base, refiner=refiner, model_id=model_id, device=device, dtype=dtype, defaults=defaults,
             optimisations=optimisations, prompt_window=PromptWindow.from_pipelines(pipelines),
             likeness=attached, likeness_unavailable=likeness if isinstance(likeness, ModelUnavailable) else None,
-            safety=safety,
+            safety=safety, upscaler=upscaler,
         )
         logger.info("illustration engine ready to warm up", extra={"fields": engine.info().model_dump()})
         if settings.torch_compile or device.startswith("cuda"):
@@ -164,6 +169,8 @@ class IllustrateEngine:
                 "optimisations": ",".join(self.optimisations),
                 "likeness": self.likeness is not None,
                 "safety_checker": self.safety is not None,
+                "upscale_model": self.upscaler.model_id if isinstance(self.upscaler, Upscaler) else None,
+                "upscale_architecture": self.upscaler.architecture if isinstance(self.upscaler, Upscaler) else None,
             },
         )
 
@@ -189,6 +196,12 @@ class IllustrateEngine:
                 "reference photo; send the request without `reference_image`.",
                 param="reference_image",
             )
+
+    def require_upscaler(self) -> Upscaler:
+        """The print upscaler, or the `ModelUnavailable` that says why there is none: call it before queueing."""
+        if isinstance(self.upscaler, Upscaler):
+            return self.upscaler
+        raise self.upscaler or ModelUnavailable("This illustration service was started without an upscaler.", param="FABULA_UPSCALE_MODEL")
 
     def generate(self, batch: list[GenerationJob]) -> list[list[Image.Image]]:
         """Paint every job of `batch` in one pipeline call; returns each job's images in order.

@@ -45,8 +45,8 @@ def apply_performance_settings(
         applied.append("fuse_qkv")
     if settings.channels_last:
         for module in unique_modules(pipelines, ("unet", "vae")):
-            # torch 2.13's stubs leave `memory_format` out of `Module.to`'s overloads; the method takes it.
-            module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            # torch 2.13's stubs leave `memory_format` out of `Module.to`'s overloads (2.14's have it); the method takes it.
+            module.to(memory_format=torch.channels_last)  # type: ignore[call-overload, unused-ignore]
         applied.append("channels_last")
     offloaded = False
     if settings.offload:

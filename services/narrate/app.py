@@ -25,7 +25,7 @@ from services.narrate.espeak import EspeakEngine, find_espeak
 from services.narrate.languages import all_languages, find_speech_language
 from services.narrate.metrics import SpeechMetrics
 from services.narrate.schemas import SpeechRequest, VoiceCard, VoiceList
-from services.narrate.validation import Utterance, check_speech_request, speech_body_limit
+from services.narrate.validation import Utterance, check_speech_request, speech_body_limit, too_long
 from shared.batching import Batched, BatchSpec, MicroBatcher
 from shared.bodies import json_body_openapi, read_json_model
 from shared.errors import ModelUnavailable
@@ -83,8 +83,11 @@ class Speech:
 
 
 def speak(engine: EspeakEngine, utterance: Utterance) -> Speech:
+    """Speak and encode; audio past FABULA_MAX_SPEECH_SECONDS (the estimate was short) is refused before encoding."""
     started = time.perf_counter()
     pcm = engine.speak(utterance.text, utterance.voice, speed=utterance.speed)
+    if pcm.duration > utterance.max_seconds:
+        raise too_long(pcm.duration, utterance.speed, utterance.max_seconds, measured=True)
     return Speech(pcm, encode(pcm, utterance.audio_format), time.perf_counter() - started)
 
 

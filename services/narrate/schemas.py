@@ -30,7 +30,8 @@ class SpeechRequest(BaseModel):
         description="A voice id from GET /v1/audio/voices (`en-us+f3`) or an OpenAI voice name (`alloy`, `nova`, ...)."
     )
     response_format: str = Field(default="mp3", description="mp3, opus (Ogg), aac (ADTS), flac, wav, or pcm (24 kHz 16-bit mono, little-endian).")
-    speed: float = Field(default=1.0, description=f"{MIN_SPEED} to {MAX_SPEED}; 1.0 is the voice's natural pace.")
+    # Strict: a JSON number only (`true` and `" 4 "` are not speeds, though lax parsing would read them as 1 and 4).
+    speed: float = Field(default=1.0, strict=True, allow_inf_nan=False, description=f"{MIN_SPEED} to {MAX_SPEED}; 1.0 is the voice's natural pace.")
     language: str = Field(default="en", max_length=35, description="A BCP-47 or ISO 639 tag: en, es, pt-BR, ko, ar, hi ...")
     instructions: str | None = Field(
         default=None, description="OpenAI's steering text for its newer models; espeak-ng reads text as written and does not use it."

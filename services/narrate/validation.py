@@ -19,6 +19,12 @@ from shared.errors import InvalidRequest
 from shared.settings import Settings
 
 OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
+# How fast speech goes at speed 1.0, to estimate a request's length before speaking it: espeak-ng reads about 17
+# Latin characters a second at its default rate; 20 errs short, so no request under the limit is refused on a guess
+# (the audio made is measured after, too). A CJK or Hangul character is a syllable or a word: it counts as three.
+CHARACTERS_PER_SECOND = 20.0
+_SYLLABIC_FROM = 0x2E80
+_SYLLABIC_WEIGHT = 3
 # `input` and `instructions` at worst 12 bytes per character in JSON (an escaped surrogate pair), plus the rest.
 _BYTES_PER_CHARACTER = 2 * 12
 _BODY_OVERHEAD_BYTES = 16 * 1024
@@ -33,6 +39,22 @@ class Utterance:
     language: SpeechLanguage
     audio_format: AudioFormat
     speed: float
+    max_seconds: float = float("inf")  # the most audio it may make (FABULA_MAX_SPEECH_SECONDS)
+
+
+def estimated_seconds(text: str, speed: float) -> float:
+    """Roughly how long `text` takes to read at `speed` (on the short side)."""
+    units = sum(_SYLLABIC_WEIGHT if ord(character) >= _SYLLABIC_FROM else 1 for character in text if not character.isspace())
+    return units / (CHARACTERS_PER_SECOND * speed)
+
+
+def too_long(seconds: float, speed: float, limit: float, *, measured: bool) -> InvalidRequest:
+    how = "made" if measured else "would make about"
+    return InvalidRequest(
+        f"`input` {how} {seconds:,.0f} s of audio at speed {speed:g}; the limit is {limit:,.0f} s (FABULA_MAX_SPEECH_SECONDS). "
+        "Split the text and ask for each part, or speak it faster.",
+        param="input",
+    )
 
 
 def max_body_bytes(settings: Settings) -> int:
@@ -75,9 +97,13 @@ def check_speech_request(request: SpeechRequest, engine: EspeakEngine, settings:
         )
     language = find_speech_language(request.language)
     voice = engine.catalogue.resolve(request.voice_name, language)
+    text = speakable_text(request.input, language)
+    estimate = estimated_seconds(text, request.speed)
+    if estimate > settings.max_speech_seconds:
+        raise too_long(estimate, request.speed, settings.max_speech_seconds, measured=False)
     return Utterance(
-        text=speakable_text(request.input, language), voice=voice, language=language,
-        audio_format=audio_format, speed=request.speed,
+        text=text, voice=voice, language=language, audio_format=audio_format, speed=request.speed,
+        max_seconds=settings.max_speech_seconds,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from webapp.api.schemas import PageView, StoryAccepted, StoryLinks, StoryView
+from webapp.jobs.book_assembly import saved_print_check
 from webapp.jobs.book_links import BookLinks
 from webapp.jobs.models import JobRecord
 from webapp.jobs.progress import COVER, Artifacts
@@ -59,5 +60,6 @@ def story_view(stories: Stories, record: JobRecord, public_url: str) -> StoryVie
         updated_at=record.updated_at, parent_id=record.parent_id, book_version=record.book_version, cover_url=cover,
         book_url=content.book_link, reader_url=content.reader_link, epub_url=content.epub_link, audiobook_url=content.audiobook_link,
         narration_note=content.narration_note, book_language=content.language, language_note=content.language_note,
-        pages=pages, links=story_links(record, public_url),
+        pages=pages, print_check=saved_print_check(record.id, stories.artifacts) if content.book_link else None,
+        links=story_links(record, public_url),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import secrets
 import threading
@@ -10,6 +11,8 @@ from collections import deque
 from collections.abc import Callable
 
 from shared.errors import RateLimited
+
+logger = logging.getLogger(__name__)
 
 
 class RateLimiter:
@@ -48,19 +51,35 @@ class RateLimiter:
 
 
 class RedisRateLimiter:
-    """The same sliding window, kept in Redis so the limit holds across every web replica."""
+    """The same sliding window, kept in Redis so the limit holds across every web replica.
+
+    While Redis cannot be reached, each replica counts in its own memory instead: the limit still holds (per
+    replica) and reads and changes that need no Redis are still served; failing open would drop the limit just
+    when the system is weakest, and failing closed would turn a Redis restart into an outage of every route.
+    """
 
     def __init__(self, url: str, per_minute: int, *, window_s: float = 60.0) -> None:
         import redis
 
         self.per_minute = per_minute
         self.window_s = window_s
-        self._client = redis.Redis.from_url(url)
+        # Short timeouts: a Redis that does not answer must not hold a request for the client's whole timeout.
+        self._client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        self._redis_error = redis.RedisError
+        self._fallback = RateLimiter(per_minute, window_s=window_s)
 
     def check(self, key: str) -> None:
-        """Count first, then look (one MULTI), so two replicas cannot both take the last place in the window."""
+        """Count in Redis, or in this process while Redis is down."""
         if self.per_minute <= 0:
             return
+        try:
+            self._check_in_redis(key)
+        except self._redis_error as exc:
+            logger.warning("rate limit counted in this process: Redis does not answer", extra={"fields": {"error": repr(exc)[:200]}})
+            self._fallback.check(key)
+
+    def _check_in_redis(self, key: str) -> None:
+        """Count first, then look (one MULTI), so two replicas cannot both take the last place in the window."""
         name = "fabula:rate:" + key
         now = time.time()
         member = f"{now}:{secrets.token_hex(4)}"

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from webapp.book.print_check import PrintCheck
 from webapp.jobs.models import JobStatus, Stage
 
 
@@ -63,6 +64,10 @@ class StoryView(BaseModel):
         default=None, description="Set when the book is not in the chosen language, e.g. \"This model could not write German; the book is in English.\"",
     )
     pages: list[PageView] = Field(default_factory=list)
+    print_check: PrintCheck | None = Field(
+        default=None,
+        description="For a book with a print size, once its PDF is bound: page size, bleed, each picture's effective dpi, fonts, colour.",
+    )
     links: StoryLinks
 
 

@@ -7,6 +7,7 @@ only when they hold more pixels than 300 dpi at their printed size. The brand lo
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -36,11 +37,19 @@ class BookImage:
         scale = min(max_width / self.image.width, max_height / self.image.height)
         return self.image.width * scale, self.image.height * scale
 
+    def embedded_size(self, width: float, height: float) -> tuple[int, int]:
+        """The pixels embedded for a printed size of `width` × `height` points: the picture's own, or fewer when it
+        has more than 300 dpi there (rounded up, so a picture that has the pixels keeps at least 300 dpi)."""
+        target = (max(1, math.ceil(width / 72 * PRINT_DPI)), max(1, math.ceil(height / 72 * PRINT_DPI)))
+        if self.image.width > target[0] or self.image.height > target[1]:
+            return target
+        return self.image.size
+
     def reader(self, width: float, height: float) -> ImageReader:
         """The picture to embed for a printed size of `width` × `height` points."""
-        target = (max(1, round(width / 72 * PRINT_DPI)), max(1, round(height / 72 * PRINT_DPI)))
+        target = self.embedded_size(width, height)
         image = self.image
-        if image.width > target[0] or image.height > target[1]:
+        if image.size != target:
             image = image.resize(target, Image.Resampling.LANCZOS)
         buffer = io.BytesIO()
         if image.mode == "RGBA":

@@ -10,6 +10,7 @@ from __future__ import annotations
 from celery import Celery
 
 from shared.settings import Settings
+from webapp.jobs.broker_transport import TRANSPORT
 
 RUN_ORDER = "fabula.run_order"
 BOOKS_QUEUE = "books"
@@ -17,6 +18,8 @@ BOOKS_QUEUE = "books"
 
 def celery_app(settings: Settings) -> Celery:
     app = Celery("fabula", broker=settings.broker_url, set_as_current=False)
+    if (settings.broker_url or "").startswith(("redis://", "rediss://")):
+        app.conf.broker_transport = TRANSPORT  # kombu's Redis transport with its reconnect fault closed
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,

@@ -12,7 +12,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy.exc import DatabaseError, InterfaceError, OperationalError
 
 from shared.errors import FabulaError
 from shared.settings import Settings
@@ -28,6 +28,10 @@ class JobDatabaseError(FabulaError):
 
     status_code = 503
     error_type = "job_database_error"
+
+
+# The job database went away (its server stopped, the network dropped): the book is fine; try it again later.
+DATABASE_OUTAGES: tuple[type[Exception], ...] = (OperationalError, InterfaceError, JobDatabaseError)
 
 
 def database_url(settings: Settings) -> str:

@@ -3,18 +3,27 @@ subject appears, checked by the image service's safety classifier, saved once it
 
 A flagged picture is painted again with the next seeds (`seeds.seed_for`); after `max_safety_repaints` it is
 replaced by the service's calm placeholder and the page is marked, so a reader knows why.
+
+A book with a print size has each picture upscaled the moment it is saved (beside the other pictures, the words
+and the narration), to 300 dpi at the widest its page can print it. The print copy is a separate artifact: the
+reader and the EPUB keep the screen-sized picture. An upscale that fails is logged and leaves the page at its
+painted size; the book's print check then says that page falls short.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import logging
 from dataclasses import dataclass
 
+from PIL import Image
+
 from shared.clients import IllustrateClient
-from shared.errors import UpstreamError
+from shared.errors import FabulaError, UpstreamError
 from shared.schemas import ImageData, ImageGenerationRequest
+from webapp.book.print_sizes import PrintSize, paper_for, print_picture_width
 from webapp.jobs.artifacts import ArtifactStore
 from webapp.jobs.ledger import JobLedger
 from webapp.jobs.progress import COVER, Artifacts, PaintedPicture, Steps
@@ -25,6 +34,11 @@ from webapp.story.picture_prompt import picture_prompt
 from webapp.story.plan import Character
 
 logger = logging.getLogger(__name__)
+
+
+def print_picture(page: int) -> str:
+    """The artifact that holds a page's picture upscaled for print (the cover's too)."""
+    return f"print-{Artifacts.picture(page)}"
 
 
 @dataclass(frozen=True)
@@ -46,9 +60,13 @@ class PagePainter:
         self._slots: asyncio.Semaphore | None = None
 
     async def paint(self, job_id: str, scene: str, characters: list[Character], options: StoryOptions, page: int, seed: int) -> None:
-        """Paint the page's picture unless it is saved already."""
-        if self.artifacts.exists(job_id, Artifacts.picture(page)):
-            return
+        """Paint the page's picture unless it is saved already; then its print copy, when the book has a print size."""
+        if not self.artifacts.exists(job_id, Artifacts.picture(page)):
+            await self._paint(job_id, scene, characters, options, page, seed)
+        if options.print is not PrintSize.screen and not self.artifacts.exists(job_id, print_picture(page)):
+            await self._upscale(job_id, page, options.print)
+
+    async def _paint(self, job_id: str, scene: str, characters: list[Character], options: StoryOptions, page: int, seed: int) -> None:
         picture = picture_prompt(scene, [(character.name, character.description) for character in characters], options.style)
         strength = self.config.reference_strength if options.reference_strength is None else options.reference_strength
         reference = self._reference(job_id, scene, characters, page) if strength > 0 else None
@@ -72,6 +90,26 @@ class PagePainter:
         painted = PaintedPicture(seed=image.seed, prompt=picture.prompt, reference=reference is not None, flagged=image.flagged, repaints=attempt)
         self.store.save_step(job_id, Steps.picture(page), painted.model_dump())
         self.ledger.picture_saved(job_id, page)
+
+    async def _upscale(self, job_id: str, page: int, size: PrintSize) -> None:
+        painted = self.artifacts.read(job_id, Artifacts.picture(page))
+        with Image.open(io.BytesIO(painted)) as saved:  # the service's own PNG, saved by this painter
+            width, height = saved.size
+        wanted = print_picture_width(paper_for(size))
+        if width >= wanted:
+            return  # already 300 dpi at its widest: the book prints the painted picture
+        target = f"{wanted}x{max(1, round(height * wanted / width))}"
+        try:
+            if self._slots is None:
+                self._slots = asyncio.Semaphore(self.config.max_concurrent_images)
+            async with self._slots:
+                response = await self.illustrator.upscale(painted, size=target)
+        except FabulaError as exc:
+            logger.warning("picture not upscaled for print", extra={"fields": {"page": page, "size": target, "error": exc.message}})
+            return
+        if not response.data:
+            raise UpstreamError("The image service answered an upscale without an image.", transient=True)
+        self.artifacts.write(job_id, print_picture(page), base64.b64decode(response.data[0].b64_json))
 
     async def _one(self, request: ImageGenerationRequest) -> ImageData:
         if self._slots is None:

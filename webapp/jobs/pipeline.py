@@ -6,7 +6,7 @@
    (`PagesInFlight` holds the rules of what runs at once). The plan and the translation are saved at the end.
 3. `narrate`: every page whose saved narration does not speak its current words is read aloud (after an edit, a
    resume, a book made before its voice was ready).
-4. `bind`: the PDF, the EPUB and the audiobook.
+4. `bind`: the PDF (on the book's print size, with its print check), the EPUB and the audiobook.
 A finished book is changed by `repaint`, `rewrite` and `extend`, then bound again. Every piece is saved the moment
 it exists and every step first looks for its saved result, so running an order again (after a crash, a restart or
 a redelivered task) redoes only what is missing. Seeds follow one rule (`seeds.seed_for`).
@@ -26,12 +26,13 @@ from shared.errors import FabulaError
 from webapp.jobs.artifacts import ArtifactStore
 from webapp.jobs.book_assembly import bind_book
 from webapp.jobs.book_language import BookLanguage
+from webapp.jobs.database import DATABASE_OUTAGES
 from webapp.jobs.ledger import JobLedger
 from webapp.jobs.models import Stage
 from webapp.jobs.narration import PageNarrator
 from webapp.jobs.orders import WorkOrder
 from webapp.jobs.pages_in_flight import PagesInFlight, gather_all
-from webapp.jobs.painting import PagePainter
+from webapp.jobs.painting import PagePainter, print_picture
 from webapp.jobs.progress import COVER, Artifacts, RewriteRequest, Steps, WrittenPiece
 from webapp.jobs.seeds import book_seed, seed_for
 from webapp.story.options import StoryOptions
@@ -72,6 +73,8 @@ class StoryPipeline:
             else:
                 await self.extend(job_id, options, order.count)
             await self.ledger.timed(job_id, "book", self.bind(job_id, options))
+        except DATABASE_OUTAGES:
+            raise  # the book is fine, its database is away: whoever runs the order tries it again later
         except FabulaError as exc:
             self.ledger.fail(job_id, exc.message, exc.error_type)
             return
@@ -203,6 +206,7 @@ class StoryPipeline:
         plan = self.store.progress(job_id).plan
         if plan is not None:
             self.artifacts.path(job_id, Artifacts.picture(page)).unlink(missing_ok=True)
+            self.artifacts.path(job_id, print_picture(page)).unlink(missing_ok=True)
             await self.illustrate(job_id, plan, options, pages=[page])
 
     async def rewrite(self, job_id: str, options: StoryOptions, page: int, instruction: str | None) -> None:

@@ -12,6 +12,7 @@ import os
 import uuid
 from typing import TYPE_CHECKING, Protocol
 
+from webapp.jobs.database import DATABASE_OUTAGES
 from webapp.jobs.orders import Outcome, WorkOrder
 
 if TYPE_CHECKING:
@@ -51,9 +52,12 @@ class InProcessScheduler:
         async def guarded() -> None:
             while True:
                 async with self._running:
-                    if await self.dispatch.perform(order, owner=self.owner) != Outcome.held:
-                        return
-                await asyncio.sleep(self.dispatch.lease_s / 3)  # held elsewhere: wait without a slot
+                    try:
+                        if await self.dispatch.perform(order, owner=self.owner) != Outcome.held:
+                            return
+                    except DATABASE_OUTAGES:
+                        logger.warning("the job database cannot be reached; the book is tried again soon", exc_info=True)
+                await asyncio.sleep(self.dispatch.lease_s / 3)  # held elsewhere, or the database away: wait without a slot
 
         task = asyncio.get_running_loop().create_task(guarded(), name=f"job-{order.job_id}")
         self._tasks[order.job_id] = task

@@ -155,6 +155,27 @@ class SqlJobStore:
             )
             return renewed.rowcount == 1
 
+    # ---- the sweeper: books whose order was lost ------------------------------------------------------------
+    def stalled(self, quiet_s: float) -> list[JobRecord]:
+        """Books queued or running that nobody holds (no lease, or one that ran out) and that have not changed, nor
+        been swept, for `quiet_s` seconds: their order may be lost (a broker restarted without persistence, a
+        worker died)."""
+        now = time.time()
+        before = now - quiet_s
+        unheld = jobs.c.lease_until.is_(None) | (jobs.c.lease_until < now)
+        unswept = jobs.c.swept_at.is_(None) | (jobs.c.swept_at < before)
+        query = select(*_JOB_COLUMNS).where(jobs.c.status.in_(ACTIVE), unheld, unswept, jobs.c.updated_at < before).order_by(jobs.c.created_at)
+        return [_from_row(row) for row in self._read(lambda c: c.execute(query).mappings().all())]
+
+    def claim_sweep(self, job_id: str, quiet_s: float) -> bool:
+        """Mark the book swept now, unless it was swept within `quiet_s` or is held: one replica wins per period."""
+        now = time.time()
+        unheld = jobs.c.lease_until.is_(None) | (jobs.c.lease_until < now)
+        unswept = jobs.c.swept_at.is_(None) | (jobs.c.swept_at < now - quiet_s)
+        with self._write(work=False) as connection:
+            claimed = connection.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.status.in_(ACTIVE), unheld, unswept).values(swept_at=now))
+            return claimed.rowcount == 1
+
     def release_lease(self, job_id: str, owner: str) -> None:
         with self._write(work=False) as connection:
             connection.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.lease_owner == owner).values(lease_owner=None, lease_until=None))

@@ -17,7 +17,8 @@ import uuid
 from pathlib import Path
 
 from shared.blocked_words import refuse_blocked, remove_blocked
-from shared.errors import NotFound, RateLimited, UpstreamError
+from shared.errors import NotFound, RateLimited
+from shared.http_errors import BROKER, ServiceUnavailable
 from shared.images import load_image
 from shared.settings import Settings
 from webapp.jobs.artifacts import ArtifactStore
@@ -104,18 +105,23 @@ class Stories:
         except BaseException:
             self.artifacts.delete_job(record.id)
             raise
-        self._schedule(WorkOrder(job_id=record.id))
+        if not self._schedule(WorkOrder(job_id=record.id)):
+            # Nothing is kept, so the caller's retry makes one book, not two.
+            self.store.delete(record.id)
+            self.artifacts.delete_job(record.id)
+            raise ServiceUnavailable.of(BROKER)
         return record
 
-    def _schedule(self, order: WorkOrder) -> None:
+    def _schedule(self, order: WorkOrder) -> bool:
+        """Hand the order to the scheduler; False when the book queue (the broker) cannot be reached. The order is
+        saved first and the book stays queued, so the sweeper sends it once the broker is back."""
         self.store.save_step(order.job_id, Steps.ORDER, order.model_dump(mode="json"))
         try:
             self.scheduler.schedule(order)
-        except Exception as exc:  # noqa: BLE001 - the broker is down: the book must not wait for good
-            logger.exception("could not hand the book to the workers")
-            message = "The book queue (FABULA_BROKER_URL) cannot be reached; the book is kept and can be resumed once it is back."
-            self.store.update(order.job_id, status=JobStatus.failed, error=message, error_type="service_unavailable")
-            raise UpstreamError(message, transient=True) from exc
+        except Exception:  # noqa: BLE001 - any failure to publish: the broker is away
+            logger.warning("the book queue (FABULA_BROKER_URL) cannot be reached; the order is sent once it is back", exc_info=True)
+            return False
+        return True
 
     # ---- reading and following -----------------------------------------------------------------------------
     def get(self, job_id: str) -> JobRecord:

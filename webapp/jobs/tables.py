@@ -30,6 +30,7 @@ jobs = Table(
     Column("client", String(128)),
     Column("lease_owner", String(128)),  # the worker making the book now (one at a time)
     Column("lease_until", Float),
+    Column("swept_at", Float),  # when the sweeper last sent the book's order again
     Index("jobs_status", "status"),
 )
 
@@ -56,5 +57,5 @@ reports = Table(
     Index("reports_created", "created_at"),
 )
 
-JOB_FIELDS = [column.name for column in jobs.columns if not column.name.startswith("lease_")]
+JOB_FIELDS = [column.name for column in jobs.columns if not column.name.startswith("lease_") and column.name != "swept_at"]
 REPORT_FIELDS = [column.name for column in reports.columns]

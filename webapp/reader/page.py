@@ -2,13 +2,15 @@
 one-page-at-a-time reader.
 
 Every piece of book text goes through `html.escape` and sits in a `<bdi>` or an element with its own `dir`, so
-markup in a story stays text and a stray right-to-left override cannot reorder the reader's own words. Sentence
+markup in a story stays text and a stray right-to-left override cannot reorder the reader's own words; the bidi
+embedding, override and isolate characters themselves are dropped, as the PDF and the EPUB drop them. Sentence
 times travel as `data-begin`/`data-end` attributes on each sentence's span: no inline script, so the page's
 Content-Security-Policy can forbid it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from html import escape
 
@@ -30,8 +32,12 @@ _ICONS = {
 }
 
 
+# U+202A–U+202E (embeddings and overrides) and U+2066–U+2069 (isolates): they let text reorder what follows it.
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
 def _text(value: str) -> str:
-    return escape(value, quote=True)
+    return escape(_BIDI_CONTROLS.sub("", value), quote=True)
 
 
 def _attribute(name: str, value: str) -> str:

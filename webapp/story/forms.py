@@ -34,6 +34,8 @@ class StoryForm(BaseModel):
     reference_strength: float | None = Field(
         default=None, description="0–1: how strongly the pictures follow the photo's people and pets; 0 turns it off."
     )
+    print: str | None = Field(default=None, description="The PDF's page size: screen (default), square-8.5, 8x10, a4 or letter.")
+    crop_marks: bool | None = Field(default=None, description="Print sizes: crop marks around each page (default off).")
     brand_name: str | None = None
     brand_voice: str | None = None
     brand_message: str | None = Field(default=None, description="A message or product to weave into the story.")

@@ -7,6 +7,7 @@ from enum import Enum
 
 from pydantic import BaseModel, Field, field_validator
 
+from webapp.book.print_sizes import PrintSize
 from webapp.story.languages import find_language
 from webapp.story.styles import find_style
 
@@ -74,6 +75,14 @@ class StoryOptions(BaseModel):
         default=None, ge=0.0, le=1.0, description="How strongly the pictures follow the photo's people and pets (0 turns it off; default the server's)."
     )
     brand: BrandKit | None = None
+    print: PrintSize = Field(
+        default=PrintSize.screen,
+        description=(
+            "The PDF's page size: `screen` (the square on-screen layout), or a print size with 3 mm bleed and a TrimBox "
+            "and pictures upscaled to 300 dpi: `square-8.5`, `8x10`, `a4`, `letter`."
+        ),
+    )
+    crop_marks: bool = Field(default=False, description="Print sizes: crop marks in a slug around each page (most print-on-demand shops want none).")
 
     def reader_texts(self) -> dict[str, str]:
         """Every field the reader wrote, by its form name (what the blocked-word rule reads)."""

@@ -103,6 +103,12 @@ def build_ui(state: WebState) -> gr.Blocks:
                 idea = gr.Textbox("", label="Story idea", placeholder="Optional, e.g. 'the cat wants to fly to the moon'", lines=2, max_length=1000)
                 bilingual = gr.Checkbox(label="Also print the English text under each page (bilingual book)", value=False)
                 with gr.Row():
+                    print_size = gr.Dropdown(
+                        look.PRINT_SIZE_CHOICES, value=defaults.print.value, label="PDF for",
+                        info="A print size adds 3 mm bleed and upscales the pictures to 300 dpi; the reader and EPUB keep screen pictures.",
+                    )
+                    crop_marks = gr.Checkbox(label="Crop marks (print sizes; most print-on-demand shops want none)", value=defaults.crop_marks)
+                with gr.Row():
                     narrate = gr.Checkbox(label="Read the book aloud (reader, EPUB and audiobook)", value=defaults.narrate)
                     likeness = gr.Slider(
                         0.0, 1.0, value=likeness_default, step=0.05, label="Likeness to the photo",
@@ -186,7 +192,7 @@ def build_ui(state: WebState) -> gr.Blocks:
         generate.click(
             callbacks.generate,
             inputs=[photo, pages, language, style, audience, tone, idea, character_names, bilingual, narrate, likeness, brand_name, brand_voice,
-                    brand_message, logo, brand_primary_color, brand_secondary_color, brand_cta_url, brand_cta_text],
+                    brand_message, logo, brand_primary_color, brand_secondary_color, brand_cta_url, brand_cta_text, print_size, crop_marks],
             outputs=outputs, api_name="generate", concurrency_limit=None, scroll_to_output=False, **QUIET,
         )
         photo.upload(callbacks.check_photo, inputs=[photo], outputs=[photo], api_visibility="private", concurrency_limit=None, **QUIET)

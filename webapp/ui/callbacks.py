@@ -20,6 +20,7 @@ from shared.errors import FabulaError
 from shared.images import load_image
 from webapp.story.forms import StoryForm, parse_body
 from webapp.api.schemas import PageEdit, ReportBody
+from webapp.jobs.book_assembly import saved_print_check
 from webapp.jobs.following import follow_events
 from webapp.api.state import WebState
 from webapp.jobs.reading import load_story
@@ -110,6 +111,8 @@ class StudioCallbacks:
         brand_secondary_color: str | None = None,
         brand_cta_url: str | None = None,
         brand_cta_text: str | None = None,
+        print_size: str | None = None,
+        crop_marks: bool | None = None,
         request: gr.Request = None,  # type: ignore[assignment]
     ) -> AsyncIterator[tuple]:
         """Make a storybook from a photo; yields the page as it fills in. Returns the PDF, its QR code and link."""
@@ -126,6 +129,7 @@ class StudioCallbacks:
         form = StoryForm.model_validate({
             "pages": int(pages) if pages is not None else None, "language": language, "style": style, "audience": audience, "tone": tone,
             "idea": idea, "character_names": character_names, "bilingual": bilingual, "narrate": narrate, "reference_strength": likeness, **brand,
+            "print": print_size, "crop_marks": crop_marks,
         })
         options = form.options(max_pages=self.state.settings.max_book_pages, blocked_words=tuple(self.state.settings.blocked_words))
         self.state.limiter.check(_client(request))
@@ -225,7 +229,8 @@ class StudioCallbacks:
         for version in versions:
             if version not in titles:
                 titles[version] = workshop.stories.progress(version).title or ""
-        return story_screen(content, versions, titles, message, chosen_page=chosen_page)
+        check = saved_print_check(story_id, workshop.artifacts)
+        return story_screen(content, versions, titles, message, chosen_page=chosen_page, print_check=check)
 
     async def _follow(
         self, workshop: Workshop, story_id: str, versions: list[str], first_message: str | None = None, *, chosen_page: int | None = None

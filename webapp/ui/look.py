@@ -30,6 +30,11 @@ AUDIENCE_LABELS = {
     "adults": "Adults",
 }
 TONES = ["warm and whimsical", "adventure", "bedtime story", "funny", "mystery", "heartfelt", "spooky but kind"]
+# The PDF's page size, as the print-size option's values (webapp.book.print_sizes.PrintSize) with words a reader knows.
+PRINT_SIZE_CHOICES = [
+    ("Screen (square, no bleed)", "screen"), ("Print: 8.5 × 8.5 in square", "square-8.5"), ("Print: 8 × 10 in", "8x10"),
+    ("Print: A4", "a4"), ("Print: US Letter", "letter"),
+]
 
 
 def address_note(warning: str) -> str:
@@ -77,6 +82,8 @@ CSS = """
 #book-link a.format-link:hover { background: var(--primary-100); }
 #book-link a.reader-link { background: var(--primary-500); border-color: var(--primary-500); color: white; }
 #book-link p.narration-note { color: var(--body-text-color-subdued); }
+#book-link .print-check { margin-top: 0.5em; font-size: 0.9em; }
+#book-link .print-check.not-ready strong { color: var(--error-text-color); }
 #book-link a.share-link { font-family: var(--font-mono); font-size: 0.85rem; word-break: break-all; }
 #address-warning { background: #fff4d6; border: 1px solid #f2b134; border-radius: 8px; padding: 6px 10px; }
 #address-warning p { font-size: 0.8rem; color: #6b4300; margin: 0; line-height: 1.35; }

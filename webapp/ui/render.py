@@ -15,6 +15,7 @@ import gradio as gr
 from PIL import Image
 
 from webapp.jobs.reading import PageContent, StoryContent, book_filename
+from webapp.book.print_check import PrintCheck
 from webapp.book.qr import qr_png
 from webapp.jobs.models import JobRecord, JobStatus, Stage
 from webapp.story.languages import find_language
@@ -164,9 +165,18 @@ def _anchor(href: str, text: str, css_class: str, *, download: bool = False) -> 
     return f'<a class="{css_class}" href="{html.escape(href)}" target="_blank" rel="noopener"{saved}>{html.escape(text)}</a>'
 
 
-def links_html(content: StoryContent) -> str:
+def print_check_html(check: PrintCheck | None) -> str:
+    """A print book's check, in the plain lines `fabula story` prints."""
+    if check is None:
+        return ""
+    state = "ready" if check.ready else "not-ready"
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in check.lines())
+    return f'<div class="print-check {state}" role="status"><p><strong>Print check</strong></p><ul>{items}</ul></div>'
+
+
+def links_html(content: StoryContent, print_check: PrintCheck | None = None) -> str:
     """The finished book's other formats beside the PDF: the phone reader (the QR code's target), the EPUB and,
-    when the book was read aloud, the audiobook; and, when it was not, the reason."""
+    when the book was read aloud, the audiobook; and, when it was not, the reason; a print book's print check."""
     if content.reader_link is None:
         return ""
     formats = [_anchor(content.reader_link, "Read it on a phone", "format-link reader-link")]
@@ -178,6 +188,7 @@ def links_html(content: StoryContent) -> str:
     if content.narration_note:
         parts.append(f'<p class="narration-note">{html.escape(content.narration_note)}</p>')
     parts.append(f'<p class="share">Share this link: {_anchor(content.reader_link, content.reader_link, "share-link")}</p>')
+    parts.append(print_check_html(print_check))
     return "".join(parts)
 
 
@@ -195,7 +206,8 @@ def title_html(content: StoryContent) -> str:
 
 
 def story_screen(
-    content: StoryContent, versions: list[str], version_titles: dict[str, str], message: str | None = None, *, chosen_page: int | None = None
+    content: StoryContent, versions: list[str], version_titles: dict[str, str], message: str | None = None, *, chosen_page: int | None = None,
+    print_check: PrintCheck | None = None,
 ) -> StoryScreen:
     """Every output for one moment of a story; `chosen_page` keeps the Page dropdown on the page being edited."""
     record = content.record
@@ -214,7 +226,7 @@ def story_screen(
         result=gr.update(visible=show_book),
         book_file=published_book(content) if show_book else None,
         qr=qr_image(content.reader_link) if show_book and content.reader_link else None,
-        link=links_html(content) if show_book else "",
+        link=links_html(content, print_check) if show_book else "",
         page_choice=gr.update(choices=choices, value=kept) if kept is not None else gr.update(choices=choices),
         editing=gr.update(visible=finished),
         story_id=record.id,
