@@ -635,6 +635,7 @@ def test_a_gguf_text_model_is_pulled_as_its_one_file_and_found_offline(tmp_path:
     models = {
         "FABULA_PROFILE": "cpu", "FABULA_CAPTION_MODEL": "none", "FABULA_ILLUSTRATE_MODEL": "none", "FABULA_REFINER_MODEL": "none",
         "FABULA_LLM_MODEL": "fabula-test/chat-gguf/chat-q4_k_m.gguf", "FABULA_LIKENESS_MODEL": str(adapter), "FABULA_SAFETY_CHECKER": "false",
+        "FABULA_UPSCALE_MODEL": "lanczos",
     }
     with ServerThread(app) as hub:
         answer = run_pull("pull", tmp_path, HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="0", **models)

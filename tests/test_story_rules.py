@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from webapp.story.rules import Expectations, Piece, check, cut_repetition, is_language, tidy
@@ -219,3 +221,13 @@ def test_fallback_titles_come_from_the_idea_and_fallback_pages_never_repeat_a_se
         texts = [fallbacks.page_text(fallbacks.beat(page, pages, facts), page, pages, facts) for page in range(1, pages + 1)]
         said = [sentence for text in texts for sentence in re.split(r"(?<=[.!?])\s+", text)]
         assert len(said) == len(set(said)), pages
+
+
+def test_a_page_may_not_begin_by_repeating_the_books_title() -> None:
+    expect = Expectations(names=("Aiko",), book_title="The Luminous Light of Aiko", min_words=5)
+    glued = "The Luminous Light of Aiko's eyes widened as she stepped into the temple. The temple was old and grand."
+    assert "title" in {violation.rule for violation in check(glued, Piece.page, expect).violations}
+    own = "The luminous light filled the temple as Aiko stepped in. She smiled at the old walls."
+    assert check(own, Piece.page, expect).usable
+    # A one-word title may well be the heroine's name: a page may begin with it.
+    assert check("Aiko stepped into the temple. She smiled at the old walls and the light.", Piece.page, replace(expect, book_title="Aiko")).usable

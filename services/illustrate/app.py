@@ -74,13 +74,13 @@ def resolve_illustrate_models(settings: Settings) -> tuple[str, Path, Path | Non
     refiner_path = resolve_model_path(refiner_id, role="refiner", settings=settings) if refiner_id else None
     if settings.safety_checker:
         find_safety_checker(model_id, settings, checker_id=settings.safety_model)  # every picture must pass it: fail at start
-    resolve_upscaler(settings)  # print books need it: fail at start, naming what to download
     return model_id, base_path, refiner_path
 
 
 def load_engine(settings: Settings, device: str, metrics: ServiceMetrics | None = None) -> IllustrateEngine:
-    """The painter with its likeness adapter (when its weights are here; else a request with a photo is told why)
-    and its safety classifier (when FABULA_SAFETY_CHECKER is on, as it is by default)."""
+    """The painter with its likeness adapter (when its weights are here; else a request with a photo is told why),
+    its safety classifier (when FABULA_SAFETY_CHECKER is on, as it is by default) and its print upscaler (when its
+    weights are here; else an upscale request is told what to download, and painting goes on)."""
     model_id, base_path, refiner_path = resolve_illustrate_models(settings)
     try:
         likeness: LikenessWeights | ModelUnavailable = find_likeness_weights(model_id, settings, adapter_id=settings.likeness_model)

@@ -58,6 +58,7 @@ class Expectations:
     must_keep: bool = False  # the names and the idea are hard rules here (the opening page), soft elsewhere
     audience_words: tuple[str, ...] = ()  # words kept out of a book for its audience (`audience_words`)
     opening: str = ""  # for a title: the story's first line, which a title must not merely copy
+    book_title: str = ""  # for a page: the book's title, which a page must not begin by repeating
 
 
 @dataclass
@@ -254,6 +255,8 @@ def check(text: str, piece: Piece, expect: Expectations) -> Verdict:
             found.append(Violation("look length", "a look is a short phrase of 1–24 words"))
     else:
         found += _prose(text, piece, expect)
+    if piece is Piece.page and _begins_with(text, expect.book_title):
+        found.append(Violation("title", "it begins by repeating the book's title"))
     if piece in (Piece.page, Piece.beat):
         found += _renamed(text, expect)
     if piece in (Piece.page, Piece.beat) and expect.names and not any(_mentions(lowered, name) for name in expect.names):
@@ -390,6 +393,14 @@ def _outside_quotes(text: str) -> str:
     """The narration without what characters say: "I've made you a present," said Mia is a story, not talk about
     the work."""
     return QUOTED.sub(" ", text)
+
+
+def _begins_with(text: str, title: str) -> bool:
+    """The text starts with the title's words (a title of two words or more: one word may well be a name)."""
+    if len(words(title)) < 2:
+        return False
+    flat = " ".join(words(text)).lower()
+    return flat.startswith(" ".join(words(title)).lower())
 
 
 def _title(text: str, expect: Expectations) -> list[Violation]:

@@ -310,7 +310,7 @@ class StoryWriter:
         simple = prompts.simple_page_messages(brief, beats[page])
         variants = [full, simple, full, simple][: self.attempts]
         material = " ".join([*brief.material(), title, *beats.values()])
-        expect = self.expectations(brief, material=material, must_keep=page == 1)
+        expect = self.expectations(brief, material=material, must_keep=page == 1, book_title=title)
         verdict = await self._attempts(Piece.page, variants, expect, self._page_tokens(brief), seed + 1009 * page, max_sentences=brief.sentences[1] + 1)
         if verdict is not None:
             return Written(verdict.text)
