@@ -77,7 +77,7 @@ def test_no_floor_imports_from_a_floor_above_it() -> None:
 # A step key ("text:3", steps.get("plan")) or an artifact's file name ("page-03.png", "book.epub") written out.
 STEP_OR_ARTIFACT = re.compile(
     r"""["'](text|translation|image|narration|redo|rewrite):|steps(\([^)]*\))?\.get\(["'](caption|outline|plan|translation|book|order|language)["']\)"""
-    r"""|["'](cover|title|page-\{?[^"']*)\.(png|mp3)["']|["']book\.(pdf|epub|m4b)["']|["']photo\.jpg["']"""
+    r"""|["'](cover|title|page-\{?[^"']*)\.(png|mp3)["']|["']book\.(pdf|epub|m4b)["']|["']photo\.jpg["']|["']print-[^"']*\.(png|json)["']"""
 )
 
 

@@ -21,7 +21,6 @@ from webapp.book.images import PRINT_DPI
 from webapp.book.pdf import render_pages
 from webapp.book.print_check import check_print
 from webapp.book.print_sizes import BLEED, SAFE_MARGIN, SLUG, PrintSize, paper_for, print_picture_width
-from webapp.jobs.painting import print_picture
 from webapp.jobs.progress import Artifacts
 from webapp.story.options import StoryOptions
 from webapp.ui.render import print_check_html
@@ -150,7 +149,7 @@ async def test_a_tiny_print_book_prints_every_picture_at_300_ppi_and_keeps_scree
         pdf = _write(tmp_path, artifacts.read(record.id, Artifacts.PDF))
         view = story_view(workshop.stories, record, "http://127.0.0.1:7860")
         epub = zipfile.ZipFile(io.BytesIO(artifacts.read(record.id, Artifacts.EPUB)))
-        print_width = Image.open(io.BytesIO(artifacts.read(record.id, print_picture(1)))).width
+        print_width = Image.open(io.BytesIO(artifacts.read(record.id, Artifacts.print_picture(1)))).width
         screen_width = Image.open(io.BytesIO(artifacts.read(record.id, Artifacts.picture(1)))).width
     finally:
         await workshop.aclose()

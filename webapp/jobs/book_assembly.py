@@ -19,15 +19,11 @@ from webapp.book.text_shaping import is_right_to_left_language
 from webapp.jobs.artifacts import ArtifactStore
 from webapp.jobs.book_links import BookLinks
 from webapp.jobs.models import JobRecord
-from webapp.jobs.painting import print_picture
 from webapp.jobs.progress import COVER, Artifacts, StoryProgress
 from webapp.jobs.store import JobStore
 from webapp.story.options import StoryOptions
 from webapp.story.plan import StoryPlan
 from webapp.story.rules import sentences
-
-
-PRINT_CHECK = "print-check.json"
 
 
 @dataclass(frozen=True)
@@ -87,7 +83,7 @@ def print_content(content: BookContent, record: JobRecord, artifacts: ArtifactSt
     """The content with each picture's print copy in place of the screen picture, where one was made."""
 
     def printed(page: int, screen: bytes | None) -> bytes | None:
-        name = print_picture(page)
+        name = Artifacts.print_picture(page)
         return artifacts.read(record.id, name) if screen is not None and artifacts.exists(record.id, name) else screen
 
     pages = [page.model_copy(update={"image_png": printed(page.number, page.image_png)}) for page in content.pages]
@@ -98,23 +94,23 @@ def render_pdf(content: BookContent, record: JobRecord, artifacts: ArtifactStore
     """The PDF on the book's paper; for a print size, its print check is saved beside it."""
     options = StoryOptions.model_validate(record.options)
     if options.print is PrintSize.screen:
-        if artifacts.exists(record.id, PRINT_CHECK):
-            artifacts.path(record.id, PRINT_CHECK).unlink()
+        if artifacts.exists(record.id, Artifacts.PRINT_CHECK):
+            artifacts.path(record.id, Artifacts.PRINT_CHECK).unlink()
         return render_pages(content).pdf
     paper = paper_for(options.print)
     rendered = render_pages(print_content(content, record, artifacts), paper=paper, crop_marks=options.crop_marks)
     check = check_print(
         rendered.pdf, rendered.placements, paper, right_to_left=is_right_to_left_language(content.language), crop_marks=options.crop_marks,
     )
-    artifacts.write(record.id, PRINT_CHECK, check.model_dump_json(indent=1).encode())
+    artifacts.write(record.id, Artifacts.PRINT_CHECK, check.model_dump_json(indent=1).encode())
     return rendered.pdf
 
 
 def saved_print_check(job_id: str, artifacts: ArtifactStore) -> PrintCheck | None:
     """The print check of the book's latest PDF; None for a screen book or one not bound yet."""
-    if not artifacts.exists(job_id, PRINT_CHECK):
+    if not artifacts.exists(job_id, Artifacts.PRINT_CHECK):
         return None
-    return PrintCheck.model_validate_json(artifacts.read(job_id, PRINT_CHECK))
+    return PrintCheck.model_validate_json(artifacts.read(job_id, Artifacts.PRINT_CHECK))
 
 
 def bind_book(record: JobRecord, store: JobStore, artifacts: ArtifactStore, public_url: str) -> BoundBook:

@@ -36,11 +36,6 @@ from webapp.story.plan import Character
 logger = logging.getLogger(__name__)
 
 
-def print_picture(page: int) -> str:
-    """The artifact that holds a page's picture upscaled for print (the cover's too)."""
-    return f"print-{Artifacts.picture(page)}"
-
-
 @dataclass(frozen=True)
 class PaintingConfig:
     image_size: int = 1024
@@ -63,7 +58,7 @@ class PagePainter:
         """Paint the page's picture unless it is saved already; then its print copy, when the book has a print size."""
         if not self.artifacts.exists(job_id, Artifacts.picture(page)):
             await self._paint(job_id, scene, characters, options, page, seed)
-        if options.print is not PrintSize.screen and not self.artifacts.exists(job_id, print_picture(page)):
+        if options.print is not PrintSize.screen and not self.artifacts.exists(job_id, Artifacts.print_picture(page)):
             await self._upscale(job_id, page, options.print)
 
     async def _paint(self, job_id: str, scene: str, characters: list[Character], options: StoryOptions, page: int, seed: int) -> None:
@@ -109,7 +104,7 @@ class PagePainter:
             return
         if not response.data:
             raise UpstreamError("The image service answered an upscale without an image.", transient=True)
-        self.artifacts.write(job_id, print_picture(page), base64.b64decode(response.data[0].b64_json))
+        self.artifacts.write(job_id, Artifacts.print_picture(page), base64.b64decode(response.data[0].b64_json))
 
     async def _one(self, request: ImageGenerationRequest) -> ImageData:
         if self._slots is None:

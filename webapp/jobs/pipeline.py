@@ -32,7 +32,7 @@ from webapp.jobs.models import Stage
 from webapp.jobs.narration import PageNarrator
 from webapp.jobs.orders import WorkOrder
 from webapp.jobs.pages_in_flight import PagesInFlight, gather_all
-from webapp.jobs.painting import PagePainter, print_picture
+from webapp.jobs.painting import PagePainter
 from webapp.jobs.progress import COVER, Artifacts, RewriteRequest, Steps, WrittenPiece
 from webapp.jobs.seeds import book_seed, seed_for
 from webapp.story.options import StoryOptions
@@ -206,7 +206,7 @@ class StoryPipeline:
         plan = self.store.progress(job_id).plan
         if plan is not None:
             self.artifacts.path(job_id, Artifacts.picture(page)).unlink(missing_ok=True)
-            self.artifacts.path(job_id, print_picture(page)).unlink(missing_ok=True)
+            self.artifacts.path(job_id, Artifacts.print_picture(page)).unlink(missing_ok=True)
             await self.illustrate(job_id, plan, options, pages=[page])
 
     async def rewrite(self, job_id: str, options: StoryOptions, page: int, instruction: str | None) -> None:

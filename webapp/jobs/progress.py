@@ -61,10 +61,16 @@ class Artifacts:
     PDF = "book.pdf"
     EPUB = "book.epub"
     AUDIOBOOK = "book.m4b"
+    PRINT_CHECK = "print-check.json"  # what a print shop needs to know of the print PDF
 
     @staticmethod
     def picture(page: int) -> str:
         return "cover.png" if page == COVER else f"page-{page:02d}.png"
+
+    @staticmethod
+    def print_picture(page: int) -> str:
+        """A page's picture (the cover's too) upscaled for a print book; the reader and the EPUB never use it."""
+        return f"print-{Artifacts.picture(page)}"
 
     @staticmethod
     def audio(page: int) -> str:
