@@ -134,3 +134,22 @@ def test_fabula_story_makes_a_book_from_the_command_line(tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Time per stage" in result.stdout
     assert len(PdfReader(str(output)).pages) == 4
+
+
+def test_fabula_story_says_its_profile_and_refuses_a_non_image_before_starting_anything(tmp_path: Path) -> None:
+    not_a_photo = tmp_path / "notes.jpg"
+    not_a_photo.write_text("these are notes, not a photo")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "FABULA_CACHE_DIR": str(tmp_path / "cache"), "FABULA_DATA_DIR": str(tmp_path / "data")}
+    root = Path(__file__).parent.parent
+    refused = subprocess.run(
+        [sys.executable, "-m", "webapp.cli", "story", str(not_a_photo), "-o", str(tmp_path / "b.pdf")], capture_output=True, text=True, timeout=120,
+        env=env, cwd=root,
+    )
+    assert refused.returncode == 2
+    assert refused.stdout.startswith("Profile: "), refused.stdout  # no --profile: the one chosen, and why
+    assert f"{not_a_photo} is not an image" in refused.stderr and not (tmp_path / "data").exists()  # nothing started
+    wrong = subprocess.run(
+        [sys.executable, "-m", "webapp.cli", "story", str(root / "tests" / "assets" / "photo.jpg"), "--lang", "xx", "--profile", "tiny"],
+        capture_output=True, text=True, timeout=120, env=env, cwd=root,
+    )
+    assert wrong.returncode == 2 and wrong.stderr.startswith("fabula: --lang: unknown language 'xx'"), wrong.stderr

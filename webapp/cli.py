@@ -159,24 +159,34 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 # ---- story ------------------------------------------------------------------------------------------------
+# The flag that sets each story option, where it is not the option's own name.
+STORY_FLAGS = {"language": "--lang", "character_names": "--names", "print": "--print"}
+
+
 def cmd_story(args: argparse.Namespace) -> int:
-    from shared.errors import InvalidRequest
+    from shared.images import load_image
     from webapp.story.forms import StoryForm
 
-    settings = _settings(args)
-    configure_logging("WARNING")
     photo = Path(args.photo)
     if not photo.is_file():
         return _fail(f"no such photo: {photo}")
+    if args.profile is None and not os.environ.get("FABULA_PROFILE"):
+        args.profile = AUTO  # say which profile makes the book, and why
+    settings = _settings(args)
+    configure_logging("WARNING")
     try:
+        load_image(photo.read_bytes(), max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels, param="photo")
         form = StoryForm(
             pages=args.pages, language=args.lang, style=args.style, audience=args.audience, tone=args.tone, idea=args.idea,
             character_names=args.names, seed=args.seed, narrate=args.narrate, reference_strength=args.reference_strength,
             print=args.print_size, crop_marks=args.crop_marks,
         )
         options = form.options(max_pages=settings.max_book_pages, blocked_words=tuple(settings.blocked_words))
-    except InvalidRequest as exc:
-        return _fail(exc.message.replace(f"`{exc.param}`", f"--{(exc.param or 'option').replace('_', '-')}") if exc.param else exc.message)
+    except FabulaError as exc:  # before any service starts: a photo Fabula cannot read, an option out of range
+        if exc.param == "photo":
+            return _fail(exc.message.replace("The uploaded file `photo`", str(photo)).replace("`photo`", str(photo)))
+        flag = STORY_FLAGS.get(exc.param or "", f"--{(exc.param or 'option').replace('_', '-')}")
+        return _fail(exc.message.replace(f"`{exc.param}`", flag) if exc.param else exc.message)
     return asyncio.run(_story(settings, photo.read_bytes(), options, Path(args.output)))
 
 
@@ -335,14 +345,19 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int)
     up.set_defaults(handler=cmd_up)
 
+    from webapp.story.options import Audience
+    from webapp.story.styles import STYLES
+
     story = commands.add_parser("story", help="Make a book from a photo on the command line.")
-    story.add_argument("photo")
-    story.add_argument("--pages", type=int, default=8)
-    story.add_argument("--lang", default="en", help="Language code or name, e.g. ko or Korean.")
-    story.add_argument("--style", default="watercolor")
-    story.add_argument("--audience", default="children")
-    story.add_argument("--tone", default="warm and whimsical")
-    story.add_argument("--idea")
+    story.add_argument("photo", help="The photo the story is about (JPEG, PNG, WebP or GIF).")
+    story.add_argument("--pages", type=int, default=8, help="Story pages, 1–24 (default: 8).")
+    story.add_argument("--lang", default="en", help="Language code or name, e.g. ko or Korean (default: en).")
+    story.add_argument("--style", default="watercolor", choices=[style.id for style in STYLES], help="The pictures' style (default: watercolor).")
+    story.add_argument(
+        "--audience", default="children", choices=[audience.value for audience in Audience], help="Who the book is for (default: children)."
+    )
+    story.add_argument("--tone", default="warm and whimsical", help="Tone or genre (default: warm and whimsical).")
+    story.add_argument("--idea", help="An idea or plot hint.")
     story.add_argument("--names", help="Character names, comma-separated.")
     story.add_argument("--seed", type=int)
     story.add_argument("--narrate", action=argparse.BooleanOptionalAction, default=True, help="Read the book aloud (default: on).")
@@ -354,8 +369,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="The PDF's page size: screen (default), or a print size with bleed and 300-dpi pictures.",
     )
     story.add_argument("--crop-marks", action="store_true", help="Print sizes: crop marks around each page (default off).")
-    story.add_argument("--profile", choices=profiles_or_auto)
-    story.add_argument("-o", "--output", default="book.pdf")
+    story.add_argument(
+        "--profile", choices=profiles_or_auto,
+        help="Which models make the book (default: FABULA_PROFILE when set, else auto: the best one whose models are on this machine).",
+    )
+    story.add_argument("-o", "--output", default="book.pdf", help="Where the PDF goes; the EPUB and audiobook go beside it (default: book.pdf).")
     story.set_defaults(handler=cmd_story)
 
     resume = commands.add_parser("resume", help="Continue an unfinished book from its last saved step.")
