@@ -268,8 +268,10 @@ class FontLibrary:
                 return helvetica
             if f"missing:{script.value}" not in self._warned:
                 self._warned.add(f"missing:{script.value}")
-                logger.warning("no installed font has U+%04X (%s, %s script); such characters are left out of the PDF. "
-                               "Install fonts-noto-core or add a folder to %s.",
+                # Suggest the Debian package only where it is missing: with it installed, the character needs another font.
+                noto = any(name.startswith("noto") for name in self._index())
+                remedy = "Add a font that has it to a folder in %s." if noto else "Install fonts-noto-core, or add a folder to %s."
+                logger.warning("no installed font has U+%04X (%s, %s script); such characters are left out of the PDF. " + remedy,
                                ord(char), unicodedata.name(char, "unnamed"), script.value, FONT_DIRS_ENV)
             return None
 
