@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 
 from shared.server_thread import free_port
+from shared.settings import Settings
 
 POSTGRES_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None) if Path("/usr/lib/postgresql").is_dir() else None
 
@@ -180,6 +181,28 @@ def worker(
         else:
             time.sleep(0.3)
     return _wait_healthy(process, "/healthz", 120)
+
+
+def tiny_cluster_environment(
+    services: Settings, folder: Path, postgres: Postgres, redis: Redis, *, lease_s: float, visibility_s: float, **more: str,
+) -> dict[str, str]:
+    """The settings every web replica and worker of a tiny-profile test cluster shares: the running tiny services,
+    the cluster's PostgreSQL and Redis, a shared data folder, short leases so faults are seen quickly."""
+    return {
+        "FABULA_PROFILE": "tiny", "FABULA_CACHE_DIR": str(services.cache_dir), "FABULA_DATA_DIR": str(folder / "shared-data"),
+        "FABULA_DATABASE_URL": postgres.url, "FABULA_BROKER_URL": redis.url,
+        "FABULA_CAPTION_URL": services.caption_url, "FABULA_ILLUSTRATE_URL": services.illustrate_url,
+        "FABULA_LLM_URL": services.llm_url, "FABULA_NARRATE_URL": services.narrate_url, "FABULA_RATE_LIMIT_PER_MINUTE": "1000",
+        "FABULA_BROKER_VISIBILITY_TIMEOUT_S": str(visibility_s), "FABULA_JOB_LEASE_S": str(lease_s), "FABULA_LOG_LEVEL": "WARNING",
+        **more,
+    }
+
+
+def migrated(environment: dict[str, str], folder: Path) -> None:
+    """`fabula db upgrade` against the cluster's database, once, before any replica starts."""
+    migration = fabula("migrate", ["db", "upgrade"], environment, folder)
+    if migration.process.wait(timeout=120) != 0:
+        raise RuntimeError(migration.log.read_text() if migration.log else "the migration failed")
 
 
 def scratch_folder() -> Path:

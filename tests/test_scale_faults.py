@@ -15,7 +15,9 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from bench.cluster import FabulaProcess, Postgres, Redis, fabula, scratch_folder, servers_available, web_replica, worker
+from bench.cluster import (
+    FabulaProcess, Postgres, Redis, migrated, scratch_folder, servers_available, tiny_cluster_environment, web_replica, worker,
+)
 from shared.settings import Settings
 
 pytestmark = [pytest.mark.scale, pytest.mark.skipif(not servers_available(), reason="needs the Debian packages postgresql and redis-server")]
@@ -62,15 +64,8 @@ def cluster(tiny_stack: Settings) -> Iterator[Cluster]:
     folder = scratch_folder()
     postgres = Postgres(folder / "postgres").start()
     redis = Redis().start()
-    environment = {
-        "FABULA_PROFILE": "tiny", "FABULA_CACHE_DIR": str(tiny_stack.cache_dir), "FABULA_DATA_DIR": str(folder / "shared-data"),
-        "FABULA_DATABASE_URL": postgres.url, "FABULA_BROKER_URL": redis.url,
-        "FABULA_CAPTION_URL": tiny_stack.caption_url, "FABULA_ILLUSTRATE_URL": tiny_stack.illustrate_url,
-        "FABULA_LLM_URL": tiny_stack.llm_url, "FABULA_NARRATE_URL": tiny_stack.narrate_url, "FABULA_RATE_LIMIT_PER_MINUTE": "1000",
-        "FABULA_BROKER_VISIBILITY_TIMEOUT_S": str(VISIBILITY_S), "FABULA_JOB_LEASE_S": str(LEASE_S), "FABULA_LOG_LEVEL": "WARNING",
-    }
-    migrated = fabula("migrate", ["db", "upgrade"], environment, folder)
-    assert migrated.process.wait(timeout=120) == 0, migrated.log.read_text() if migrated.log else ""
+    environment = tiny_cluster_environment(tiny_stack, folder, postgres, redis, lease_s=LEASE_S, visibility_s=VISIBILITY_S)
+    migrated(environment, folder)
     made = Cluster(environment, folder, postgres, redis)
     try:
         made.webs = [web_replica("web-a", environment, folder), web_replica("web-b", environment, folder)]
