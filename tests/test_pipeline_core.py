@@ -24,11 +24,13 @@ from webapp.jobs.orders import Outcome, WorkOrder
 from webapp.jobs.painting import PagePainter, PaintingConfig
 from webapp.jobs.pipeline import PipelineConfig, StoryPipeline
 from webapp.jobs.progress import COVER, Artifacts
+from webapp.jobs.reading import load_story
 from webapp.jobs.schedulers import InProcessScheduler
 from webapp.jobs.seeds import seed_for
 from webapp.jobs.sql_store import SqlJobStore
 from webapp.jobs.stories import Stories
 from webapp.story.options import StoryOptions
+from webapp.ui.render import reader_html
 
 PHOTO = png((200, 120, 40), size=64)
 
@@ -97,6 +99,21 @@ async def test_pictures_and_texts_start_while_the_outline_is_still_being_written
     assert all(core.stories.file(record.id, Artifacts.picture(page)) for page in range(0, 7))
     assert pdf_pages(core, record) >= 8  # cover, six pages, the QR page
     assert set(progress.stage_seconds) >= {"caption", "plan", "write", "illustrate", "book"}
+
+
+async def test_a_page_shows_the_moment_its_picture_exists_while_the_outline_is_still_being_written(core: Core) -> None:
+    core.writer.beat_delay_s = 0.3  # a slow planner: six beats take about two seconds
+    record = core.stories.submit(PHOTO, StoryOptions(pages=6, narrate=False))
+    queue = core.stories.events.subscribe(record.id)
+    while (await asyncio.wait_for(queue.get(), timeout=30)).message != "Page 1 painted.":
+        pass
+    shown = load_story(core.stories, core.stories.get(record.id), "http://127.0.0.1:7860")
+    assert core.stories.progress(record.id).outline is None, "the outline was already complete: nothing to show early"
+    assert shown.pages and shown.pages[0].image_path is not None
+    assert len(shown.pages) < 6  # only the pages the outline has settled so far
+    assert "Being written…" in reader_html(shown) or all(page.text for page in shown.pages)
+    done = await core.stories.wait(record.id)
+    assert done.status == JobStatus.done and len(load_story(core.stories, done, "http://127.0.0.1:7860").pages) == 6
 
 
 async def test_every_piece_is_told_to_followers_as_it_is_finished(core: Core) -> None:

@@ -151,8 +151,9 @@ class StoryProgress:
     @property
     def words(self) -> Translation | None:
         """The book's words in its language: the translation; for an English book, or when the model could not write
-        the chosen language, the plan's own text. While the pages are still being written (an outline, no plan
-        yet): each piece as far as it exists, translated where that is done. None before the outline."""
+        the chosen language, the plan's own text. While the pages are still being written (no plan yet): each piece
+        as far as it exists, translated where that is done, for every page the outline has settled so far (while it
+        is still being streamed too, so the first pages show long before the plan's last line). None before any."""
         plan = self.plan
         if plan is not None:
             english = [page.text for page in plan.pages]
@@ -163,17 +164,17 @@ class StoryProgress:
             # A run cut short between saving the plan and its translation (adding pages): the new pages in English.
             pages = translation.pages[: len(english)] + english[len(translation.pages) :]
             return Translation(title=translation.title, pages=pages)
-        outline = self.outline
-        if outline is None:
+        written = self.english
+        if written is None:
             return None
         in_english = self.language_note is not None
 
-        def piece(key: str | int, english: str) -> str:
+        def piece(key: str | int, text: str) -> str:
             translated = None if in_english else self.translated(key)
-            return translated.text if translated else english
+            return translated.text if translated else text
 
-        texts = [self._written(page) for page in range(1, len(outline.pages) + 1)]
-        return Translation(title=piece("title", outline.title), pages=[piece(page, text) for page, text in enumerate(texts, start=1)])
+        pages = [piece(page, text) for page, text in enumerate(written.pages, start=1)]
+        return Translation(title=piece("title", written.title) if written.title else "", pages=pages)
 
     @property
     def english(self) -> Translation | None:
@@ -182,9 +183,12 @@ class StoryProgress:
         if plan is not None:
             return Translation(title=plan.title, pages=[page.text for page in plan.pages])
         outline = self.outline
-        if outline is None:
+        if outline is not None:
+            return Translation(title=outline.title, pages=[self._written(page) for page in range(1, len(outline.pages) + 1)])
+        draft = self.outline_draft  # the outline while it is being streamed: the pages settled so far
+        if draft is None or not draft.beats:
             return None
-        return Translation(title=outline.title, pages=[self._written(page) for page in range(1, len(outline.pages) + 1)])
+        return Translation(title=draft.title or "", pages=[self._written(page) for page in range(1, max(draft.beats) + 1)])
 
     def _written(self, page: int) -> str:
         written = self.text(page)

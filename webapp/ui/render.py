@@ -30,6 +30,7 @@ STEPS: tuple[tuple[str, tuple[Stage, ...]], ...] = (
 STEP_LABELS = {stage: label for label, stages in STEPS for stage in stages}
 
 COVER_CAPTION = "Cover"
+PENDING_TEXT = "Being written…"
 REPLACED_NOTE = "calm placeholder picture"
 # Thumbnails per gallery row: four large ones for a short book, six smaller ones once that would pass two rows.
 FEW_COLUMNS, MANY_COLUMNS = 4, 6
@@ -108,6 +109,9 @@ def reader_html(content: StoryContent) -> str:
     direction = "rtl" if language.rtl else "ltr"
     parts = []
     for page in content.pages:
+        if not page.text:  # the outline has settled this page; its words are still being written
+            parts.append(f'<article class="page-text pending" data-page="{page.number}"><h4>Page {page.number}</h4><p>{PENDING_TEXT}</p></article>')
+            continue
         original = f'<p class="original" lang="en">{html.escape(page.original_text)}</p>' if bilingual else ""
         parts.append(
             f'<article class="page-text" data-page="{page.number}"><h4>Page {page.number}</h4>'
