@@ -6,6 +6,7 @@ these models hold the shapes and the limits that never change.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -80,9 +81,14 @@ class ImageGenerationResponse(BaseModel):
     )
 
 
+_SIZE = re.compile(r"\s*([0-9]{1,6})\s*[x×]\s*([0-9]{1,6})\s*")
+
+
 def parse_size(size: str) -> tuple[int, int]:
-    """`"768x512"` → (768, 512); raises ValueError with a message for the user."""
-    parts = size.lower().replace("×", "x").split("x")
-    if len(parts) != 2 or not all(part.strip().isdigit() for part in parts):
-        raise ValueError(f"`size` must look like WIDTHxHEIGHT (e.g. 1024x1024), not {size!r}")
-    return int(parts[0]), int(parts[1])
+    """`"768x512"` → (768, 512); raises ValueError with a message for the user. ASCII digits only, at most six a
+    side: no other script's digits, and no number too long to compute with."""
+    match = _SIZE.fullmatch(size.lower())
+    if match is None:
+        shown = size if len(size) <= 40 else size[:40] + "…"
+        raise ValueError(f"`size` must look like WIDTHxHEIGHT (e.g. 1024x1024, at most 6 digits a side), not {shown!r}")
+    return int(match.group(1)), int(match.group(2))

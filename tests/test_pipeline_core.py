@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
+from shared.errors import Conflict
 from shared.settings import Profile, Settings
 from tests.scripted_parts import ScriptedCaptioner, ScriptedIllustrator, ScriptedWriter, png
 from webapp.jobs.artifacts import ArtifactStore
@@ -144,6 +145,29 @@ async def test_a_failed_book_resumes_from_what_was_saved(core: Core) -> None:
     assert core.writer.calls.count("outline") == 1 and core.captioner.calls == 1  # nothing saved is made again
     assert len(core.illustrator.requests) - painted_before <= 2  # page 3 and, if it was cut short, the cover
     assert pdf_pages(core, record) >= 6
+
+
+async def test_a_cancelled_book_stops_keeps_its_pages_and_resume_finishes_it(core: Core) -> None:
+    core.writer.beat_delay_s = 0.3
+    record = core.stories.submit(PHOTO, StoryOptions(pages=6, narrate=False))
+    queue = core.stories.events.subscribe(record.id)
+    while (await asyncio.wait_for(queue.get(), timeout=30)).message != "Page 1 painted.":
+        pass
+    stopped = await core.stories.cancel(record.id)
+    assert stopped.status == JobStatus.failed and stopped.error_type == "cancelled" and "Resume" in (stopped.error or "")
+    painted = {page: seed_of(core, record, page) for page in range(1, 7) if core.stories.progress(record.id).picture(page)}
+    requests = len(core.illustrator.requests)
+    await asyncio.sleep(0.5)
+    assert len(core.illustrator.requests) == requests, "the book went on after it was cancelled"
+    with pytest.raises(Conflict):
+        await core.stories.cancel(record.id)  # nothing left to stop
+
+    core.writer.beat_delay_s = 0.0
+    core.stories.resume(record.id)
+    done = await core.edited(record)
+    assert done.status == JobStatus.done, done.error
+    assert all(seed_of(core, record, page) == seed for page, seed in painted.items())  # kept, not painted again
+    assert core.writer.calls.count("outline") == 2  # the outline went on from its saved draft
 
 
 async def test_a_repaint_paints_one_picture_with_the_next_seed(core: Core) -> None:

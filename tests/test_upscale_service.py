@@ -171,3 +171,12 @@ def test_models_pull_fetches_the_upscaler_file_and_spandrel_loads_it_offline(tmp
     assert (status["role"], status["state"]) == ("upscale", "present")
     loaded = Upscaler.load("pulled", Path(status["path"]) / "tiny-x4.safetensors", device="cpu", settings=Settings())
     assert (loaded.architecture, loaded.model_scale) == ("RealESRGAN Compact", 4)
+
+
+def test_a_size_is_ascii_digits_of_sensible_length() -> None:
+    from shared.schemas import parse_size
+
+    assert parse_size(" 768 × 512 ") == (768, 512)
+    for bad in ("²x²", "1" + "0" * 400 + "x1", "9" * 5000 + "x1", "12x", "x12", "1.5x2"):
+        with pytest.raises(ValueError, match="WIDTHxHEIGHT"):
+            parse_size(bad)

@@ -155,6 +155,13 @@ def test_expired_book_link_is_404(finished_story: dict, web: ServerThread, clien
     assert client.get(finished_story["story"]["book_url"]).status_code == 200
 
 
+def test_a_finished_story_cannot_be_cancelled_and_an_unknown_one_is_404(finished_story: dict, client: httpx.Client) -> None:
+    story_id = finished_story["story"]["id"]
+    error = assert_error(client.post(f"/api/v1/stories/{story_id}/cancel"), 409, "conflict")
+    assert "nothing to stop" in error["message"]
+    assert_error(client.post("/api/v1/stories/0123456789abcdef/cancel"), 404, "not_found")
+
+
 def test_unknown_story_ids_and_book_tokens_are_404(client: httpx.Client) -> None:
     assert_error(client.get("/api/v1/stories/0123456789abcdef"), 404, "not_found")
     assert_error(client.get("/api/v1/stories/0123456789abcdef/events"), 404, "not_found")

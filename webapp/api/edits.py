@@ -56,6 +56,14 @@ async def new_version(story_id: StoryId, state: StateDep, workshop: WorkshopDep)
     return accepted(workshop.stories.new_version(story_id), state.public_url)
 
 
+@router.post(
+    "/{story_id}/cancel", status_code=202, response_model=StoryAccepted,
+    summary="Stop a story being made; its finished pages are kept and `resume` goes on from there.",
+)
+async def cancel_story(story_id: StoryId, state: StateDep, workshop: WorkshopDep) -> StoryAccepted:
+    return accepted(await workshop.stories.cancel(story_id), state.public_url)
+
+
 @router.post("/{story_id}/resume", status_code=202, response_model=StoryAccepted, summary="Continue a failed or interrupted story from its last saved step.")
 async def resume_story(story_id: StoryId, state: StateDep, workshop: WorkshopDep) -> StoryAccepted:
     return accepted(workshop.stories.resume(story_id), state.public_url)

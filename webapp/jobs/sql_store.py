@@ -149,9 +149,10 @@ class SqlJobStore:
             return taken.rowcount == 1
 
     def renew_lease(self, job_id: str, owner: str, seconds: float) -> bool:
+        """Only while the book is still to be made: a book cancelled (or deleted) stops the worker making it."""
         with self._write(work=False) as connection:
             renewed = connection.execute(
-                update(jobs).where(jobs.c.id == job_id, jobs.c.lease_owner == owner).values(lease_until=time.time() + seconds)
+                update(jobs).where(jobs.c.id == job_id, jobs.c.lease_owner == owner, jobs.c.status.in_(ACTIVE)).values(lease_until=time.time() + seconds)
             )
             return renewed.rowcount == 1
 

@@ -17,14 +17,14 @@ import uuid
 from pathlib import Path
 
 from shared.blocked_words import refuse_blocked, remove_blocked
-from shared.errors import NotFound, RateLimited
+from shared.errors import Conflict, NotFound, RateLimited
 from shared.http_errors import BROKER, ServiceUnavailable
 from shared.images import load_image
 from shared.settings import Settings
 from webapp.jobs.artifacts import ArtifactStore
 from webapp.jobs.edits import EditRequests
 from webapp.jobs.events import EventBus
-from webapp.jobs.models import JobRecord, JobStatus, PageReport, Stage
+from webapp.jobs.models import JobEvent, JobRecord, JobStatus, PageReport, Stage
 from webapp.jobs.orders import WorkOrder
 from webapp.jobs.progress import Artifacts, Steps, StoryProgress
 from webapp.jobs.safety_metrics import SAFETY
@@ -33,6 +33,7 @@ from webapp.jobs.store import JobStore
 from webapp.story.options import StoryOptions
 
 logger = logging.getLogger(__name__)
+CANCELLED = "Stopped at your request; its finished pages are kept, and Resume goes on from there."
 
 _POLL_S = 2.0
 
@@ -180,6 +181,22 @@ class Stories:
     def _pending(self, job_id: str) -> WorkOrder:
         saved = self.store.progress(job_id).order
         return WorkOrder.model_validate(saved) if saved else WorkOrder(job_id=job_id)
+
+    async def cancel(self, job_id: str) -> JobRecord:
+        """Stop a book being made; what is finished is kept and `resume` goes on from there. In this process its
+        task is cancelled at once; a worker elsewhere stops at its next lease renewal (a third of a lease)."""
+        record = self.get(job_id)
+        if record.status not in (JobStatus.queued, JobStatus.running):
+            raise Conflict("This story is not being made, so there is nothing to stop.", param="id")
+        record = self.store.update(job_id, status=JobStatus.failed, error=CANCELLED, error_type="cancelled")
+        await self.scheduler.cancel(job_id)
+        self.events.publish(
+            JobEvent(
+                job_id=job_id, status=record.status, stage=record.stage, pages_done=record.pages_done, pages_total=record.pages_total,
+                message=CANCELLED, error=CANCELLED,
+            )
+        )
+        return record
 
     async def delete(self, job_id: str) -> None:
         self.get(job_id)

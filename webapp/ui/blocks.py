@@ -162,6 +162,9 @@ def build_ui(state: WebState) -> gr.Blocks:
                 elem_id="pages-gallery", buttons=["download", "fullscreen"],
             )
             reader = gr.HTML(elem_id="story-reader")
+            with gr.Row(elem_classes=["edit-row"]):
+                stop = gr.Button("Cancel", elem_id="cancel-button", variant="secondary", scale=0, min_width=120)
+                go_on = gr.Button("Resume", elem_id="resume-button", variant="secondary", scale=0, min_width=120)
 
         with gr.Column(visible=False, elem_id="edit-panel") as editing:
             gr.Markdown(
@@ -212,6 +215,8 @@ def build_ui(state: WebState) -> gr.Blocks:
         )
         add.click(callbacks.add_pages, inputs=[story_id, more_pages, versions], outputs=outputs, api_name="add_pages", concurrency_limit=None, **QUIET)
         another.click(callbacks.another_version, inputs=[story_id, versions], outputs=outputs, api_name="another_version", concurrency_limit=None, **QUIET)
+        stop.click(callbacks.cancel, inputs=[story_id, versions], outputs=outputs, api_name="cancel", concurrency_limit=None, **QUIET)
+        go_on.click(callbacks.resume, inputs=[story_id, versions], outputs=outputs, api_name="resume", concurrency_limit=None, **QUIET)
         version_choice.input(
             callbacks.show_version, inputs=[version_choice, versions], outputs=outputs, api_visibility="private", concurrency_limit=None, **QUIET
         )

@@ -151,6 +151,28 @@ class StudioCallbacks:
             return None
         return photo
 
+    # ---- stopping a book, and going on ---------------------------------------------------------------------
+    @plain_errors
+    async def cancel(self, story_id: str | None, versions: list[str], request: gr.Request = None) -> AsyncIterator[tuple]:  # type: ignore[assignment]
+        """Stop the book being made; its finished pages are kept."""
+        workshop = self.state.require_workshop()
+        if not story_id:
+            raise gr.Error("No book is being made.", title="Nothing to stop", print_exception=False)
+        self.state.limiter.check(_client(request))
+        await workshop.stories.cancel(story_id)
+        yield self._screen(workshop, story_id, versions, None).as_tuple()
+
+    @plain_errors
+    async def resume(self, story_id: str | None, versions: list[str], request: gr.Request = None) -> AsyncIterator[tuple]:  # type: ignore[assignment]
+        """Go on with a stopped or failed book from its last saved step."""
+        workshop = self.state.require_workshop()
+        if not story_id:
+            raise gr.Error("Make a book first.", title="Nothing to resume", print_exception=False)
+        self.state.limiter.check(_client(request))
+        workshop.stories.resume(story_id)
+        async for screen in self._follow(workshop, story_id, versions, "Going on from where it stopped…"):
+            yield screen.as_tuple()
+
     # ---- changing a finished book --------------------------------------------------------------------------
     @plain_errors
     async def regenerate_picture(
@@ -244,5 +266,7 @@ class StudioCallbacks:
             yield self._screen(workshop, story_id, versions, message or None, chosen_page)
         if last_status == JobStatus.failed:
             record = workshop.stories.store.get(story_id)
+            if record is not None and record.error_type == "cancelled":
+                return  # stopped on purpose: the progress line says so, and Resume goes on
             error = record.error if record and record.error else "The book could not be made."
             raise gr.Error(plain_words(error), title="The book could not be finished", print_exception=False)
