@@ -30,7 +30,7 @@ class StoryAccepted(BaseModel):
 
 class PageView(BaseModel):
     number: int = Field(description="1-based page number.")
-    text: str = Field(description="The page's text in the book's language.")
+    text: str = Field(description="The page's text in the book's language; empty while it is still being written.")
     original_text: str = Field(description="The English text the story was written in.")
     image_url: str | None = Field(default=None, description="The page's picture, once painted.")
     audio_url: str | None = Field(default=None, description="The page read aloud (MP3), once narrated and bound.")
