@@ -327,6 +327,10 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fabula", description="One photo in; an illustrated, translated storybook out.")
+    parser.add_argument(
+        "--log-format", choices=["auto", "human", "json"],
+        help="Log lines: human on a terminal, JSON otherwise (auto, the default; FABULA_LOG_FORMAT), or always one of them.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     profiles = [profile.value for profile in Profile]
     profiles_or_auto = [*profiles, AUTO]
@@ -404,6 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.log_format:
+        os.environ["FABULA_LOG_FORMAT"] = args.log_format  # the services `fabula up` starts log the same way
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.command != "models":
         # Run time never reaches a model hub; only `fabula models pull` downloads.
