@@ -5,11 +5,8 @@ adapter repository holds many other adapters)."""
 
 from __future__ import annotations
 
-import glob
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from gpu_setup.hub_errors import explain, known_failures
 from services.illustrate.likeness_files import ADAPTER_FILES
 from services.illustrate.model_cache import cached_snapshot
 from services.illustrate.safety import SAFETY_MODEL_FILES
@@ -27,9 +24,9 @@ class PictureWeights:
 
 
 def picture_weights(settings: Settings) -> list[PictureWeights]:
-    """What the profile's illustrate service needs beside its diffusion models (none on tiny and offline: they
-    build tiny stand-ins)."""
-    if settings.profile.tiny_pictures:
+    """What the profile's illustrate service needs beside its diffusion models (none on tiny, which builds tiny
+    stand-ins, nor on offline, whose restyler needs no weights and whose safety classifier ships in a package)."""
+    if settings.profile.self_contained:
         return []
     wanted = [PictureWeights("likeness", settings.likeness_model, ADAPTER_FILES.required, "FABULA_LIKENESS_MODEL")]
     if settings.safety_checker:
@@ -43,21 +40,3 @@ def picture_weights(settings: Settings) -> list[PictureWeights]:
 def present(weights: PictureWeights) -> str | None:
     folder = cached_snapshot(weights.model_id, weights.files)
     return str(folder) if folder else None
-
-
-def pull(weights: PictureWeights, settings: Settings, *, endpoint: str, timeout_s: float, progress: Callable[[str], object]) -> tuple[str, bool]:
-    """The folder, and whether anything was downloaded."""
-    from huggingface_hub import snapshot_download
-
-    if (found := present(weights)) is not None:
-        progress(f"{weights.role}: {weights.model_id}: all here already ({found})")
-        return found, False
-    progress(f"{weights.role}: {weights.model_id}: {len(weights.files)} files …")
-    try:
-        folder = snapshot_download(
-            weights.model_id, allow_patterns=[glob.escape(name) for name in weights.files], endpoint=endpoint, etag_timeout=timeout_s,
-        )
-    except known_failures() as exc:
-        raise explain(exc, role=weights.role, model_id=weights.model_id, endpoint=endpoint, timeout_s=timeout_s, profile=settings.profile.value) from exc
-    progress(f"{weights.role}: {weights.model_id} ready at {folder}")
-    return folder, True

@@ -117,7 +117,7 @@ def test_visitor_makes_downloads_scans_and_edits_a_book(fabula_up: str, browser:
     language.fill("Korean")
     page.get_by_role("option", name=re.compile("Korean")).click()
     expect(language).to_have_value(re.compile("한국어"))
-    pages = page.locator("#pages-slider input[type=number]")
+    pages = page.locator("#pages-input input")
     pages.fill(str(PAGES))
     pages.press("Enter")
     expect(pages).to_have_value(str(PAGES))

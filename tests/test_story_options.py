@@ -44,3 +44,14 @@ def test_brand_kit_checks_colours_and_links() -> None:
         BrandKit(name="Acme", primary_color="red")
     with pytest.raises(ValidationError, match="http"):
         BrandKit(name="Acme", cta_url="javascript:alert(1)")
+
+
+@pytest.mark.parametrize("wrong", [0, 25, 500])
+def test_every_form_refuses_pages_out_of_range_in_one_sentence(wrong: int) -> None:
+    """The studio's Pages box has no limits of its own (it would clamp 500 to 24 silently): this rule decides for
+    it, the REST API and the CLI alike."""
+    from shared.errors import InvalidRequest
+    from webapp.story.forms import StoryForm
+
+    with pytest.raises(InvalidRequest, match=f"a book has 1 to 24 pages, not {wrong}"):
+        StoryForm(pages=wrong).options(max_pages=24)

@@ -13,7 +13,8 @@ from webapp.jobs.reading import PageContent, StoryContent
 from webapp.jobs.book_links import BookLinks
 from webapp.jobs.models import JobRecord, JobStatus, Stage
 from webapp.ui.callbacks import plain_words
-from webapp.ui.render import FEW_COLUMNS, MANY_COLUMNS, gallery_items, links_html, page_choices, story_screen
+from webapp.jobs.page_tally import PageTally
+from webapp.ui.render import FEW_COLUMNS, MANY_COLUMNS, PENDING_PICTURE, gallery_items, progress_html, links_html, page_choices, story_screen
 
 PUBLIC_URL = "http://192.168.1.20:8000"
 TOKEN = "x" * 43
@@ -60,12 +61,15 @@ def test_gallery_labels_the_cover_and_every_page(tmp_path: Path, pages: int) -> 
     assert all(Path(picture).is_file() for picture, _ in screen.gallery["value"])
 
 
-def test_gallery_shows_pages_as_they_are_painted(tmp_path: Path) -> None:
+def test_gallery_keeps_every_page_in_its_place_while_the_pictures_arrive(tmp_path: Path) -> None:
     content = _story(tmp_path, 4, status=JobStatus.running)
     content.cover_path = None
     content.pages[2].image_path = None
 
-    assert [caption for _, caption in gallery_items(content)] == ["Page 1", "Page 2", "Page 4"]
+    items = gallery_items(content)
+    assert [caption for _, caption in items] == ["Cover · being painted", "Page 1", "Page 2", "Page 3 · being painted", "Page 4"]
+    assert items[0][0] == items[3][0] == str(PENDING_PICTURE) and PENDING_PICTURE.is_file()
+    assert items[1][0] == str(content.pages[0].image_path)
 
 
 def test_a_replaced_picture_says_so_in_its_caption(tmp_path: Path) -> None:
@@ -138,3 +142,40 @@ def test_upload_errors_read_as_plain_words() -> None:
     )
     assert plain_words("The image format BMP of `logo` is not supported.") == "The image format BMP of the logo is not supported."
     assert "`" not in plain_words("Run `fabula models pull cpu` first.")
+
+
+def _chips(html_text: str) -> list[tuple[str, str]]:
+    import re
+
+    return re.findall(r'<li class="step (\w+)">([^<]*)</li>', html_text)
+
+
+def test_progress_counts_each_kind_of_piece_and_calls_a_page_done_only_when_all_of_it_exists() -> None:
+    now = time.time()
+    record = JobRecord(
+        id="job-1", status=JobStatus.running, stage=Stage.illustrate, options={"language": "de"}, created_at=now, updated_at=now, pages_total=4,
+    )
+    tally = PageTally(total=4, written=2, painted=3, read_aloud=1, ready=1, cover=True)
+
+    shown = progress_html(record, tally, "Page 3 painted.")
+
+    assert _chips(shown) == [
+        ("done", "Looking at the photo"), ("current", "Writing 2/4"), ("current", "Painting 3/4"), ("current", "Reading aloud 1/4"),
+        ("todo", "Binding the book"),
+    ]
+    assert "Page 3 painted. 1 of 4 pages ready." in shown and 'data-pages-done="1"' in shown
+    assert 'aria-valuenow="50"' in shown  # 6 of the 12 pieces: half of the pages' stretch of the bar
+
+
+def test_progress_of_a_stopped_book_marks_what_was_under_way_and_a_finished_one_marks_all_done() -> None:
+    now = time.time()
+    stopped = JobRecord(
+        id="job-1", status=JobStatus.failed, stage=Stage.illustrate, options={"narrate": False}, created_at=now, updated_at=now, pages_total=2,
+        error="Cancelled: the finished pages are kept; Resume goes on.",
+    )
+    tally = PageTally(total=2, written=2, painted=1, ready=1, cover=True, narrated=False)
+    assert _chips(progress_html(stopped, tally)) == [
+        ("done", "Looking at the photo"), ("done", "Writing 2/2"), ("stopped", "Painting 1/2"), ("todo", "Binding the book"),
+    ]
+    done = stopped.model_copy(update={"status": JobStatus.done, "stage": Stage.done, "error": None})
+    assert all(state == "done" for state, _ in _chips(progress_html(done, PageTally(total=2, written=2, painted=2, ready=2, cover=True))))

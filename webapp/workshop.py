@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import openai
 
@@ -33,8 +34,8 @@ from webapp.jobs.sweeper import Sweeper
 from webapp.story.plan import LengthBudget
 from webapp.story.writer import StoryWriter
 
-# Picture size and text budget per profile: tiny models paint noise fast; SDXL-Turbo is trained at 512².
-_IMAGE_SIZE = {Profile.tiny: 64, Profile.offline: 64, Profile.cpu: 512, Profile.gpu: 1024}
+# Picture size and text budget per profile: tiny models paint noise fast; the offline restyler and SDXL-Turbo work at 512².
+_IMAGE_SIZE = {Profile.tiny: 64, Profile.offline: 512, Profile.cpu: 512, Profile.gpu: 1024}
 _BUDGET = {Profile.tiny: LengthBudget.compact(), Profile.offline: LengthBudget.small_model()}
 
 
@@ -71,6 +72,11 @@ class Workshop:
         for closer in self.closers:
             await closer()
         self.store.close()
+
+
+def _read_aloud(ledger: JobLedger, job_id: str, page: int) -> None:
+    if page > 0:  # page 0 is the title, which no page waits for
+        ledger.piece_saved(job_id, page, f"Page {page} read aloud.")
 
 
 def llm_model_name(settings: Settings) -> str:
@@ -114,7 +120,8 @@ def build_workshop(settings: Settings, *, public_url: str, scheduler: Scheduler 
     )
     pipeline = StoryPipeline(
         ledger=ledger, artifacts=artifacts, captioner=captioner, writer=writer, painter=PagePainter(illustrator, artifacts, ledger, painting),
-        narrator=PageNarrator(narrate, store=store, artifacts=artifacts, voice=settings.narrator_voice), config=PipelineConfig(public_url=public_url),
+        narrator=PageNarrator(narrate, store=store, artifacts=artifacts, voice=settings.narrator_voice, on_saved=partial(_read_aloud, ledger)),
+        config=PipelineConfig(public_url=public_url),
     )
     dispatch = LeasedDispatch(store, pipeline.run, lease_s=settings.job_lease_s)
     closers = [captioner.aclose, illustrator.aclose, narrate.aclose, llm.close, events.aclose]

@@ -82,6 +82,7 @@ class BookContent(BaseModel):
     brand: BookBrand | None = None
     original_title: str | None = Field(default=None, max_length=300)
     original_texts: list[str] | None = Field(default=None, description="Bilingual books: the original text of each page.")
+    pictures_note: str | None = Field(default=None, max_length=300, description="Said on the last page about how the pictures were made.")
 
     @field_validator("language")
     @classmethod

@@ -199,13 +199,13 @@ def render_epub(content: BookContent, narrations: Mapping[int, PageNarration], a
         book.add(ManifestItem("image-logo", logo_href, media_type, data))
     ending = the_end(language)
     book.add_document("end", end_document(frame, title=content.title, the_end=ending, download_url=content.download_url,
-                                          brand=content.brand, logo_href=logo_href), None, None)
+                                          brand=content.brand, logo_href=logo_href, pictures_note=content.pictures_note), None, None)
     nav_entries.append(("end.xhtml", ending))
     book.add(ManifestItem("nav", "nav.xhtml", "application/xhtml+xml",
                           nav_document(frame, title=content.title, entries=nav_entries).encode(), properties="nav"))
 
     shown = [content.title, content.original_title or "", content.author, ending, content.download_url, " · 0123456789.…",
-             *(page.text for page in content.pages), *(text or "" for text in originals)]
+             *(page.text for page in content.pages), *(text or "" for text in originals), content.pictures_note or ""]
     if content.brand is not None:
         shown += [content.brand.name, content.brand.message or "", content.brand.cta_text or ""]
     embedded = embedded_fonts([clean_text(text) for text in shown if text], language, library)

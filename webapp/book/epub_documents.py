@@ -106,8 +106,9 @@ def page_document(frame: DocumentFrame, *, title: str, number: int, spans: Seque
 
 
 def end_document(frame: DocumentFrame, *, title: str, the_end: str, download_url: str, brand: BookBrand | None,
-                 logo_href: str | None) -> str:
-    """The last page: "The End", the brand's logo, message and call to action, and the book's download link."""
+                 logo_href: str | None, pictures_note: str | None = None) -> str:
+    """The last page: "The End", the brand's logo, message and call to action, the book's download link, and how
+    its pictures were made when that needs saying."""
     parts = ['<section class="end">', f"<h1>{xml_text(the_end)}</h1>"]
     if brand is not None:
         if logo_href:
@@ -119,6 +120,8 @@ def end_document(frame: DocumentFrame, *, title: str, the_end: str, download_url
             parts.append(f'<p class="end-link"><a class="cta" href="{xml_attribute(brand.cta_url)}">{xml_text(label)}</a></p>')
         parts.append(f'<p class="brand">{xml_lines(brand.name)}</p>')
     parts.append(f'<p class="end-link"><a href="{xml_attribute(download_url)}">{xml_text(download_url)}</a></p>')
+    if pictures_note:
+        parts.append(f'<p class="pictures-note" lang="en">{xml_text(pictures_note)}</p>')
     parts.append("</section>")
     return frame.document(f"{title} — {the_end}", "\n".join(parts), body_type="backmatter")
 

@@ -217,7 +217,8 @@ def draw_last_page(context: PageContext, content: BookContent, logo: BookImage |
     canvas.linkURL(content.download_url, (left, top - link.height, left + link.width, top), relative=0, thickness=0)
     top -= link.height + 12
 
-    footer = TextSetter(library, size=8, language=None).block(f"Made with {CREATOR}", width=paper.text_width)
+    made = f"Made with {CREATOR}" + (f". {content.pictures_note}" if content.pictures_note else "")
+    footer = TextSetter(library, size=8, language=None).block(made, width=paper.text_width)
     draw_block(canvas, footer, x=paper.margin, top=paper.foot + footer.height, width=paper.text_width, color=theme.muted, align="center")
     if content.brand is not None:
         _draw_brand_block(context, content.brand, logo, top=top, bottom=paper.foot + footer.height + 8)

@@ -14,7 +14,8 @@ from typing import TypeVar
 from webapp.jobs.artifacts import ArtifactStore
 from webapp.jobs.events import EventBus
 from webapp.jobs.models import STAGE_MESSAGES, JobEvent, JobRecord, JobStatus, Stage
-from webapp.jobs.progress import Artifacts, Steps
+from webapp.jobs.page_tally import tally_book
+from webapp.jobs.progress import Steps
 from webapp.jobs.store import JobStore
 
 logger = logging.getLogger(__name__)
@@ -49,11 +50,16 @@ class JobLedger:
         )
         return record
 
+    def piece_saved(self, job_id: str, page: int, message: str) -> None:
+        """A page's picture, words or voice was just saved: count the ready pages again and tell followers."""
+        record = self.store.get(job_id)
+        if record is None:
+            return  # deleted while it was being made
+        ready = tally_book(record, self.store.progress(job_id), self.artifacts).ready
+        self.say(self.store.update(job_id, pages_done=ready) if ready != record.pages_done else record, message, page=page)
+
     def picture_saved(self, job_id: str, page: int) -> None:
-        """Count the pages whose picture exists and tell followers which one was just painted."""
-        record = self.record(job_id)
-        done = sum(1 for number in range(1, record.pages_total + 1) if self.artifacts.exists(job_id, Artifacts.picture(number)))
-        self.say(self.store.update(job_id, pages_done=done), "Cover painted." if page == 0 else f"Page {page} painted.", page=page)
+        self.piece_saved(job_id, page, "Cover painted." if page == 0 else f"Page {page} painted.")
 
     def done(self, job_id: str) -> None:
         self.say(self.store.update(job_id, status=JobStatus.done, stage=Stage.done), STAGE_MESSAGES[Stage.done])

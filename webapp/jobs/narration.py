@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Callable
 
 from shared.clients import NarrateClient
 from shared.errors import InvalidRequest
@@ -34,11 +35,16 @@ def text_digest(text: str, voice: str, language: str) -> str:
 class PageNarrator:
     """Narrates pages of a job and keeps what it made (artifacts and the `narration:N` steps)."""
 
-    def __init__(self, client: NarrateClient, *, store: JobStore, artifacts: ArtifactStore, voice: str) -> None:
+    def __init__(
+        self, client: NarrateClient, *, store: JobStore, artifacts: ArtifactStore, voice: str,
+        on_saved: Callable[[str, int], None] | None = None,
+    ) -> None:
+        """`on_saved(job_id, page)` is called after each page's narration is saved (the ledger counts ready pages)."""
         self.client = client
         self.store = store
         self.artifacts = artifacts
         self.voice = voice
+        self.on_saved = on_saved
         self._sentences = asyncio.Semaphore(MAX_CONCURRENT_SENTENCES)
 
     def saved(self, job_id: str, page: int, text: str, language: str) -> PageNarration | None:
@@ -68,6 +74,8 @@ class PageNarrator:
         self.store.save_step(
             job_id, Steps.narration(page), {"digest": text_digest(text, self.voice, language), "text": text, "narration": narration.model_dump()}
         )
+        if self.on_saved is not None:
+            self.on_saved(job_id, page)
         return narration
 
     async def read_aloud(self, job_id: str, page: int, text: str, language: str) -> None:

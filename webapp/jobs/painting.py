@@ -1,5 +1,6 @@
 """Painting one page's picture: the scene in the book's style, the photo as the likeness reference where its
-subject appears, checked by the image service's safety classifier, saved once it passes.
+subject appears (and, for the offline profile's restyler, as what every picture is made from), checked by the
+image service's safety classifier, saved once it passes.
 
 A flagged picture is painted again with the next seeds (`seeds.seed_for`); after `max_safety_repaints` it is
 replaced by the service's calm placeholder and the page is marked, so a reader knows why.
@@ -64,7 +65,9 @@ class PagePainter:
     async def _paint(self, job_id: str, scene: str, characters: list[Character], options: StoryOptions, page: int, seed: int) -> None:
         picture = picture_prompt(scene, [(character.name, character.description) for character in characters], options.style)
         strength = self.config.reference_strength if options.reference_strength is None else options.reference_strength
-        reference = self._reference(job_id, scene, characters, page) if strength > 0 else None
+        reference = self._photo(job_id)
+        if not self._shows_subject(scene, characters, page):
+            strength = 0.0
         first_try = self.store.progress(job_id).repaints(page) * (self.config.max_safety_repaints + 1)
         for attempt in range(self.config.max_safety_repaints + 1):
             size = self.config.image_size
@@ -73,7 +76,7 @@ class PagePainter:
                 num_inference_steps=self.config.image_steps, seed=seed_for(seed, first_try + attempt), response_format="b64_json",
                 reference_image=reference, reference_strength=strength if reference else None,
             )
-            image = await self._one(request)
+            image, model = await self._one(request)
             if not image.flagged:
                 break
             logger.warning("picture flagged by the safety classifier", extra={"fields": {"page": page, "attempt": attempt + 1, "seed": image.seed}})
@@ -82,7 +85,8 @@ class PagePainter:
             logger.warning("flagged picture replaced by a placeholder", extra={"fields": {"page": page}})
             SAFETY.replaced.inc()
         self.artifacts.write(job_id, Artifacts.picture(page), base64.b64decode(image.b64_json))
-        painted = PaintedPicture(seed=image.seed, prompt=picture.prompt, reference=reference is not None, flagged=image.flagged, repaints=attempt)
+        guided = reference is not None and strength > 0
+        painted = PaintedPicture(seed=image.seed, prompt=picture.prompt, reference=guided, flagged=image.flagged, repaints=attempt, model=model)
         self.store.save_step(job_id, Steps.picture(page), painted.model_dump())
         self.ledger.picture_saved(job_id, page)
 
@@ -106,21 +110,26 @@ class PagePainter:
             raise UpstreamError("The image service answered an upscale without an image.", transient=True)
         self.artifacts.write(job_id, Artifacts.print_picture(page), base64.b64decode(response.data[0].b64_json))
 
-    async def _one(self, request: ImageGenerationRequest) -> ImageData:
+    async def _one(self, request: ImageGenerationRequest) -> tuple[ImageData, str | None]:
+        """The picture, and the model the service says made it."""
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.config.max_concurrent_images)
         async with self._slots:
             response = await self.illustrator.generate(request)
         if not response.data:
             raise UpstreamError("The image service answered without an image.", transient=True)
-        return response.data[0]
+        return response.data[0], response.model
 
-    def _reference(self, job_id: str, scene: str, characters: list[Character], page: int) -> str | None:
-        """The uploaded photo, for the cover, the photo's own scene (page 1) and every page whose scene names the
-        main character (the photo's subject: the plan's first character)."""
+    def _photo(self, job_id: str) -> str | None:
+        """The uploaded photo, sent with every picture: a painter with likeness follows it where `_shows_subject`
+        (at the strength asked for, else at 0, where it is ignored); the offline restyler makes every page from it."""
         if not self.artifacts.exists(job_id, Artifacts.PHOTO):
             return None
-        subject = characters[0].name.lower() if characters else ""
-        if page not in (COVER, 1) and subject and subject not in scene.lower():
-            return None
         return base64.b64encode(self.artifacts.read(job_id, Artifacts.PHOTO)).decode()
+
+    @staticmethod
+    def _shows_subject(scene: str, characters: list[Character], page: int) -> bool:
+        """The cover, the photo's own scene (page 1) and every page whose scene names the main character (the
+        photo's subject: the plan's first character)."""
+        subject = characters[0].name.lower() if characters else ""
+        return page in (COVER, 1) or not subject or subject in scene.lower()

@@ -28,13 +28,15 @@ class WrittenPiece(BaseModel):
 
 class PaintedPicture(BaseModel):
     """How a page's picture was painted: its seed and prompt, whether the photo guided it, whether the safety
-    classifier flagged it on every try (the page shows a calm placeholder), and how many times it was repainted."""
+    classifier flagged it on every try (the page shows a calm placeholder), how many times it was repainted, and
+    by which model."""
 
     seed: int | None = None
     prompt: str = ""
     reference: bool = False
     flagged: bool = False
     repaints: int = 0
+    model: str | None = None  # the image service's model: "photo-restyle" when the photo was restyled, not painted
 
 
 class RewriteRequest(BaseModel):

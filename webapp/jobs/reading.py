@@ -11,6 +11,7 @@ from pathlib import Path
 
 from webapp.jobs.book_links import BookLinks
 from webapp.jobs.models import STAGE_MESSAGES, JobEvent, JobRecord, JobStatus
+from webapp.jobs.page_tally import PageTally, tally_book
 from webapp.jobs.progress import COVER, Artifacts, PaintedPicture
 from webapp.jobs.stories import Stories
 
@@ -42,6 +43,7 @@ class StoryContent:
     language: str | None = None  # the language the book is written in
     language_note: str | None = None  # said when that is not the language the reader chose
     pages: list[PageContent] = field(default_factory=list)
+    tally: PageTally | None = None  # how far each page has come (written, painted, read aloud, ready)
 
 
 def file_version(path: Path | None) -> int | None:
@@ -75,6 +77,7 @@ def load_story(stories: Stories, record: JobRecord, public_url: str) -> StoryCon
                 )
             )
     content.cover_path = stories.file(record.id, Artifacts.picture(COVER))
+    content.tally = tally_book(record, progress, stories.artifacts)
     content.book_path = stories.file(record.id, Artifacts.PDF)
     if content.book_path and record.book_token:
         links = BookLinks(public_url, record.book_token)

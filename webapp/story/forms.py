@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from shared.blocked_words import refuse_blocked
 from shared.errors import InvalidRequest
 from shared.http_errors import describe_validation
-from webapp.story.options import StoryOptions
+from webapp.story.options import MOST_PAGES, StoryOptions
 
 Body = TypeVar("Body", bound=BaseModel)
 _BRAND_FIELDS = ("name", "voice", "message", "primary_color", "secondary_color", "cta_url", "cta_text")
@@ -60,6 +60,8 @@ class StoryForm(BaseModel):
             if "name" not in brand:
                 raise InvalidRequest("`brand_name` is required when any other brand field is given.", param="brand_name")
             fields["brand"] = brand
+        if self.pages is not None and not 1 <= self.pages <= MOST_PAGES:
+            raise InvalidRequest(f"`pages`: a book has 1 to {min(MOST_PAGES, max_pages)} pages, not {self.pages}.", param="pages")
         try:
             options = StoryOptions.model_validate(fields)
         except ValidationError as exc:

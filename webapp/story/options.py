@@ -60,8 +60,11 @@ class BrandKit(BaseModel):
         return value
 
 
+MOST_PAGES = 24  # the most pages any book has; a server may allow fewer (FABULA_MAX_BOOK_PAGES)
+
+
 class StoryOptions(BaseModel):
-    pages: int = Field(default=8, ge=1, le=24, description="Story pages, 1–24.")
+    pages: int = Field(default=8, ge=1, le=MOST_PAGES, description="Story pages, 1–24.")
     language: str = Field(default="en", description="Language of the book, by code or name (e.g. 'ko' or 'Korean').")
     style: str = Field(default="watercolor", description="Style preset id (see GET /api/v1/options).")
     audience: Audience = Audience.children

@@ -17,7 +17,7 @@ from shared.settings import Profile
 from webapp.api.state import WebState
 from webapp.http_guards import GradioCopies
 from webapp.story.languages import LANGUAGES
-from webapp.story.options import Audience, StoryOptions
+from webapp.story.options import MOST_PAGES, Audience, StoryOptions
 from webapp.story.styles import STYLES
 from webapp.ui import look, render
 from webapp.ui.callbacks import StudioCallbacks
@@ -63,7 +63,7 @@ def build_ui(state: WebState) -> gr.Blocks:
     settings = state.settings
     callbacks = StudioCallbacks(state)
     defaults = StoryOptions()
-    max_pages = min(24, settings.max_book_pages)
+    max_pages = min(MOST_PAGES, settings.max_book_pages)
     likeness_default = settings.reference_strength
     samples = sample_photos()
 
@@ -90,7 +90,11 @@ def build_ui(state: WebState) -> gr.Blocks:
             with gr.Column(scale=7):
                 gr.Markdown("### 2 · Your story", elem_classes=["section-heading"])
                 with gr.Row():
-                    pages = gr.Slider(1, max_pages, value=min(defaults.pages, max_pages), step=1, label="Pages", elem_id="pages-slider")
+                    # A number box without limits of its own: a value out of range is refused with the REST API's
+                    # message when the book is asked for, never quietly changed into another book.
+                    pages = gr.Number(
+                        value=min(defaults.pages, max_pages), precision=0, label="Pages", info=f"1–{max_pages}", elem_id="pages-input",
+                    )
                     language = gr.Dropdown(_language_choices(), value=defaults.language, label="Language", elem_id="language-dropdown")
                 with gr.Row():
                     style = gr.Dropdown([(preset.label, preset.id) for preset in STYLES], value=defaults.style, label="Picture style")
@@ -251,7 +255,7 @@ def mount_ui(app: FastAPI, state: WebState, *, copies: GradioCopies | None = Non
     settings = state.settings
     key = settings.api_key.get_secret_value() if settings.api_key else None
     auth = (lambda _user, password: secrets.compare_digest(password.encode(), key.encode())) if key else None
-    allowed = [str((settings.data_dir / "artifacts").resolve()), str(SAMPLES_DIR)]
+    allowed = [str((settings.data_dir / "artifacts").resolve()), str(SAMPLES_DIR), str(render.PENDING_PICTURE.parent)]
     blocks = build_ui(state)
     if copies is not None:
         copies.forget_missing()

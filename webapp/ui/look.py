@@ -17,9 +17,9 @@ DEMO_BANNER = (
     "fallback text, and the pictures are noise; the flow is real. The offline profile writes real words."
 )
 OFFLINE_BANNER = (
-    "Offline mode: the story is written by a real small language model (SmolLM2-135M-Instruct); the photo's "
-    "description and the pictures come from tiny random models (noise), because no real vision or painting "
-    "weights are on this machine. Get them with `fabula models pull cpu`."
+    "Offline mode: the story is written by a real small language model (SmolLM2-135M-Instruct), and each page's "
+    "picture is **your photo restyled** in the chosen style (framed and coloured after the page's scene), not "
+    "painted from the text: no painting weights are on this machine. Get them with `fabula models pull cpu`."
 )
 
 AUDIENCE_LABELS = {
@@ -62,7 +62,7 @@ CSS = """
 .fabula-progress li.step.done { background: #e7f6ea; color: #1c6b33; border-color: #b5dfc0; }
 .fabula-progress li.step.done::before { content: "✓ "; }
 .fabula-progress li.step.current { background: var(--primary-100); color: var(--primary-800); border-color: var(--primary-300); font-weight: 600; }
-.fabula-progress li.step.failed { background: #fde8e8; color: #9b1c1c; border-color: #f5b5b5; font-weight: 600; }
+.fabula-progress li.step.stopped { background: #fde8e8; color: #9b1c1c; border-color: #f5b5b5; font-weight: 600; }
 .fabula-progress .bar { height: 10px; border-radius: 999px; background: var(--neutral-200); overflow: hidden; }
 .fabula-progress .bar span { display: block; height: 100%; background: var(--primary-500); transition: width 0.4s ease; }
 .fabula-progress[data-status="done"] .bar span { background: #2f9e55; }

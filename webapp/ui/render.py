@@ -9,6 +9,7 @@ import html
 import io
 import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -17,20 +18,20 @@ from PIL import Image
 from webapp.jobs.reading import PageContent, StoryContent, book_filename
 from webapp.book.print_check import PrintCheck
 from webapp.book.qr import qr_png
-from webapp.jobs.models import JobRecord, JobStatus, Stage
+from webapp.jobs.models import STAGE_MESSAGES, JobRecord, JobStatus, Stage
+from webapp.jobs.page_tally import PageTally
 from webapp.story.languages import find_language
 
-# The steps a visitor sees; translation runs alongside the pictures, so it shares their step.
-STEPS: tuple[tuple[str, tuple[Stage, ...]], ...] = (
-    ("Looking at the photo", (Stage.queued, Stage.caption)),
-    ("Writing the story", (Stage.plan,)),
-    ("Painting the pictures", (Stage.illustrate,)),
-    ("Binding the book", (Stage.book,)),
-)
-STEP_LABELS = {stage: label for label, stages in STEPS for stage in stages}
+# Where each stage sits on the bar before the pages' own pieces take over (writing, painting and reading aloud
+# run side by side, so the bar between them follows what exists, not the stage).
+_BEFORE_PAGES = {Stage.queued: 0.02, Stage.caption: 0.05}
+_PAGES_START, _PAGES_END, _BINDING = 0.08, 0.92, 0.95
+_PAST_CAPTION = (Stage.plan, Stage.illustrate, Stage.narrate, Stage.book, Stage.done)
 
 COVER_CAPTION = "Cover"
 PENDING_TEXT = "Being written…"
+PENDING_PICTURE = Path(__file__).parent / "assets" / "pending.png"  # the card a page shows until its picture exists
+PENDING_PICTURE_NOTE = "being painted"
 REPLACED_NOTE = "calm placeholder picture"
 # Thumbnails per gallery row: four large ones for a short book, six smaller ones once that would pass two rows.
 FEW_COLUMNS, MANY_COLUMNS = 4, 6
@@ -58,42 +59,61 @@ class StoryScreen:
         return tuple(getattr(self, name) for name in self.__dataclass_fields__)
 
 
-def _step_index(stage: Stage) -> int:
-    for index, (_, stages) in enumerate(STEPS):
-        if stage in stages:
-            return index
-    return len(STEPS)
+@dataclass(frozen=True)
+class StepChip:
+    label: str
+    state: str  # done, current, todo or stopped
 
 
-def _fraction(record: JobRecord) -> float:
+def step_chips(record: JobRecord, tally: PageTally | None) -> list[StepChip]:
+    """The chips above the bar, each saying what is true now: the photo looked at, then writing, painting and
+    reading aloud (side by side, each with its count of pages), then binding."""
+    finished, stopped = record.status == JobStatus.done, record.status == JobStatus.failed
+    started = record.stage in _PAST_CAPTION
+    total = record.pages_total
+
+    def chip(label: str, done: bool, running: bool) -> StepChip:
+        state = "done" if finished or done else ("stopped" if stopped else "current") if running else "todo"
+        return StepChip(label, state)
+
+    chips = [chip("Looking at the photo", started, record.stage in (Stage.queued, Stage.caption))]
+    if tally is not None and total:
+        chips.append(chip(f"Writing {tally.written}/{total}", tally.written >= total, started))
+        chips.append(chip(f"Painting {tally.painted}/{total}", tally.painted >= total and tally.cover, started))
+        if tally.narrated:
+            chips.append(chip(f"Reading aloud {tally.read_aloud}/{total}", tally.read_aloud >= total, started))
+    chips.append(chip("Binding the book", False, record.stage == Stage.book))
+    return chips
+
+
+def progress_fraction(record: JobRecord, tally: PageTally | None) -> float:
+    """How much of the book exists (0–1): the pages' pieces fill most of the bar, binding the last stretch."""
     if record.status == JobStatus.done:
         return 1.0
-    if record.stage == Stage.illustrate and record.pages_total:
-        return 0.15 + 0.75 * record.pages_done / record.pages_total
-    return {Stage.queued: 0.02, Stage.caption: 0.06, Stage.plan: 0.12, Stage.book: 0.94}.get(record.stage, 0.15)
+    if record.stage == Stage.book:
+        return _BINDING
+    if record.stage in _BEFORE_PAGES or tally is None:
+        return _BEFORE_PAGES.get(record.stage, _PAGES_START)
+    return _PAGES_START + (_PAGES_END - _PAGES_START) * tally.pieces_done
 
 
-def progress_html(record: JobRecord, message: str | None = None) -> str:
-    """Step names, a bar and a sentence, e.g. "Painting the pictures… 3 of 8 pages done"."""
-    current = len(STEPS) if record.status == JobStatus.done else _step_index(record.stage)
-    items = []
-    for index, (label, _) in enumerate(STEPS):
-        state = "done" if index < current else "current" if index == current and record.status != JobStatus.failed else "todo"
-        if record.status == JobStatus.failed and index == current:
-            state = "failed"
-        items.append(f'<li class="step {state}">{html.escape(label)}</li>')
+def progress_html(record: JobRecord, tally: PageTally | None = None, message: str | None = None) -> str:
+    """Step chips, a bar and a sentence, e.g. "Page 3 painted. 2 of 8 pages ready." A page is ready when its
+    picture, its words in the book's language and (when read aloud) its voice exist."""
+    items = [f'<li class="step {chip.state}">{html.escape(chip.label)}</li>' for chip in step_chips(record, tally)]
     if record.status == JobStatus.failed:
         sentence = f"Stopped: {record.error or 'the book could not be made.'}"
     elif record.status == JobStatus.done:
         sentence = f"Your book is ready: {record.pages_total} pages."
     else:
-        sentence = message or STEP_LABELS.get(record.stage, "Working") + "…"
-        if record.stage == Stage.illustrate:
-            sentence += f" {record.pages_done} of {record.pages_total} pages done."
-    percent = round(100 * _fraction(record))
+        sentence = message or STAGE_MESSAGES.get(record.stage, "Working…")
+        if record.stage in _PAST_CAPTION and tally is not None and record.pages_total:
+            sentence += f" {tally.ready} of {record.pages_total} pages ready."
+    percent = round(100 * progress_fraction(record, tally))
+    ready = tally.ready if tally is not None else record.pages_done
     return (
         f'<div class="fabula-progress" data-status="{record.status.value}" data-stage="{record.stage.value}" '
-        f'data-pages-done="{record.pages_done}" data-pages-total="{record.pages_total}">'
+        f'data-pages-done="{ready}" data-pages-total="{record.pages_total}">'
         f'<ol class="steps">{"".join(items)}</ol>'
         f'<div class="bar" role="progressbar" aria-valuenow="{percent}" aria-valuemin="0" aria-valuemax="100"><span style="width:{percent}%"></span></div>'
         f'<p class="sentence">{html.escape(sentence)}</p></div>'
@@ -127,9 +147,13 @@ def page_caption(page: PageContent) -> str:
 
 
 def gallery_items(content: StoryContent) -> list[tuple[str, str]]:
-    """(picture, caption) for the cover and each page painted so far, in book order."""
-    items = [(str(content.cover_path), COVER_CAPTION)] if content.cover_path else []
-    items += [(str(page.image_path), page_caption(page)) for page in content.pages if page.image_path]
+    """(picture, caption) for the cover and every page the outline has settled, in book order: a page whose
+    picture is not painted yet shows the pending card, so every page keeps its place as the pictures arrive."""
+    if not content.pages and not content.cover_path:
+        return []
+    items = [(str(content.cover_path), COVER_CAPTION) if content.cover_path else (str(PENDING_PICTURE), f"{COVER_CAPTION} · {PENDING_PICTURE_NOTE}")]
+    for page in content.pages:
+        items.append((str(page.image_path), page_caption(page)) if page.image_path else (str(PENDING_PICTURE), f"Page {page.number} · {PENDING_PICTURE_NOTE}"))
     return items
 
 
@@ -221,7 +245,7 @@ def story_screen(
     choices = page_choices(content)
     kept = chosen_page if chosen_page is not None and any(value == chosen_page for _, value in choices) else None
     return StoryScreen(
-        progress=progress_html(record, message),
+        progress=progress_html(record, content.tally, message),
         book_area=gr.update(visible=bool(content.pages or content.cover_path)),
         title=title_html(content),
         cover=str(content.cover_path) if content.cover_path else None,
