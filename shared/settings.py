@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.blocked_words import DEFAULT_BLOCKED_WORDS
+from shared.open_nsfw import DEFAULT_SAFETY_THRESHOLD
 
 
 class Profile(str, Enum):
@@ -31,8 +32,8 @@ class Profile(str, Enum):
 
     @property
     def tiny_pictures(self) -> bool:
-        """Paints with the tiny random SDXL (no real diffusion weights can be had offline)."""
-        return self in (Profile.tiny, Profile.offline)
+        """Paints with the tiny random SDXL (the offline profile restyles the reader's photo instead)."""
+        return self == Profile.tiny
 
 
 # The model services and the port each listens on by default: the one place these numbers are written. The
@@ -172,6 +173,16 @@ class Settings(BaseSettings):
     )
     max_safety_repaints: int = Field(
         default=2, ge=0, le=5, description="Repaints with another seed before a flagged picture is replaced by a calm placeholder."
+    )
+    safety_threshold: float = Field(
+        default=DEFAULT_SAFETY_THRESHOLD, gt=0.0, le=1.0,
+        description=(
+            "The open_nsfw score (0–1) from which an uploaded photo is refused and a picture is flagged (shared/open_nsfw.py says why 0.8); "
+            "Falconsai's and the tiny classifiers flag by their labels instead."
+        ),
+    )
+    photo_check: bool = Field(
+        default=True, description="Every uploaded photo and logo passes the open_nsfw image safety check before a book is started; a flagged one is refused."
     )
 
     # Performance switches (gpu profile)

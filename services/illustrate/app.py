@@ -1,6 +1,9 @@
 """The illustration service: `POST /v1/images/generations` in the OpenAI Images API shape, on SDXL base + refiner,
 and `POST /v1/images/upscale` (`upscale_route`), which enlarges a picture for print.
 
+On the offline profile (model id `photo-restyle`) no model paints: every picture is the request's
+`reference_image` restyled with OpenCV for the page (`restyle`), and a request without one is refused.
+
 `openai.OpenAI(base_url=<service>/v1).images.generate(...)` works unchanged; Fabula's extras (negative prompt,
 steps, guidance, seed, refiner hand-off, style) travel in `extra_body`. Concurrent requests are micro-batched;
 one request may cost at most FABULA_MAX_PIXEL_STEPS (width × height × steps × n, a default per profile), so no
@@ -15,7 +18,7 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 import torch
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -23,6 +26,8 @@ from PIL import Image
 
 from services.illustrate.engine import GenerationJob, IllustrateEngine, PaintedImage
 from services.illustrate.likeness import LikenessWeights, find_likeness_weights
+from services.illustrate.picture_engine import PictureEngine
+from services.illustrate.restyle import PHOTO_REQUIRED, RestyleEngine
 from services.illustrate.safety import SafetyChecker, find_safety_checker
 from services.illustrate.tiny import BASE_FOLDER, REFINER_FOLDER, build_tiny_sdxl
 from services.illustrate.upscale_models import resolve_upscaler
@@ -32,12 +37,12 @@ from services.illustrate.upscaler import Upscaler
 from services.illustrate.validation import build_job, check_cost, check_limits, decode_reference, generation_body_limit, parse_generation_request
 from shared.batching import BatchSpec, MicroBatcher
 from shared.bodies import read_body
-from shared.errors import ModelUnavailable
+from shared.errors import InvalidRequest, ModelUnavailable
 from shared.images import to_b64_png
 from shared.logs import request_id_var
 from shared.metrics import ServiceMetrics
 from shared.model_holder import ModelHolder
-from shared.profiles import TINY, model_id_for, resolve_model_path, tiny_dir
+from shared.profiles import RESTYLE, TINY, model_id_for, resolve_model_path, tiny_dir
 from shared.request_lifetime import DeadlineDep, cancel_on_disconnect
 from shared.schemas import ImageData, ImageGenerationRequest, ImageGenerationResponse, Timings
 from shared.service_app import ServiceSpec
@@ -48,14 +53,32 @@ logger = logging.getLogger(__name__)
 SERVICE = "illustrate"
 
 
-def resolve_illustrate_models(settings: Settings) -> tuple[str, Path, Path | None]:
+class IllustrateModels(NamedTuple):
+    """The picture model's id and folders; the photo restyler (`RESTYLE`) has neither folder."""
+
+    model_id: str
+    base: Path | None
+    refiner: Path | None
+
+
+def resolve_illustrate_models(settings: Settings) -> IllustrateModels:
     """(model id, base folder, refiner folder or None), without touching the network.
 
-    The tiny profile builds its random base and refiner on first use; real ids must already be on this
-    machine, or this raises `ModelUnavailable` saying what to download or set.
+    The tiny profile builds its random base and refiner on first use; the photo restyler needs no weights; real
+    ids must already be on this machine, or this raises `ModelUnavailable` saying what to download or set.
     """
     model_id = model_id_for("illustrate", settings) or TINY
     refiner_id = model_id_for("refiner", settings)
+    if model_id == RESTYLE:
+        if settings.refiner_model is not None and refiner_id is not None:
+            raise ModelUnavailable(
+                f"The photo restyler ('{RESTYLE}') draws no pictures a refiner could finish, so it takes no refiner, "
+                f"not '{refiner_id}'. Set FABULA_REFINER_MODEL to `none`.",
+                param="FABULA_REFINER_MODEL",
+            )
+        if settings.safety_checker:
+            find_safety_checker(model_id, settings, checker_id=settings.safety_model)  # every picture must pass it: fail at start
+        return IllustrateModels(RESTYLE, None, None)
     if model_id == TINY:
         folder = build_tiny_sdxl(tiny_dir(SERVICE, settings))
         if refiner_id not in (None, TINY):
@@ -64,7 +87,7 @@ def resolve_illustrate_models(settings: Settings) -> tuple[str, Path, Path | Non
                 "Set FABULA_REFINER_MODEL to `tiny` or `none`.",
                 param="FABULA_REFINER_MODEL",
             )
-        return TINY, folder / BASE_FOLDER, folder / REFINER_FOLDER if refiner_id == TINY else None
+        return IllustrateModels(TINY, folder / BASE_FOLDER, folder / REFINER_FOLDER if refiner_id == TINY else None)
     if refiner_id == TINY:
         raise ModelUnavailable(
             f"The tiny refiner cannot finish pictures of '{model_id}'. Set FABULA_REFINER_MODEL to a real refiner or `none`.",
@@ -74,27 +97,31 @@ def resolve_illustrate_models(settings: Settings) -> tuple[str, Path, Path | Non
     refiner_path = resolve_model_path(refiner_id, role="refiner", settings=settings) if refiner_id else None
     if settings.safety_checker:
         find_safety_checker(model_id, settings, checker_id=settings.safety_model)  # every picture must pass it: fail at start
-    return model_id, base_path, refiner_path
+    return IllustrateModels(model_id, base_path, refiner_path)
 
 
-def load_engine(settings: Settings, device: str, metrics: ServiceMetrics | None = None) -> IllustrateEngine:
+def load_engine(settings: Settings, device: str, metrics: ServiceMetrics | None = None) -> PictureEngine:
     """The painter with its likeness adapter (when its weights are here; else a request with a photo is told why),
-    its safety classifier (when FABULA_SAFETY_CHECKER is on, as it is by default) and its print upscaler (when its
-    weights are here; else an upscale request is told what to download, and painting goes on)."""
+    or the photo restyler; either with its safety classifier (when FABULA_SAFETY_CHECKER is on, as it is by
+    default) and its print upscaler (when its weights are here; else an upscale request is told what to download,
+    and painting goes on)."""
     model_id, base_path, refiner_path = resolve_illustrate_models(settings)
-    try:
-        likeness: LikenessWeights | ModelUnavailable = find_likeness_weights(model_id, settings, adapter_id=settings.likeness_model)
-    except ModelUnavailable as missing:
-        likeness = missing
     safety = None
     if settings.safety_checker:
-        safety = SafetyChecker.load(find_safety_checker(model_id, settings, checker_id=settings.safety_model), device=device)
+        found = find_safety_checker(model_id, settings, checker_id=settings.safety_model)
+        safety = SafetyChecker.load(found, device=device, threshold=settings.safety_threshold)
     upscaler: Upscaler | ModelUnavailable
     try:
         upscale_id, weights = resolve_upscaler(settings)
         upscaler = Upscaler.load(upscale_id, weights, device=device, settings=settings)
     except ModelUnavailable as missing:
         upscaler = missing
+    if base_path is None:
+        return RestyleEngine.load(settings=settings, safety=safety, upscaler=upscaler)
+    try:
+        likeness: LikenessWeights | ModelUnavailable = find_likeness_weights(model_id, settings, adapter_id=settings.likeness_model)
+    except ModelUnavailable as missing:
+        likeness = missing
     return IllustrateEngine.load(
         base_path, refiner_path, model_id=model_id, device=device, settings=settings, likeness=likeness, safety=safety, upscaler=upscaler,
     )
@@ -105,7 +132,7 @@ IllustrateItem = GenerationJob | UpscaleJob
 IllustrateResult = list[PaintedImage] | Image.Image
 
 
-def run_batch(engine: IllustrateEngine, jobs: list[IllustrateItem]) -> list[IllustrateResult]:
+def run_batch(engine: PictureEngine, jobs: list[IllustrateItem]) -> list[IllustrateResult]:
     """One model call for the requests the batcher gathered: pictures painted, or pictures enlarged."""
     upscales = [job for job in jobs if isinstance(job, UpscaleJob)]
     if upscales:
@@ -119,7 +146,7 @@ def run_batch(engine: IllustrateEngine, jobs: list[IllustrateItem]) -> list[Illu
     return list(paint_batch(engine, [job for job in jobs if isinstance(job, GenerationJob)]))
 
 
-def paint_batch(engine: IllustrateEngine, jobs: list[GenerationJob]) -> list[list[PaintedImage]]:
+def paint_batch(engine: PictureEngine, jobs: list[GenerationJob]) -> list[list[PaintedImage]]:
     """One pipeline call for the requests the service's batcher gathered (they share one `batch_key`).
 
     A batch that does not fit in GPU memory frees the cache and fails; the batcher then paints its requests one
@@ -136,7 +163,7 @@ def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def _holder(request: Request) -> ModelHolder[IllustrateEngine]:
+def _holder(request: Request) -> ModelHolder[PictureEngine]:
     return request.app.state.holder
 
 
@@ -149,7 +176,7 @@ def _metrics(request: Request) -> ServiceMetrics:
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
-HolderDep = Annotated[ModelHolder[IllustrateEngine], Depends(_holder)]
+HolderDep = Annotated[ModelHolder[PictureEngine], Depends(_holder)]
 BatcherDep = Annotated[MicroBatcher[IllustrateItem, IllustrateResult], Depends(_batcher)]
 MetricsDep = Annotated[ServiceMetrics, Depends(_metrics)]
 
@@ -179,9 +206,12 @@ async def generate_images(
     body = parse_generation_request(await read_body(request, generation_body_limit(settings)), settings)
     size = check_limits(body, settings)
     engine = holder.require()
+    has_photo = bool(body.reference_image and body.reference_image.strip())
+    if engine.restyles_photo and not has_photo:
+        raise InvalidRequest(PHOTO_REQUIRED, param="reference_image")
     job = build_job(body, size, engine.defaults)
     check_cost(job, settings)
-    if body.reference_image and body.reference_image.strip():
+    if has_photo:
         # The cheap checks first; the photo is decoded off the event loop.
         if job.reference_strength > 0:
             engine.require_likeness()
@@ -216,7 +246,7 @@ async def generate_images(
     )
 
 
-def _window_warnings(engine: IllustrateEngine, job: GenerationJob) -> list[str]:
+def _window_warnings(engine: PictureEngine, job: GenerationJob) -> list[str]:
     """A sentence for each text longer than the text encoders read (diffusers drops the rest), also logged."""
     if engine.prompt_window is None:
         return []
@@ -237,7 +267,8 @@ SPEC = ServiceSpec(
     title="Fabula illustrate",
     description=(
         "SDXL base + refiner behind the OpenAI Images API (`POST /v1/images/generations`), and a print upscaler "
-        "(`POST /v1/images/upscale`), micro-batched."
+        "(`POST /v1/images/upscale`), micro-batched. On the offline profile (model `photo-restyle`) every picture is "
+        "the request's `reference_image` restyled with OpenCV in the request's `style`, and a photo is required."
     ),
     resolver=resolve_illustrate_models,
     load=load_engine,

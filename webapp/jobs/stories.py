@@ -20,6 +20,7 @@ from shared.blocked_words import refuse_blocked, remove_blocked
 from shared.errors import Conflict, NotFound, RateLimited
 from shared.http_errors import BROKER, ServiceUnavailable
 from shared.images import load_image
+from shared.photo_safety import refuse_unsafe_photo
 from shared.settings import Settings
 from webapp.jobs.artifacts import ArtifactStore
 from webapp.jobs.edits import EditRequests
@@ -39,8 +40,9 @@ _POLL_S = 2.0
 
 
 def normalised_photo(data: bytes, settings: Settings, param: str = "photo") -> bytes:
-    """Validate an upload with the services' rules and store it upright, RGB, as JPEG."""
+    """Validate an upload with the services' rules and the image safety check, and store it upright, RGB, as JPEG."""
     image = load_image(data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels, param=param)
+    refuse_unsafe_photo(image, settings, param=param)
     image.thumbnail((2048, 2048))
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=92)
@@ -49,6 +51,7 @@ def normalised_photo(data: bytes, settings: Settings, param: str = "photo") -> b
 
 def normalised_logo(data: bytes, settings: Settings) -> bytes:
     image = load_image(data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels, param="logo")
+    refuse_unsafe_photo(image, settings, param="logo")
     image.thumbnail((1024, 1024))
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")

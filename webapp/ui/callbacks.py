@@ -7,6 +7,7 @@ API would send; anything unexpected is logged and shown as one plain sentence.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import re
@@ -17,7 +18,7 @@ from collections.abc import AsyncIterator, Callable
 import gradio as gr
 
 from shared.errors import FabulaError
-from shared.images import load_image
+from shared.photo_safety import check_photo
 from webapp.story.forms import StoryForm, parse_body
 from webapp.api.schemas import PageEdit, ReportBody
 from webapp.jobs.book_assembly import saved_print_check
@@ -144,7 +145,7 @@ class StudioCallbacks:
             return None
         settings = self.state.settings
         try:
-            load_image(Path(photo).read_bytes(), max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels, param="photo")
+            await asyncio.to_thread(check_photo, Path(photo).read_bytes(), settings)
         except FabulaError as exc:
             # A warning, not an error: the upload event then ends normally, so the field shows no error badge.
             gr.Warning(plain_words(exc.message), title="That file cannot be used")
