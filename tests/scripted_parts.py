@@ -50,6 +50,7 @@ class ScriptedIllustrator:
     requests: list[ImageGenerationRequest] = field(default_factory=list)
     log: list[tuple[str, float]] = field(default_factory=list)
     name: str = "illustrate"
+    model: str = "scripted"  # what the service says made the pictures ("photo-restyle": the offline restyler)
 
     async def generate(self, request: ImageGenerationRequest) -> ImageGenerationResponse:
         self.requests.append(request)
@@ -63,7 +64,8 @@ class ScriptedIllustrator:
         self.flag_first -= 1
         seed = request.seed or 0
         image = png((seed % 256, (seed // 256) % 256, 90))
-        return ImageGenerationResponse(created=0, data=[ImageData(b64_json=base64.b64encode(image).decode(), seed=seed, flagged=flagged)])
+        data = [ImageData(b64_json=base64.b64encode(image).decode(), seed=seed, flagged=flagged)]
+        return ImageGenerationResponse(created=0, data=data, model=self.model)
 
     async def ready(self) -> bool:
         return True
