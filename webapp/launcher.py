@@ -143,6 +143,11 @@ class ServiceProcesses:
 
     It only ever talks to services it started: a port already taken stops it before anything starts, and on
     Linux each service dies with this process (PR_SET_PDEATHSIG), so a killed `fabula up` leaves no port held.
+
+    The services write their log lines to this process's terminal (or file), in its format and verbosity
+    (FABULA_LOG_FORMAT, FABULA_VERBOSE are inherited). Each runs in a process group of its own: Ctrl-C reaches
+    `fabula up` alone, which stops each service once, instead of every service catching the interrupt wherever
+    it is (loading a model, or already exiting when the stop arrives) and printing a traceback about it.
     """
 
     def __init__(self, settings: Settings, *, devices: dict[str, str], host: str = "127.0.0.1", log_dir: Path | None = None) -> None:
@@ -172,12 +177,12 @@ class ServiceProcesses:
             if self.devices.get(name, "cpu") == "cpu" and "OMP_NUM_THREADS" not in os.environ:
                 # The CPU services share the cores instead of each claiming all of them.
                 env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 2) // len(SERVICES)))
-            self.processes[name] = subprocess.Popen(command, env=env, **_child_options())
+            self.processes[name] = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, process_group=0, **_child_options())
             urls[name] = f"http://{self.host if self.host not in ('0.0.0.0', '::') else '127.0.0.1'}:{port}"
         try:
             for name, url in urls.items():
                 wait_ready(url, name=name, timeout_s=timeout_s, process=self.processes[name])
-        except FabulaError:
+        except BaseException:  # a service that failed, or Ctrl-C while they load
             self.stop()
             raise
         return self.settings.model_copy(update={SERVICES[name].url_setting: url for name, url in urls.items()})

@@ -91,7 +91,7 @@ def caption_router(settings: Settings) -> APIRouter:
         request.app.state.metrics.generated_items.labels(SERVICE).inc()
         total_seconds = time.perf_counter() - started
         log_fields(logger, "captioned", new_tokens=batched.result.new_tokens, batch_size=batched.batch_requests,
-                   queue_seconds=round(batched.queue_seconds, 4), inference_seconds=round(batched.inference_seconds, 4))
+                   queue_seconds=round(batched.queue_seconds, 4), inference_seconds=round(batched.inference_seconds, 4), level=logging.DEBUG)
         return CaptionResponse(
             caption=batched.result.caption,
             model=engine.model_id,

@@ -246,7 +246,7 @@ class ChatEngine(ABC):
         log_fields(
             logger, "chat completion", prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
             finish_reason=result.finish_reason, structured=submission.request.grammar is not None,
-            queue_seconds=round(result.timings["queue_seconds"], 3), seconds=round(result.timings["inference_seconds"], 3),
+            queue_seconds=round(result.timings["queue_seconds"], 3), seconds=round(result.timings["inference_seconds"], 3), level=logging.DEBUG,
         )
         submission.answer(result)
 

@@ -132,7 +132,7 @@ def build_router() -> APIRouter:
         log_fields(logger, "spoke", voice=utterance.voice.id, language=utterance.language.code,
                    characters=len(utterance.text),
                    audio_seconds=round(spoken.pcm.duration, 3), synthesis_seconds=round(spoken.seconds, 4),
-                   batch_size=batched.batch_requests, queue_seconds=round(batched.queue_seconds, 4))
+                   batch_size=batched.batch_requests, queue_seconds=round(batched.queue_seconds, 4), level=logging.DEBUG)
         return Response(
             content=spoken.audio, media_type=utterance.audio_format.content_type,
             headers={"X-Audio-Duration": f"{spoken.pcm.duration:.3f}", "X-Voice": utterance.voice.id},

@@ -38,8 +38,10 @@ class JobLedger:
         return self.store.update(job_id, status=JobStatus.running, error=None, error_type=None)
 
     def enter(self, job_id: str, stage: Stage, message: str | None = None) -> JobRecord:
-        """The book moves to `stage`; followers are told in plain words."""
-        return self.say(self.store.update(job_id, stage=stage), message or STAGE_MESSAGES[stage])
+        """The book moves to `stage`; followers are told in plain words, and the log gets one line."""
+        record = self.store.update(job_id, stage=stage)
+        logger.info(message or STAGE_MESSAGES[stage], extra={"fields": {"pages": record.pages_total}})
+        return self.say(record, message or STAGE_MESSAGES[stage])
 
     def say(self, record: JobRecord, message: str, *, page: int | None = None) -> JobRecord:
         self.events.publish(
@@ -62,7 +64,9 @@ class JobLedger:
         self.piece_saved(job_id, page, "Cover painted." if page == 0 else f"Page {page} painted.")
 
     def done(self, job_id: str) -> None:
-        self.say(self.store.update(job_id, status=JobStatus.done, stage=Stage.done), STAGE_MESSAGES[Stage.done])
+        record = self.store.update(job_id, status=JobStatus.done, stage=Stage.done)
+        logger.info("book ready", extra={"fields": {"pages": record.pages_total, "seconds": round(record.updated_at - record.created_at, 1)}})
+        self.say(record, STAGE_MESSAGES[Stage.done])
 
     def fail(self, job_id: str, message: str, error_type: str) -> None:
         logger.warning("job failed", extra={"fields": {"error": message}})

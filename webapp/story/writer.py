@@ -391,7 +391,7 @@ class StoryWriter:
                 return verdict
             log_fields(
                 logger, "generated text broke the rules; asking again", piece=piece.value, attempt=attempt + 1,
-                rules=[str(violation) for violation in verdict.violations][:4], level=logging.INFO,
+                rules=[str(violation) for violation in verdict.violations][:4], level=logging.DEBUG,
             )
         chosen = best(verdicts)
         if chosen is None and self.blocked_words:
