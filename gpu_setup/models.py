@@ -11,18 +11,19 @@ from __future__ import annotations
 import glob
 import logging
 import os
-import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel
 
+from gpu_setup.download_plan import (
+    GB, DownloadPlan, PlannedModel, gigabytes, hub_cache, plan_gguf, plan_picture, plan_snapshot, storage_folder,
+)
 from gpu_setup.hub_errors import ModelPullFailed, explain, known_failures, offline_error, offline_variable
-from gpu_setup.hub_files import MODEL_INDEX, SHARED_WITH_BASE, is_diffusers_repository, select_files
 from gpu_setup.picture_weights import PictureWeights, picture_weights
 from gpu_setup.picture_weights import present as present_picture_weights
-from gpu_setup.picture_weights import pull as pull_picture_weights
 from services.illustrate.tiny import REFINER_FOLDER
 from services.llm.gguf import gguf_file_for, hub_gguf, is_gguf_model_id
 from shared.errors import InvalidRequest, ModelUnavailable
@@ -33,8 +34,6 @@ logger = logging.getLogger(__name__)
 
 ROLES = ("caption", "illustrate", "refiner", "llm")
 DEFAULT_HUB_TIMEOUT_S = 10.0
-DISK_MARGIN_BYTES = 1 << 30
-GB = 1e9
 
 Action = Literal["downloaded", "up_to_date", "local_folder", "built_locally", "external", "not_used"]
 State = Literal["present", "missing", "built_on_first_use", "external", "not_used"]
@@ -69,11 +68,6 @@ class ModelStatus(BaseModel):
             # Tiny models weigh a few megabytes; "0.0 GB" would read as empty.
             size = f", {self.size_bytes / GB:.1f} GB" if self.size_bytes >= GB / 10 else f", {self.size_bytes / 1e6:.1f} MB"
         return f"{self.role:<10} {self.model_id or '-'}: {self.detail}{size}"
-
-
-def weights_variant(profile: Profile) -> str | None:
-    """The diffusers weight variant a profile loads: fp16 files on the gpu profile, the default ones elsewhere."""
-    return "fp16" if profile == Profile.gpu else None
 
 
 def hub_timeout_s() -> float:
@@ -136,20 +130,68 @@ def pull_models(
 def _download(
     models: list[tuple[str, str]], extras: list[PictureWeights], settings: Settings, *, progress: Callable[[str], object],
 ) -> list[PulledModel]:
-    """Each (role, model id) in `models` and each of the picture weights in `extras`, from the hub."""
+    """Each (role, model id) in `models` and each of the picture weights in `extras`, from the hub: first what each
+    needs and how big it is (said in one line), then the files."""
     variable = offline_variable()
     if variable is not None:
         raise offline_error(variable, settings.profile.value)
-    results: list[PulledModel] = []
+    endpoint, timeout_s, profile = hub_endpoint(), hub_timeout_s(), settings.profile
+    planned: list[PlannedModel] = []
     for role, model_id in models:
+        progress(f"{role}: asking {endpoint} about {model_id} …")
         hub_file = hub_gguf(model_id) if role == "llm" else None
-        pulled = _pull_gguf(role, model_id, hub_file, settings, progress=progress) if hub_file else _pull_one(role, model_id, settings, progress=progress)
-        results.append(pulled)
+        with _explained(role, model_id, endpoint=endpoint, timeout_s=timeout_s, profile=profile):
+            if hub_file:
+                planned.append(plan_gguf(role, model_id, hub_file, endpoint=endpoint, timeout_s=timeout_s))
+            else:
+                planned.append(plan_snapshot(role, model_id, profile, endpoint=endpoint, timeout_s=timeout_s))
     for weights in extras:
-        folder, downloaded = pull_picture_weights(weights, settings, endpoint=hub_endpoint(), timeout_s=hub_timeout_s(), progress=progress)
-        action: Action = "downloaded" if downloaded else "up_to_date"
-        results.append(PulledModel(role=weights.role, model_id=weights.model_id, action=action, path=folder, files=len(weights.files)))
+        with _explained(weights.role, weights.model_id, endpoint=endpoint, timeout_s=timeout_s, profile=profile):
+            planned.append(plan_picture(weights, endpoint=endpoint, timeout_s=timeout_s))
+    progress(DownloadPlan(models=planned).summary(profile, endpoint, str(hub_cache())))
+    results = []
+    for model in planned:
+        with _explained(model.role, model.model_id, endpoint=endpoint, timeout_s=timeout_s, profile=profile):
+            results.append(_fetch(model, settings, endpoint=endpoint, timeout_s=timeout_s, progress=progress))
     return results
+
+
+@contextmanager
+def _explained(role: str, model_id: str, *, endpoint: str, timeout_s: float, profile: Profile) -> Iterator[None]:
+    """Any failure of a hub call about `model_id` becomes one `ModelPullFailed` that says what to do."""
+    try:
+        yield
+    except ModelPullFailed:
+        raise
+    except known_failures() as exc:
+        raise explain(exc, role=role, model_id=model_id, endpoint=endpoint, timeout_s=timeout_s, profile=profile.value) from exc
+
+
+def _fetch(model: PlannedModel, settings: Settings, *, endpoint: str, timeout_s: float, progress: Callable[[str], object]) -> PulledModel:
+    """The files of one planned model into the cache. The hub client shows a progress bar on a terminal, resumes a
+    file whose connection drops, and keeps every finished file, so a stopped pull goes on from there next time."""
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    state = f"{gigabytes(model.missing_bytes)} to download" if model.missing_files else "all here already"
+    files = f"{len(model.files)} file{'s' if len(model.files) > 1 else ''}"
+    progress(f"{model.role}: {model.model_id}: {files}, {gigabytes(model.size_bytes)} ({state})")
+    patterns = [glob.escape(name) for name in model.files]
+    if model.kind == "gguf":
+        path = model.present_at or hf_hub_download(model.repository, model.files[0], endpoint=endpoint, etag_timeout=timeout_s)
+    elif model.kind == "picture":
+        path = model.present_at or snapshot_download(model.repository, allow_patterns=patterns, endpoint=endpoint, etag_timeout=timeout_s)
+    else:
+        folder = snapshot_download(model.repository, revision=model.revision, allow_patterns=patterns, endpoint=endpoint, etag_timeout=timeout_s)
+        _forget_tree_listing(model.repository, model.revision or "")
+        path = str(resolve_model_path(model.model_id, role=model.role, settings=settings))
+        if Path(folder).resolve() != Path(path).resolve():
+            fields = {"model": model.model_id, "pulled": folder, "found": path}
+            logger.warning("the offline lookup found another snapshot", extra={"fields": fields})
+    progress(f"{model.role}: {model.model_id} ready at {path}")
+    return PulledModel(
+        role=model.role, model_id=model.model_id, action="downloaded" if model.missing_files else "up_to_date", path=path,
+        revision=model.revision, files=len(model.files), size_bytes=model.size_bytes, downloaded_bytes=model.missing_bytes,
+    )
 
 
 def model_status(settings: Settings) -> list[ModelStatus]:
@@ -215,97 +257,6 @@ def _status_of(role: str, settings: Settings) -> ModelStatus:
     )
 
 
-def _pull_one(role: str, model_id: str, settings: Settings, *, progress: Callable[[str], object]) -> PulledModel:
-    from huggingface_hub import HfApi, hf_hub_download, snapshot_download
-
-    endpoint, timeout_s = hub_endpoint(), hub_timeout_s()
-    progress(f"{role}: asking {endpoint} about {model_id} …")
-    try:
-        info = HfApi(endpoint=endpoint).model_info(model_id, timeout=timeout_s, files_metadata=True)
-        sizes = {sibling.rfilename: sibling.size or 0 for sibling in info.siblings or []}
-        model_index = None
-        if is_diffusers_repository(sizes):
-            # Fetching one file by branch records refs/main, which is how the offline lookup finds the snapshot.
-            marker_path = Path(hf_hub_download(model_id, MODEL_INDEX, endpoint=endpoint, etag_timeout=timeout_s))
-            model_index = _read_json(marker_path)
-            files = select_files(
-                sizes, model_index=model_index, variant=weights_variant(settings.profile),
-                skip_components=SHARED_WITH_BASE if role == "refiner" else (),
-            )
-            _require_weights(role, model_id, files)
-            marker = MODEL_INDEX
-        else:
-            files = select_files(sizes)
-            _require_weights(role, model_id, files)
-            marker = "config.json" if "config.json" in files else files[0]
-            marker_path = Path(hf_hub_download(model_id, marker, endpoint=endpoint, etag_timeout=timeout_s))
-        commit = _commit_of(marker_path, marker)
-        snapshot = _storage_folder(model_id) / "snapshots" / commit
-        total = sum(sizes.get(name, 0) for name in files)
-        missing = sum(sizes.get(name, 0) for name in files if not (snapshot / name).exists())
-        _check_disk(role, model_id, missing, _storage_folder(model_id))
-        to_fetch = f"{missing / GB:.2f} GB to download" if missing else "all here already"
-        progress(f"{role}: {model_id}: {len(files)} files, {total / GB:.2f} GB ({to_fetch})")
-        folder = snapshot_download(
-            model_id, revision=commit, allow_patterns=[glob.escape(name) for name in files],
-            endpoint=endpoint, etag_timeout=timeout_s,
-        )
-    except ModelPullFailed:
-        raise
-    except known_failures() as exc:
-        profile = settings.profile.value
-        raise explain(exc, role=role, model_id=model_id, endpoint=endpoint, timeout_s=timeout_s, profile=profile) from exc
-    _forget_tree_listing(model_id, commit)
-    path = resolve_model_path(model_id, role=role, settings=settings)
-    if Path(folder).resolve() != path.resolve():
-        fields = {"model": model_id, "pulled": folder, "found": str(path)}
-        logger.warning("the offline lookup found another snapshot", extra={"fields": fields})
-    progress(f"{role}: {model_id} ready at {path}")
-    return PulledModel(
-        role=role, model_id=model_id, action="downloaded" if missing else "up_to_date", path=str(path), revision=commit,
-        files=len(files), size_bytes=total, downloaded_bytes=missing,
-    )
-
-
-def _pull_gguf(role: str, model_id: str, hub_file: tuple[str, str], settings: Settings, *, progress: Callable[[str], object]) -> PulledModel:
-    """One GGUF file from a hub repository (`owner/repo/file.gguf`) into the cache, resumable."""
-    from huggingface_hub import HfApi, hf_hub_download
-
-    repository, file_name = hub_file
-    endpoint, timeout_s = hub_endpoint(), hub_timeout_s()
-    progress(f"{role}: asking {endpoint} about {repository} …")
-    try:
-        info = HfApi(endpoint=endpoint).model_info(repository, timeout=timeout_s, files_metadata=True)
-        sizes = {sibling.rfilename: sibling.size or 0 for sibling in info.siblings or []}
-        if file_name not in sizes:
-            raise ModelPullFailed(
-                f"The repository {repository} has no file {file_name}; set {SETTING_FOR_ROLE[role]} to `owner/repo/file.gguf` "
-                "of a file it holds, or to a local .gguf file.", reason="not_found", param=SETTING_FOR_ROLE[role],
-            )
-        already = gguf_present(model_id)
-        size = sizes[file_name]
-        if already is None:
-            _check_disk(role, model_id, size, _storage_folder(repository))
-        progress(f"{role}: {model_id}: {size / GB:.2f} GB ({'all here already' if already else 'downloading'})")
-        path = hf_hub_download(repository, file_name, endpoint=endpoint, etag_timeout=timeout_s)
-    except ModelPullFailed:
-        raise
-    except known_failures() as exc:
-        raise explain(exc, role=role, model_id=model_id, endpoint=endpoint, timeout_s=timeout_s, profile=settings.profile.value) from exc
-    progress(f"{role}: {model_id} ready at {path}")
-    return PulledModel(
-        role=role, model_id=model_id, action="up_to_date" if already else "downloaded", path=str(path), files=1,
-        size_bytes=size, downloaded_bytes=0 if already else size,
-    )
-
-
-def gguf_present(model_id: str) -> Path | None:
-    try:
-        return gguf_file_for(model_id)
-    except ModelUnavailable:
-        return None
-
-
 def _forget_tree_listing(model_id: str, commit: str) -> None:
     """Drop the client's cached file list for `commit` so the offline lookup accepts a partial snapshot.
 
@@ -313,7 +264,7 @@ def _forget_tree_listing(model_id: str, commit: str) -> None:
     refuses a snapshot that lacks any listed file unless the caller passes the same patterns. Fabula
     downloads a chosen subset on purpose, and its offline lookup passes no patterns.
     """
-    listing = str(_storage_folder(model_id) / "trees" / f"{commit}.json")
+    listing = str(storage_folder(model_id) / "trees" / f"{commit}.json")
     Path(listing).unlink(missing_ok=True)
     try:  # the client also keeps the listing in memory for this process
         from huggingface_hub import _tree_cache
@@ -322,46 +273,6 @@ def _forget_tree_listing(model_id: str, commit: str) -> None:
             _tree_cache._IN_MEMORY_TREE_CACHE.pop(listing, None)
     except (ImportError, AttributeError):
         pass
-
-
-def _require_weights(role: str, model_id: str, files: list[str]) -> None:
-    if not any(name.endswith((".safetensors", ".bin")) for name in files):
-        raise ModelPullFailed(
-            f"The {role} model '{model_id}' has no weights Fabula can load (safetensors in the transformers or diffusers "
-            f"layout). Set {SETTING_FOR_ROLE[role]} to a repository in that layout, or to a local folder.",
-            reason="not_found", param=SETTING_FOR_ROLE[role],
-        )
-
-
-def _storage_folder(model_id: str) -> Path:
-    """Where the client keeps a repository in the cache: `<HF_HUB_CACHE>/models--org--name`."""
-    from huggingface_hub import constants
-    from huggingface_hub.file_download import repo_folder_name
-
-    return Path(constants.HF_HUB_CACHE).expanduser().resolve() / repo_folder_name(repo_id=model_id, repo_type="model")
-
-
-def _commit_of(path: Path, name: str) -> str:
-    """The snapshot folder of a file that may sit in a subfolder of the snapshot."""
-    depth = len(Path(name).parts)
-    return path.parents[depth - 1].name
-
-
-def _read_json(path: Path) -> dict:
-    import json
-
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _check_disk(role: str, model_id: str, needed: int, cache: Path) -> None:
-    existing = next(parent for parent in [cache, *cache.parents] if parent.exists())
-    free = shutil.disk_usage(existing).free
-    if needed and needed + DISK_MARGIN_BYTES > free:
-        raise ModelPullFailed(
-            f"Not enough disk space for the {role} model '{model_id}': it needs {needed / GB:.1f} GB (plus 1 GB to spare) "
-            f"in {cache}, and {free / GB:.1f} GB are free. Free some space or set HF_HOME to a folder on a bigger disk.",
-            reason="disk", param="HF_HOME",
-        )
 
 
 def _is_local_path(model_id: str) -> bool:

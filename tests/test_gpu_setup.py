@@ -480,9 +480,9 @@ def test_doctor_on_a_machine_without_gpu_says_so_and_recommends_a_profile(tmp_pa
     text = format_report(report)
 
     assert report.gpus == [] and not report.assignment.fits
-    assert report.recommended_profile in (Profile.cpu, Profile.tiny)
+    assert report.recommended_profile in (Profile.cpu, Profile.offline)
     assert "No CUDA GPU" in report.recommendation
-    assert "GPUs: none visible" in text and f"recommended here: {report.recommended_profile.value}" in text
+    assert "GPUs: none visible" in text and f"Fits this machine: the {report.recommended_profile.value} profile" in text
     assert [status.role for status in report.models] == ["caption", "illustrate", "refiner", "llm", "likeness", "safety", "upscale"]
     assert report.disks and report.disks[0].free_gb > 0
 

