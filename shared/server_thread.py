@@ -14,6 +14,8 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp
 
+from shared.logs import server_log_options
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -33,7 +35,9 @@ class ServerThread:
         self.socket.bind((host, port or 0))
         self.port = self.socket.getsockname()[1]
         options = {"proxy_headers": False, "timeout_keep_alive": 5, **options}
-        config = uvicorn.Config(app, host=self.host, port=self.port, log_level="warning", lifespan="on", timeout_graceful_shutdown=2, **options)
+        config = uvicorn.Config(
+            app, host=self.host, port=self.port, lifespan="on", timeout_graceful_shutdown=2, **server_log_options(), **options
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, name=f"uvicorn-{self.port}", daemon=True)
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from gpu_setup.profile_choice import AUTO, PROFILE_CHOICES
 from services.registry import SERVICE_NAMES
 from shared.errors import FabulaError
-from shared.logs import configure_logging
+from shared.logs import configure_logging, server_log_options
 from shared.settings import Profile, Settings
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def _settings(args: argparse.Namespace, *, fetch: bool = False) -> Settings:
         from gpu_setup.first_run import first_run_profile
 
         choice = first_run_profile(choice, Settings(), pull=_pull_in_child, say=lambda line: print(line, flush=True))
-    else:
+    elif not getattr(args, "profile_said", False):
         print(choice.line(), flush=True)
     return Settings(profile=choice.profile)
 
@@ -128,7 +128,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         app = create_service_app(args.service, settings, args.device)
         port = args.port or SERVICES[args.service].port
         options = {"proxy_headers": False, "timeout_keep_alive": KEEP_ALIVE_S}
-    uvicorn.run(app, host=args.host, port=port, log_level="warning", **options)
+    uvicorn.run(app, host=args.host, port=port, **server_log_options(), **options)
     return 0
 
 
@@ -172,7 +172,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"Fabula is running at http://{shown_host}:{port}/  (API docs: /docs; Ctrl-C stops everything)", flush=True)
         address = public_address(settings.public_url, args.host, port)
         print(f"Books' QR codes open {address.url}/read/…" + (f"\nNote: {address.warning}" if address.warning else ""), flush=True)
-        uvicorn.run(app, host=args.host, port=port, log_level="warning", **server_options(settings))
+        uvicorn.run(app, host=args.host, port=port, **server_log_options(), **server_options(settings))
     finally:
         processes.stop()
     return 0
@@ -371,6 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--device", default="cpu", type=_device_ok, help="cpu, cuda or cuda:N (fp16/bf16 on CUDA, fp32 on CPU).")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int)
+    # `fabula up` starts each service with this: it has said which profile runs, so the services do not repeat it.
+    serve.add_argument("--profile-said", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(handler=cmd_serve)
 
     up = commands.add_parser("up", help=f"Start the {', '.join(SERVICE_NAMES[:-1])} and {SERVICE_NAMES[-1]} services and the web app; Ctrl-C stops all.")

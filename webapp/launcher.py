@@ -170,7 +170,7 @@ class ServiceProcesses:
         urls = {}
         for name, port in ports.items():
             command = [
-                sys.executable, "-m", "webapp.cli", "serve", name, "--profile", self.settings.profile.value,
+                sys.executable, "-m", "webapp.cli", "serve", name, "--profile", self.settings.profile.value, "--profile-said",
                 "--device", self.devices.get(name, "cpu"), "--host", self.host, "--port", str(port),
             ]
             env = {**os.environ, "HF_HUB_OFFLINE": "1"}
