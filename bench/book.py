@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -116,6 +116,8 @@ async def benchmark(settings: Settings, photo: bytes, options: StoryOptions, *, 
     the pictures; the narrate service's own metrics time it)."""
     options = options.model_copy(update={"narrate": False})
     workshop = build_workshop(settings, public_url=PUBLIC_URL)
+    # The pipeline sends pictures in groups of what one image call holds: the image service's FABULA_MAX_BATCH_SIZE.
+    workshop.pipeline.config = replace(workshop.pipeline.config, pictures_per_call=settings.max_batch_size)
     try:
         if stand_ins is None:
             await warm_up(workshop, photo)
@@ -146,8 +148,9 @@ async def benchmark(settings: Settings, photo: bytes, options: StoryOptions, *, 
 
 def run_latency(profile: LatencyProfile, options: StoryOptions, photo: bytes) -> BookReport:
     with tempfile.TemporaryDirectory(prefix="fabula-bench-") as folder:
-        # The gpu profile's length budgets and picture size, as in a real deployment.
-        base = Settings(profile=Profile.gpu, data_dir=Path(folder) / "data", cache_dir=Path(folder) / "cache", api_key=None)
+        # The gpu profile's length budgets and picture size, as in a real deployment; the stand-in's batch size.
+        base = Settings(profile=Profile.gpu, data_dir=Path(folder) / "data", cache_dir=Path(folder) / "cache", api_key=None,
+                        max_batch_size=profile.image_batch_size)
         stand_ins = LatencyServices(base, profile)
         settings = stand_ins.start()
         try:

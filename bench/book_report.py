@@ -168,11 +168,14 @@ def _pictures_finding(report: BookReport, timeline: Timeline) -> str:
             f"{report.mean_batch:.2f}) at {calls} s")
     if batch and report.image_calls > math.ceil(report.images / batch):
         ideal = math.ceil(report.images / batch)
-        text += (f"; {ideal} would hold the book's {report.images} pictures in batches of {batch}, but each picture is "
-                 "requested when its beat arrives, so the first call starts with the first beat and later beats queue behind a busy device")
-    pictures = [page.picture.end for page in timeline.pages if page.picture]
+        text += (f"; {ideal} would hold the book's {report.images} pictures in batches of {batch}, but a picture is painted only "
+                 "once its beat has arrived: the first call holds page 1 alone (the photo's scene, sent the moment the caption is "
+                 "back), later calls the pictures known when the device became free")
+    pictures = [page.picture for page in timeline.pages if page.picture]
     if timeline.outline and pictures:
-        text += f". The outline ended at {timeline.outline.end:.2f} s and the last picture at {max(pictures):.2f} s"
+        last = max(pictures, key=lambda span: span.end)
+        text += (f". The outline ended at {timeline.outline.end:.2f} s; the last picture was painted {_span(last)} s, "
+                 f"{last.start - timeline.outline.end:+.2f} s from the outline's end")
     return text + "."
 
 

@@ -79,7 +79,9 @@ class ScriptedWriter:
     blocked_words: tuple[str, ...] = ()
     cannot_write: set[str] = field(default_factory=set)
     beat_delay_s: float = 0.0
+    page_delay_s: float = 0.0  # how long writing a page takes
     calls: list[str] = field(default_factory=list)
+    written_at: dict[int, float] = field(default_factory=dict)  # page → when its text was done
     outline_finished_at: float | None = None
 
     def brief(self, caption: str, options: StoryOptions, names: tuple[str, ...]) -> Brief:
@@ -100,6 +102,8 @@ class ScriptedWriter:
 
     async def write_page(self, brief: Brief, title: str, beats: dict[int, str], page: int, pages: int, *, seed: int = 0) -> Written:
         self.calls.append(f"write:{page}")
+        await asyncio.sleep(self.page_delay_s)
+        self.written_at[page] = time.monotonic()
         return Written(f"Page {page}: Mia walked on, seed {seed}.")
 
     async def translate(self, text: str, language: str, names, *, what: str = "page", seed: int = 0) -> Written:  # type: ignore[no-untyped-def]

@@ -1,28 +1,33 @@
-"""The orchestration core in-process, against scripted stand-ins of the model services: what runs at once, what a
-resumed book redoes, what each edit changes, one language per book. Real job store (SQLite), real artifact folder,
-real binding; no servers, so each test takes about a second."""
+"""The orchestration core in-process, against scripted stand-ins of the model services: what runs at once, which
+pictures share an image call, what a resumed book redoes, what each edit changes, one language per book. Real job
+store (SQLite), real artifact folder, real binding; no servers, so each test takes about a second."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from pypdf import PdfReader
 
+from shared.clients import SpeechResult
 from shared.errors import Conflict
+from shared.schemas import ImageGenerationRequest, ImageGenerationResponse
 from shared.settings import Profile, Settings
 from tests.scripted_parts import ScriptedCaptioner, ScriptedIllustrator, ScriptedWriter, png
+from webapp.book.audio import PcmClip
 from webapp.jobs.artifacts import ArtifactStore
 from webapp.jobs.database import open_database
 from webapp.jobs.dispatch import LeasedDispatch
 from webapp.jobs.events import LocalEventBus
 from webapp.jobs.ledger import JobLedger
 from webapp.jobs.models import JobEvent, JobRecord, JobStatus
+from webapp.jobs.narration import PageNarrator
 from webapp.jobs.orders import Outcome, WorkOrder
 from webapp.jobs.painting import PagePainter, PaintingConfig
+from webapp.jobs.picture_groups import PictureGroups, call_overhead
 from webapp.jobs.pipeline import PipelineConfig, StoryPipeline
 from webapp.jobs.progress import COVER, Artifacts
 from webapp.jobs.reading import load_story
@@ -53,24 +58,53 @@ class Core:
         return await asyncio.wait_for(self.stories.wait(record.id), timeout=60)
 
 
-@pytest.fixture
-async def core(tmp_path: Path) -> AsyncIterator[Core]:
+@dataclass
+class ScriptedVoice:
+    """Speaks every sentence at once as a fifth of a second of a real 16-bit WAV."""
+
+    async def speech(self, text: str, *, voice: str, language: str, response_format: str = "wav", speed: float = 1.0) -> SpeechResult:
+        clip = PcmClip(1, 2, 16_000, b"\x10\x00" * 3_200).wav()
+        return SpeechResult(audio=clip, duration=0.2, voice="scripted", format="wav")
+
+
+@dataclass
+class SlowIllustrator(ScriptedIllustrator):
+    """Holds each picture whose prompt names one of `held` until `release` is set (at most 30 s)."""
+
+    held: set[str] = field(default_factory=set)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def generate(self, request: ImageGenerationRequest) -> ImageGenerationResponse:
+        if any(scene in request.prompt for scene in self.held):
+            await asyncio.wait_for(self.release.wait(), timeout=30)
+        return await super().generate(request)
+
+
+async def build_core(tmp_path: Path, *, illustrator: ScriptedIllustrator | None = None, narrate: bool = False) -> Core:
     settings = Settings(profile=Profile.tiny, data_dir=tmp_path, job_lease_s=3.0)
     store = SqlJobStore(open_database(settings))
     artifacts = ArtifactStore(tmp_path / "artifacts")
     events = LocalEventBus()
     ledger = JobLedger(store, events, artifacts)
-    writer, illustrator, captioner = ScriptedWriter(beat_delay_s=0.02), ScriptedIllustrator(), ScriptedCaptioner()
+    writer, captioner = ScriptedWriter(beat_delay_s=0.02), ScriptedCaptioner()
+    illustrator = illustrator or ScriptedIllustrator()
     painter = PagePainter(illustrator, artifacts, ledger, PaintingConfig(image_size=16, max_safety_repaints=2))  # type: ignore[arg-type]
+    narrator = PageNarrator(ScriptedVoice(), store=store, artifacts=artifacts, voice="scripted") if narrate else None  # type: ignore[arg-type]
     pipeline = StoryPipeline(
-        ledger=ledger, artifacts=artifacts, captioner=captioner, writer=writer, painter=painter, narrator=None,  # type: ignore[arg-type]
+        ledger=ledger, artifacts=artifacts, captioner=captioner, writer=writer, painter=painter, narrator=narrator,  # type: ignore[arg-type]
         config=PipelineConfig(public_url="http://127.0.0.1:7860"),
     )
     dispatch = LeasedDispatch(store, pipeline.run, lease_s=settings.job_lease_s)
     stories = Stories(store=store, artifacts=artifacts, events=events, scheduler=InProcessScheduler(dispatch), settings=settings)
-    yield Core(stories, pipeline, dispatch, writer, illustrator, captioner)
-    await stories.shutdown()
-    store.close()
+    return Core(stories, pipeline, dispatch, writer, illustrator, captioner)
+
+
+@pytest.fixture
+async def core(tmp_path: Path) -> AsyncIterator[Core]:
+    made = await build_core(tmp_path)
+    yield made
+    await made.stories.shutdown()
+    made.stories.store.close()
 
 
 def seed_of(core: Core, record: JobRecord, page: int) -> int | None:
@@ -91,6 +125,9 @@ async def test_pictures_and_texts_start_while_the_outline_is_still_being_written
     assert record.status == JobStatus.done, record.error
     first_picture = min(at for _, at in core.illustrator.log)
     assert core.writer.outline_finished_at is not None and first_picture < core.writer.outline_finished_at
+    # The cover (the title over page 1's scene) is asked for with the outline's first beats, not after its last.
+    cover_asked = min(at for prompt, at in core.illustrator.log if prompt.startswith("The Lantern by the Lake"))
+    assert cover_asked < core.writer.outline_finished_at
     # Page 1's text was asked for before the outline's last beat, and the outline was written once.
     calls = core.writer.calls
     assert calls.count("outline") == 1 and calls.index("write:1") < len(calls) - 1
@@ -249,3 +286,150 @@ async def test_a_book_held_by_another_worker_is_not_made_twice(core: Core) -> No
     assert await core.dispatch.perform(WorkOrder(job_id=record.id), owner="here") == Outcome.held
     core.stories.store.release_lease(record.id, "elsewhere")
     assert await core.dispatch.perform(WorkOrder(job_id=record.id), owner="here") == Outcome.done
+
+
+async def test_the_audiobook_is_bound_while_the_last_picture_is_still_being_painted(tmp_path: Path) -> None:
+    illustrator = SlowIllustrator(held={"clue number 2"})
+    core = await build_core(tmp_path, illustrator=illustrator, narrate=True)
+    try:
+        record = core.stories.submit(PHOTO, StoryOptions(pages=2, narrate=True))
+        for _ in range(600):  # the audiobook needs every page read aloud and the cover, not page 2's picture
+            if core.stories.file(record.id, Artifacts.AUDIOBOOK) or core.stories.get(record.id).status == JobStatus.failed:
+                break
+            await asyncio.sleep(0.05)
+        assert core.stories.file(record.id, Artifacts.AUDIOBOOK), core.stories.get(record.id).error
+        assert core.stories.progress(record.id).picture(2) is None  # page 2 is still being painted
+        illustrator.release.set()
+        done = await core.edited(record)
+        assert done.status == JobStatus.done, done.error
+        assert core.stories.progress(record.id).picture(2) is not None
+        assert all(core.stories.file(record.id, name) for name in (Artifacts.PDF, Artifacts.EPUB, Artifacts.AUDIOBOOK))
+    finally:
+        illustrator.release.set()
+        await core.stories.shutdown()
+        core.stories.store.close()
+
+
+# ---- which pictures share an image call (`PictureGroups`), on a clock the test moves -------------------------
+@dataclass
+class GatedPainting:
+    """A paint function whose calls end when the test says: `started` lists the pages in the order they went out."""
+
+    started: list[int] = field(default_factory=list)
+    gates: dict[int, asyncio.Event] = field(default_factory=dict)
+
+    async def __call__(self, page: int, scene: str, characters: list) -> None:
+        self.started.append(page)
+        await self.gate(page).wait()
+
+    def gate(self, page: int) -> asyncio.Event:
+        return self.gates.setdefault(page, asyncio.Event())
+
+    def finish(self, *pages: int) -> None:
+        for page in pages:
+            self.gate(page).set()
+
+
+@dataclass
+class StoryClock:
+    now: float = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def settled() -> None:
+    """Every ready task and callback has run (the groups decide on the next turn of the event loop)."""
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+def book_of_eight(painting: GatedPainting, clock: StoryClock) -> PictureGroups:
+    return PictureGroups(painting, [COVER, *range(1, 9)], per_call=8, clock=clock)
+
+
+async def beat(groups: PictureGroups, clock: StoryClock, page: int, at: float) -> None:
+    clock.now = at
+    groups.beat()
+    groups.want(page, f"scene {page}", [])
+    await settled()
+
+
+async def test_pictures_known_while_a_group_is_painted_go_together_as_the_next_group() -> None:
+    painting, clock = GatedPainting(), StoryClock()
+    groups = book_of_eight(painting, clock)
+    groups.want(1, "the photo's scene", [])
+    await settled()
+    assert painting.started == [1]  # page 1 at once and alone: what the reader sees first
+    await beat(groups, clock, 2, 1.0)
+    await beat(groups, clock, 3, 1.5)
+    assert painting.started == [1]  # page 1's call is still being painted: they wait in the book
+    clock.now = 2.0
+    painting.finish(1)
+    await settled()
+    assert painting.started == [1, 2, 3]
+    groups.close()
+
+
+async def test_the_last_pictures_wait_for_the_last_beat_when_one_call_holds_them() -> None:
+    painting, clock = GatedPainting(), StoryClock()
+    groups = book_of_eight(painting, clock)
+    groups.want(1, "the photo's scene", [])
+    await settled()
+    await beat(groups, clock, 2, 1.0)
+    await beat(groups, clock, 3, 1.5)
+    clock.now = 2.0
+    painting.finish(1)  # a call of one took 2 s; five beats to come at 0.5 s each is too long to wait
+    await settled()
+    for page, at in ((4, 2.0), (5, 2.5), (6, 3.0), (7, 3.5)):
+        await beat(groups, clock, page, at)
+    assert painting.started == [1, 2, 3]
+    clock.now = 4.0
+    painting.finish(2, 3)  # two pictures took as long as one: a call costs 2 s whatever it holds
+    await settled()
+    assert painting.started == [1, 2, 3]  # the last beat is due now: pages 4-7 wait for it
+    await beat(groups, clock, 8, 4.2)
+    groups.want(COVER, "the title: the photo's scene", [])
+    await settled()
+    assert painting.started == [1, 2, 3, 4, 5, 6, 7, 8, COVER]  # one call holds the rest of the book
+    groups.close()
+
+
+async def test_on_a_device_whose_time_grows_with_each_picture_the_waiting_pictures_go_at_once() -> None:
+    painting, clock = GatedPainting(), StoryClock()
+    groups = book_of_eight(painting, clock)
+    groups.want(1, "the photo's scene", [])
+    await settled()
+    await beat(groups, clock, 2, 1.0)
+    await beat(groups, clock, 3, 1.5)
+    clock.now = 2.0
+    painting.finish(1)
+    await settled()
+    for page, at in ((4, 2.0), (5, 2.5), (6, 3.0), (7, 3.5)):
+        await beat(groups, clock, page, at)
+    clock.now = 6.0
+    painting.finish(2, 3)  # two pictures took twice as long as one: waiting would save nothing
+    await settled()
+    assert painting.started == [1, 2, 3, 4, 5, 6, 7]
+    groups.close()
+
+
+def test_a_calls_overhead_is_what_its_time_does_not_grow_by_with_its_pictures() -> None:
+    assert call_overhead([(1, 2.0), (3, 2.1)]) == pytest.approx(1.95)
+    assert call_overhead([(1, 2.0), (2, 4.0)]) == 0.0
+    assert call_overhead([(2, 3.0)]) == 1.5  # one size seen: how the time splits is not known yet
+
+
+async def test_on_a_shared_cpu_page_one_is_painted_and_written_before_any_other_picture_starts(core: Core) -> None:
+    from dataclasses import replace
+
+    core.pipeline.config = replace(core.pipeline.config, first_page_first=True)
+    core.writer.page_delay_s = 0.3
+    record = await core.made(StoryOptions(pages=4, narrate=False))
+
+    assert record.status == JobStatus.done, record.error
+    first_prompt, _ = core.illustrator.log[0]
+    assert "number 1 " in first_prompt, first_prompt
+    later = [at for _, at in core.illustrator.log[1:]]
+    assert len(later) == 4 and min(later) >= core.writer.written_at[1]  # the cover and pages 2–4, after page 1's words
+    assert all(core.stories.file(record.id, Artifacts.picture(page)) for page in range(0, 5))

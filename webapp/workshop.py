@@ -121,7 +121,8 @@ def build_workshop(settings: Settings, *, public_url: str, scheduler: Scheduler 
     pipeline = StoryPipeline(
         ledger=ledger, artifacts=artifacts, captioner=captioner, writer=writer, painter=PagePainter(illustrator, artifacts, ledger, painting),
         narrator=PageNarrator(narrate, store=store, artifacts=artifacts, voice=settings.narrator_voice, on_saved=partial(_read_aloud, ledger)),
-        config=PipelineConfig(public_url=public_url),
+        # On a CPU profile the pictures share the processor with the writer: page 1 first, then the others.
+        config=PipelineConfig(public_url=public_url, pictures_per_call=settings.max_batch_size, first_page_first=settings.profile != Profile.gpu),
     )
     dispatch = LeasedDispatch(store, pipeline.run, lease_s=settings.job_lease_s)
     closers = [captioner.aclose, illustrator.aclose, narrate.aclose, llm.close, events.aclose]

@@ -3,10 +3,13 @@
 1. `caption`: the vision service describes the photo.
 2. `tell`: the outline is read line by line as the model writes it; the moment a page's beat is settled its
    picture is requested, and once the next beat exists its prose is written, then translated, then read aloud
-   (`PagesInFlight` holds the rules of what runs at once). The plan and the translation are saved at the end.
+   (`PagesInFlight` holds the rules of what runs at once). The plan and the translation are saved once every page
+   is written; from then on each file of the book starts the moment what it shows exists (the PDF once every
+   picture is painted, the audiobook once every page is read aloud and the cover painted).
 3. `narrate`: every page whose saved narration does not speak its current words is read aloud (after an edit, a
    resume, a book made before its voice was ready).
-4. `bind`: the PDF (on the book's print size, with its print check), the EPUB and the audiobook.
+4. `bind`: the PDF (on the book's print size, with its print check), the EPUB and the audiobook, side by side
+   (`BookBinding`), each not started yet started now.
 A finished book is changed by `repaint`, `rewrite` and `extend`, then bound again. Every piece is saved the moment
 it exists and every step first looks for its saved result, so running an order again (after a crash, a restart or
 a redelivered task) redoes only what is missing. Seeds follow one rule (`seeds.seed_for`).
@@ -14,7 +17,6 @@ a redelivered task) redoes only what is missing. Seeds follow one rule (`seeds.s
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -24,14 +26,14 @@ from shared.blocked_words import remove_blocked
 from shared.clients import CaptionClient
 from shared.errors import FabulaError
 from webapp.jobs.artifacts import ArtifactStore
-from webapp.jobs.book_assembly import bind_book
+from webapp.jobs.book_assembly import BookBinding
 from webapp.jobs.book_language import BookLanguage
 from webapp.jobs.database import DATABASE_OUTAGES
 from webapp.jobs.ledger import JobLedger
 from webapp.jobs.models import Stage
 from webapp.jobs.narration import PageNarrator
 from webapp.jobs.orders import WorkOrder
-from webapp.jobs.pages_in_flight import PagesInFlight, gather_all
+from webapp.jobs.pages_in_flight import PagesInFlight, cover_scene, gather_all
 from webapp.jobs.painting import PagePainter
 from webapp.jobs.progress import COVER, Artifacts, RewriteRequest, Steps, WrittenPiece
 from webapp.jobs.seeds import book_seed, seed_for
@@ -47,6 +49,8 @@ logger = logging.getLogger(__name__)
 class PipelineConfig:
     public_url: str
     caption_tokens: int = 160
+    pictures_per_call: int = 8  # the most pictures one call of the image service paints (its FABULA_MAX_BATCH_SIZE)
+    first_page_first: bool = False  # the other pictures wait for page 1 (the pictures share a CPU with the writer)
 
 
 class StoryPipeline:
@@ -63,16 +67,17 @@ class StoryPipeline:
         """Do what the order asks, then bind the book; a failure is told in plain words and keeps what was saved."""
         job_id = order.job_id
         options = StoryOptions.model_validate(self.ledger.start(job_id).options)
+        binding = BookBinding(self.store, self.artifacts, self.config.public_url)
         try:
             if order.kind == "book":
-                await self.make(job_id, options)
+                await self.make(job_id, options, binding)
             elif order.kind == "repaint":
                 await self.repaint(job_id, options, order.page or 0)
             elif order.kind == "rewrite":
                 await self.rewrite(job_id, options, order.page or 1, order.instruction)
             else:
                 await self.extend(job_id, options, order.count)
-            await self.ledger.timed(job_id, "book", self.bind(job_id, options))
+            await self.ledger.timed(job_id, "book", self.bind(job_id, options, binding))
         except DATABASE_OUTAGES:
             raise  # the book is fine, its database is away: whoever runs the order tries it again later
         except FabulaError as exc:
@@ -83,13 +88,15 @@ class StoryPipeline:
             message = f"An unexpected error stopped this book ({type(exc).__name__}); its finished steps are kept and it can be resumed."
             self.ledger.fail(job_id, message, "internal_error")
             return
+        finally:
+            binding.cancel()  # a failed book: nothing waits for what was started
         self.ledger.done(job_id)
 
-    async def make(self, job_id: str, options: StoryOptions) -> None:
+    async def make(self, job_id: str, options: StoryOptions, binding: BookBinding) -> None:
         caption = await self.ledger.timed(job_id, "caption", self.caption(job_id))
         plan = self.store.progress(job_id).plan
         if plan is None:
-            await self.tell(job_id, caption, options)
+            await self.tell(job_id, caption, options, binding)
         else:  # a resumed book whose words are all saved: only pictures may be missing
             await self.ledger.timed(job_id, "illustrate", self.illustrate(job_id, plan, options))
 
@@ -108,27 +115,39 @@ class StoryPipeline:
         return caption
 
     # ---- 2. the story, its pictures and its voice, each piece started the moment what it needs exists -------
-    async def tell(self, job_id: str, caption: str, options: StoryOptions) -> None:
+    async def tell(self, job_id: str, caption: str, options: StoryOptions, binding: BookBinding) -> None:
         seed, started = book_seed(job_id, options), time.perf_counter()
         pieces = PagesInFlight(
             options.pages, paint=partial(self.paint, job_id, options, seed), write=partial(self.write_page, job_id, caption, options, seed),
             read_aloud=partial(self.read_aloud, job_id, options) if options.narrate and self.narrator else None,
             save_draft=lambda draft: self.store.save_step(job_id, Steps.OUTLINE_DRAFT, draft.model_dump(mode="json")),
+            pictures_per_call=self.config.pictures_per_call, first_page_first=self.config.first_page_first,
         )
         async with pieces:
             self.ledger.enter(job_id, Stage.plan)
             outline = await self.outline(job_id, caption, options, seed, pieces)
             self.ledger.took(job_id, "plan", time.perf_counter() - started)
             pieces.start_ready(_as_draft(outline), complete=True)
-            pieces.paint(COVER, f"{outline.title}: {outline.cover_prompt}", outline.characters)
+            pieces.paint(COVER, cover_scene(outline.title, outline.cover_prompt), outline.characters)  # unless asked for already
             self.ledger.enter(job_id, Stage.illustrate)
             title = await pieces.title(self.language.translated(job_id, "title", outline.title, options, outline.names, what="title"))
             written = await pieces.written()
             self.ledger.took(job_id, "write", time.perf_counter() - started)
             self.save_words(job_id, options, outline, title, written)
-            await pieces.painted()
-            self.ledger.took(job_id, "illustrate", time.perf_counter() - started)
-            await pieces.read()
+            await gather_all([self.painted(job_id, pieces, binding, started), self.read(job_id, pieces, binding)])
+
+    async def painted(self, job_id: str, pieces: PagesInFlight, binding: BookBinding, started: float) -> None:
+        """Every picture painted: the PDF, whose words are saved already, starts at once."""
+        await pieces.painted()
+        self.ledger.took(job_id, "illustrate", time.perf_counter() - started)
+        binding.start(Artifacts.PDF, self.ledger.record(job_id))
+
+    async def read(self, job_id: str, pieces: PagesInFlight, binding: BookBinding) -> None:
+        """Every page read aloud and the cover painted: the audiobook starts at once, whatever pictures are still
+        being painted (it shows only the cover)."""
+        await pieces.read()
+        await pieces.pictures[COVER]
+        binding.start(Artifacts.AUDIOBOOK, self.ledger.record(job_id))
 
     async def outline(self, job_id: str, caption: str, options: StoryOptions, seed: int, pieces: PagesInFlight) -> StoryOutline:
         progress = self.store.progress(job_id)
@@ -153,7 +172,7 @@ class StoryPipeline:
             saved = WrittenPiece(text=written.text, fallback=written.fallback)
             self.store.save_step(job_id, Steps.text(page), saved.model_dump())
         translated = await self.language.translated(job_id, page, saved.text, options, names)
-        self.ledger.say(self.ledger.record(job_id), f"Page {page} written.", page=page)
+        self.ledger.piece_saved(job_id, page, f"Page {page} written.")
         return saved.text, translated
 
     def save_words(self, job_id: str, options: StoryOptions, outline: StoryOutline, title: str, written: list[tuple[str, str]]) -> None:
@@ -174,7 +193,7 @@ class StoryPipeline:
         seed = book_seed(job_id, options)
 
         def scene(page: int) -> str:
-            return f"{plan.title}: {plan.cover_prompt}" if page == COVER else plan.pages[page - 1].scene_prompt
+            return cover_scene(plan.title, plan.cover_prompt) if page == COVER else plan.pages[page - 1].scene_prompt
 
         await gather_all([self.paint(job_id, options, seed, page, scene(page), plan.characters) for page in wanted])
 
@@ -183,20 +202,26 @@ class StoryPipeline:
             await self.narrator.read_aloud(job_id, page, text, self.language.of(job_id, options))
 
     # ---- 3. the voice, for every page whose narration does not speak its words ------------------------------
-    async def narrate(self, job_id: str, options: StoryOptions) -> None:
+    async def narrate(self, job_id: str, options: StoryOptions) -> bool:
+        """True when a page was read aloud (again)."""
         if not options.narrate or self.narrator is None:
-            return
+            return False
         missing = self.narrator.unread(job_id, self.language.of(job_id, options))
         if missing:
             self.ledger.enter(job_id, Stage.narrate)
             reading = gather_all([self.read_aloud(job_id, options, page, text) for page, text in missing.items()])
             await self.ledger.timed(job_id, "narrate", reading)
+        return bool(missing)
 
     # ---- 4. the book ---------------------------------------------------------------------------------------
-    async def bind(self, job_id: str, options: StoryOptions) -> bytes:
-        await self.narrate(job_id, options)
+    async def bind(self, job_id: str, options: StoryOptions, binding: BookBinding) -> bytes:
+        """Every file of the book; those `tell` started early are waited for (the audiobook made again when a page
+        had to be read aloud again)."""
+        reread = await self.narrate(job_id, options)
         record = self.ledger.enter(job_id, Stage.book)
-        bound = await asyncio.to_thread(bind_book, record, self.store, self.artifacts, self.config.public_url)
+        if reread:
+            await binding.again(Artifacts.AUDIOBOOK, record)
+        bound = await binding.finish(record)
         self.store.update(job_id, book_version=record.book_version + 1)
         self.store.save_step(job_id, Steps.BOOK, {"bytes": len(bound.pdf), "version": record.book_version + 1, "files": bound.files})
         return bound.pdf
