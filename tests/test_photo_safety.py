@@ -132,6 +132,20 @@ def test_the_command_line_check_refuses_before_any_service_starts(tiny_settings:
         check_photo(b"not a photo at all", tiny_settings)
 
 
+def test_fabula_story_refuses_a_flagged_photo_before_starting_anything(
+    tiny_settings: Settings, photo_score: float, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from webapp.cli import main
+
+    monkeypatch.setenv("FABULA_SAFETY_THRESHOLD", str(photo_score * 0.9))
+    monkeypatch.setenv("FABULA_DATA_DIR", str(tmp_path / "data"))
+    code = main(["story", str(ASSETS / "photo.jpg"), "--profile", "tiny", "-o", str(tmp_path / "book.pdf")])
+
+    said = capsys.readouterr()
+    assert code == 2 and "refused by the image safety check" in said.err and "safe for all ages" in said.err
+    assert said.out.startswith("Profile: tiny") and not (tmp_path / "data").exists() and not (tmp_path / "book.pdf").exists()
+
+
 def test_the_offline_profile_checks_its_pictures_with_open_nsfw(tmp_path: Path, photo_score: float) -> None:
     settings = Settings(profile=Profile.offline, cache_dir=tmp_path / "cache", data_dir=tmp_path / "data", api_key=None)
     model_id = model_id_for("illustrate", settings)

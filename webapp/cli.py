@@ -184,7 +184,7 @@ STORY_FLAGS = {"language": "--lang", "character_names": "--names", "print": "--p
 
 
 def cmd_story(args: argparse.Namespace) -> int:
-    from shared.images import load_image
+    from shared.photo_safety import check_photo
     from webapp.story.forms import StoryForm
 
     photo = Path(args.photo)
@@ -193,7 +193,7 @@ def cmd_story(args: argparse.Namespace) -> int:
     settings = _settings(args)
     configure_logging("WARNING")
     try:
-        load_image(photo.read_bytes(), max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels, param="photo")
+        check_photo(photo.read_bytes(), settings)  # a file Fabula can read, and safe for all ages
         form = StoryForm(
             pages=args.pages, language=args.lang, style=args.style, audience=args.audience, tone=args.tone, idea=args.idea,
             character_names=args.names, seed=args.seed, narrate=args.narrate, reference_strength=args.reference_strength,
