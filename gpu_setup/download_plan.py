@@ -162,11 +162,16 @@ def storage_folder(model_id: str) -> Path:
 
 
 def check_disk(role: str, model_id: str, needed: int, cache: Path) -> None:
+    check_space(f"the {role} model '{model_id}'", needed, cache)
+
+
+def check_space(what: str, needed: int, cache: Path) -> None:
+    """Refuse a download of `needed` bytes into `cache` that would leave less than the margin free."""
     existing = next(parent for parent in [cache, *cache.parents] if parent.exists())
     free = shutil.disk_usage(existing).free
     if needed and needed + DISK_MARGIN_BYTES > free:
         raise ModelPullFailed(
-            f"Not enough disk space for the {role} model '{model_id}': it needs {needed / GB:.1f} GB (plus 1 GB to spare) "
+            f"Not enough disk space for {what}: it needs {needed / GB:.1f} GB (plus 1 GB to spare) "
             f"in {cache}, and {free / GB:.1f} GB are free. Free some space or set HF_HOME to a folder on a bigger disk.",
             reason="disk", param="HF_HOME",
         )

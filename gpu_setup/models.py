@@ -19,7 +19,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from gpu_setup.download_plan import (
-    GB, DownloadPlan, PlannedModel, gigabytes, hub_cache, plan_gguf, plan_picture, plan_snapshot, storage_folder,
+    GB, DownloadPlan, PlannedModel, check_space, gigabytes, hub_cache, plan_gguf, plan_picture, plan_snapshot, storage_folder,
 )
 from gpu_setup.hub_errors import ModelPullFailed, explain, known_failures, offline_error, offline_variable
 from gpu_setup.picture_weights import PictureWeights, picture_weights
@@ -148,7 +148,9 @@ def _download(
     for weights in extras:
         with _explained(weights.role, weights.model_id, endpoint=endpoint, timeout_s=timeout_s, profile=profile):
             planned.append(plan_picture(weights, endpoint=endpoint, timeout_s=timeout_s))
-    progress(DownloadPlan(models=planned).summary(profile, endpoint, str(hub_cache())))
+    plan = DownloadPlan(models=planned)
+    progress(plan.summary(profile, endpoint, str(hub_cache())))
+    check_space(f"the {profile.value} profile's {len(planned)} downloads together", plan.missing_bytes, hub_cache())  # each fits alone
     results = []
     for model in planned:
         with _explained(model.role, model.model_id, endpoint=endpoint, timeout_s=timeout_s, profile=profile):

@@ -332,7 +332,7 @@ def test_openai_client_sees_bad_request_errors(client: openai.OpenAI) -> None:
 def test_abandoned_stream_is_cancelled_and_the_service_keeps_answering(
     llm_url: str, client: openai.OpenAI, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="services.llm.engine")
+    caplog.set_level(logging.DEBUG, logger="services.llm.engine")  # each completion is logged at DEBUG
     body = {"model": "tiny", "messages": MESSAGES, "max_tokens": 8000, "seed": 1, "stream": True}
     with httpx.stream("POST", llm_url + "/v1/chat/completions", json=body, timeout=60) as response:
         for line in response.iter_lines():

@@ -48,7 +48,7 @@ def _download(request: Request, token: str, name: str) -> FileResponse:
     record = _find(stories, token)
     if record is None:
         raise NotFound(_GONE, param="token")
-    path = stories.file(record.id, name)
+    path = stories.file(record.id, name) if record.book_version > 0 else None
     if path is None:
         missing = "This book has no audiobook: it was not read aloud." if name == AUDIOBOOK else "This book is not bound yet; try again when it is finished."
         raise NotFound(missing, param="token")

@@ -64,8 +64,10 @@ class JobLedger:
         self.piece_saved(job_id, page, "Cover painted." if page == 0 else f"Page {page} painted.")
 
     def done(self, job_id: str) -> None:
-        record = self.store.update(job_id, status=JobStatus.done, stage=Stage.done)
-        logger.info("book ready", extra={"fields": {"pages": record.pages_total, "seconds": round(record.updated_at - record.created_at, 1)}})
+        record = self.record(job_id)
+        ready = tally_book(record, self.store.progress(job_id), self.artifacts).ready  # a silent book's last note, a resume
+        record = self.store.update(job_id, status=JobStatus.done, stage=Stage.done, pages_done=ready)
+        logger.info("book ready", extra={"fields": {"pages": record.pages_total}})
         self.say(record, STAGE_MESSAGES[Stage.done])
 
     def fail(self, job_id: str, message: str, error_type: str) -> None:

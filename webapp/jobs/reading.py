@@ -78,7 +78,8 @@ def load_story(stories: Stories, record: JobRecord, public_url: str) -> StoryCon
             )
     content.cover_path = stories.file(record.id, Artifacts.picture(COVER))
     content.tally = tally_book(record, progress, stories.artifacts)
-    content.book_path = stories.file(record.id, Artifacts.PDF)
+    # A first binding renders its files while the last pieces are made: none is shown before the book is bound.
+    content.book_path = stories.file(record.id, Artifacts.PDF) if record.book_version > 0 else None
     if content.book_path and record.book_token:
         links = BookLinks(public_url, record.book_token)
         content.book_link, content.reader_link = links.pdf, links.reader

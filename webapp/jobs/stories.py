@@ -260,7 +260,9 @@ class Stories:
         record = self.get(job_id)
         chosen = options or StoryOptions.model_validate({**record.options, "seed": None})
         logo = self.artifacts.read(job_id, Artifacts.LOGO) if self.artifacts.exists(job_id, Artifacts.LOGO) else None
-        version = self.submit(self.artifacts.read(job_id, Artifacts.PHOTO), chosen, logo=logo, client=record.client, parent_id=job_id)
+        # The stored photo and logo were checked and normalised when they were uploaded: they are taken as they are.
+        self._refuse_when_full()
+        version = self._create(self.artifacts.read(job_id, Artifacts.PHOTO), chosen, logo_png=logo, client=record.client, parent_id=job_id)
         caption = self.store.progress(job_id).caption_step
         if caption:
             self.store.save_step(version.id, Steps.CAPTION, caption)

@@ -1,0 +1,118 @@
+"""How soon a newcomer sees the first page in the studio: `fabula up` (the offline profile by default), a photo
+uploaded in headless Chromium, **Make my storybook** pressed, then the seconds until page 1 shows its picture and
+its words, until every page is ready, and until the book is bound.
+
+    python bench/first_page.py                       # offline profile, 8 pages, 3 books
+    python bench/first_page.py --pages 4 --books 1 --profile tiny
+
+The times are read in the browser (a MutationObserver notes the first moment page 1's picture and words are both on
+the page), so they include everything a visitor waits for: the upload, the job, the services, the events stream and
+Gradio's updates. The services' start-up is not counted; the first book is made on warm services (a book is made
+once before the measured ones).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import machine_description  # noqa: E402
+from shared.server_thread import free_port  # noqa: E402
+
+PHOTO = Path(__file__).resolve().parent.parent / "tests" / "assets" / "photo.jpg"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"]
+WATCH = """() => {
+  window.seen = {clicked: Date.now(), firstPage: null};
+  const look = () => {
+    if (window.seen.firstPage) return;
+    const captions = [...document.querySelectorAll('#pages-gallery .caption-label')].map(label => label.textContent.trim());
+    const text = document.querySelector('#story-reader article.page-text[data-page="1"]:not(.pending)');
+    if (captions.includes('Page 1') && text) window.seen.firstPage = Date.now();
+  };
+  new MutationObserver(look).observe(document.body, {subtree: true, childList: true, characterData: true, attributes: true});
+}"""
+
+
+def start(profile: str, work: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {
+        **os.environ, "FABULA_DATA_DIR": str(work / "data"), "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
+        **{f"FABULA_{name}_URL": f"http://127.0.0.1:{free_port()}" for name in ("CAPTION", "ILLUSTRATE", "LLM", "NARRATE")},
+    }
+    env.pop("FABULA_API_KEY", None)
+    log = (work / "fabula-up.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "webapp.cli", "up", "--profile", profile, "--no-fetch", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"`fabula up` stopped; see {work / 'fabula-up.log'}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit("`fabula up` was not ready in 15 minutes")
+
+
+def one_book(page, pages: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Make one book in the open studio; seconds from the click to page 1 visible, every page ready, bound."""
+    page.locator("#pages-input input").fill(str(pages))
+    page.locator("#pages-input input").press("Tab")
+    page.evaluate(WATCH)
+    page.locator("#generate-button").click()
+    page.wait_for_function(f"() => document.querySelector('#progress .fabula-progress[data-pages-done=\"{pages}\"]') !== null", timeout=1_800_000)
+    ready = time.time()
+    page.wait_for_selector('#progress .fabula-progress[data-status="done"]', timeout=1_800_000)
+    done = time.time()
+    seen = page.evaluate("() => window.seen")
+    clicked = seen["clicked"] / 1000
+    return {"first_page": seen["firstPage"] / 1000 - clicked, "all_pages_ready": ready - clicked, "book": done - clicked}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="offline")
+    parser.add_argument("--pages", type=int, default=8)
+    parser.add_argument("--books", type=int, default=3)
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as folder:
+        process, url = start(args.profile, Path(folder))
+        try:
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+                page = browser.new_page(viewport={"width": 1280, "height": 1000})
+                page.goto(url + "/")
+                page.locator("#photo-input input[type=file]").set_input_files(str(PHOTO))
+                page.wait_for_selector("#photo-input img")
+                one_book(page, args.pages)  # warm: the first book loads what the services load lazily
+                runs = [one_book(page, args.pages) for _ in range(args.books)]
+                browser.close()
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+    print(f"machine: {machine_description()}")
+    print(f"profile {args.profile}, {args.pages} pages, {args.books} books after one warm-up book (seconds from the click):")
+    for name in ("first_page", "all_pages_ready", "book"):
+        values = [run[name] for run in runs]
+        print(f"  {name:16s} " + "  ".join(f"{value:6.1f}" for value in values) + f"   median {statistics.median(values):.1f}")
+
+
+if __name__ == "__main__":
+    main()
