@@ -33,8 +33,13 @@ PHOTO = Path(__file__).resolve().parent.parent / "tests" / "assets" / "photo.jpg
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"]
 WATCH = """() => {
-  window.seen = {clicked: Date.now(), firstPage: null};
+  window.seen = {clicked: Date.now(), started: false, firstPage: null, ready: null, done: null};
   const look = () => {
+    const progress = document.querySelector('#progress .fabula-progress');
+    const status = progress ? progress.dataset.status : '';
+    if (!window.seen.started) { if (status === 'queued' || status === 'running') window.seen.started = true; else return; }
+    if (!window.seen.ready && progress && progress.dataset.pagesDone === progress.dataset.pagesTotal) window.seen.ready = Date.now();
+    if (!window.seen.done && status === 'done') window.seen.done = Date.now();
     if (window.seen.firstPage) return;
     const captions = [...document.querySelectorAll('#pages-gallery .caption-label')].map(label => label.textContent.trim());
     const text = document.querySelector('#story-reader article.page-text[data-page="1"]:not(.pending)');
@@ -75,13 +80,9 @@ def one_book(page, pages: int) -> dict[str, float]:  # type: ignore[no-untyped-d
     page.locator("#pages-input input").press("Tab")
     page.evaluate(WATCH)
     page.locator("#generate-button").click()
-    page.wait_for_function(f"() => document.querySelector('#progress .fabula-progress[data-pages-done=\"{pages}\"]') !== null", timeout=1_800_000)
-    ready = time.time()
-    page.wait_for_selector('#progress .fabula-progress[data-status="done"]', timeout=1_800_000)
-    done = time.time()
+    page.wait_for_function("() => window.seen.done !== null", timeout=1_800_000)
     seen = page.evaluate("() => window.seen")
-    clicked = seen["clicked"] / 1000
-    return {"first_page": seen["firstPage"] / 1000 - clicked, "all_pages_ready": ready - clicked, "book": done - clicked}
+    return {name: (seen[key] - seen["clicked"]) / 1000 for name, key in (("first_page", "firstPage"), ("all_pages_ready", "ready"), ("book", "done"))}
 
 
 def main() -> None:
@@ -94,6 +95,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         process, url = start(args.profile, Path(folder))
+        print(f"fabula up's log: {Path(folder) / 'fabula-up.log'} (kept while it runs)", flush=True)
         try:
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)

@@ -81,6 +81,7 @@ class ScriptedWriter:
     beat_delay_s: float = 0.0
     page_delay_s: float = 0.0  # how long writing a page takes
     calls: list[str] = field(default_factory=list)
+    started_at: dict[int, float] = field(default_factory=dict)  # page → when its text was asked for
     written_at: dict[int, float] = field(default_factory=dict)  # page → when its text was done
     outline_finished_at: float | None = None
 
@@ -102,6 +103,7 @@ class ScriptedWriter:
 
     async def write_page(self, brief: Brief, title: str, beats: dict[int, str], page: int, pages: int, *, seed: int = 0) -> Written:
         self.calls.append(f"write:{page}")
+        self.started_at[page] = time.monotonic()
         await asyncio.sleep(self.page_delay_s)
         self.written_at[page] = time.monotonic()
         return Written(f"Page {page}: Mia walked on, seed {seed}.")

@@ -420,7 +420,7 @@ def test_a_calls_overhead_is_what_its_time_does_not_grow_by_with_its_pictures() 
     assert call_overhead([(2, 3.0)]) == 1.5  # one size seen: how the time splits is not known yet
 
 
-async def test_on_a_shared_cpu_page_one_is_painted_and_written_before_any_other_picture_starts(core: Core) -> None:
+async def test_on_a_shared_cpu_page_one_is_written_and_painted_before_the_other_pages_start(core: Core) -> None:
     from dataclasses import replace
 
     core.pipeline.config = replace(core.pipeline.config, first_page_first=True)
@@ -432,4 +432,5 @@ async def test_on_a_shared_cpu_page_one_is_painted_and_written_before_any_other_
     assert "number 1 " in first_prompt, first_prompt
     later = [at for _, at in core.illustrator.log[1:]]
     assert len(later) == 4 and min(later) >= core.writer.written_at[1]  # the cover and pages 2–4, after page 1's words
+    assert min(core.writer.started_at[page] for page in (2, 3, 4)) >= core.writer.written_at[1]  # their words too
     assert all(core.stories.file(record.id, Artifacts.picture(page)) for page in range(0, 5))

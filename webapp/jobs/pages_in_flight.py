@@ -10,8 +10,9 @@ what it needs exists. This is the one place that decides what runs concurrently 
 - A page's text starts once the next page's beat exists too (so the page can lead into it), or it is the last
   page, or the outline is complete; page 1 at once when it is the photo's own scene.
 - A page is read aloud the moment its text (in the book's language) exists; the title too.
-- With `first_page_first` (a CPU shared by the pictures and the writer), every picture but page 1's waits until
-  page 1's picture and words exist, so the page a reader waits for is not slowed down by the others.
+- With `first_page_first` (a CPU shared by the pictures and the writer), the other pages' words wait until page 1's
+  exist, and every picture but page 1's until page 1's picture and words exist, so the page a reader waits for is
+  not slowed down by the others (a language model decoding eight pages at once gives each a fraction of its speed).
 Leaving the `async with` block cancels whatever is still running, so no piece outlives its book's run.
 """
 
@@ -44,6 +45,7 @@ class PagesInFlight:
         self.pages = pages
         self._write, self._read_aloud, self._save_draft = write, read_aloud, save_draft
         self._page_one_done = asyncio.Event() if first_page_first else None
+        self._latest: tuple[OutlineDraft, bool] | None = None  # the outline as last seen, and whether it was complete
         self._pictures = PictureGroups(
             paint, [COVER, *range(1, pages + 1)], per_call=pictures_per_call, later_wait_for=self._page_one_done,
         )
@@ -67,12 +69,14 @@ class PagesInFlight:
         self.start_ready(draft)
 
     def start_ready(self, draft: OutlineDraft, *, complete: bool = False) -> None:
+        self._latest = (draft, complete)
         characters = draft.characters or []
         for page in sorted(draft.beats):
             if page not in self.pictures:
                 self.paint(page, draft.beats[page], characters)
             opening = page == 1 and draft.opening  # the photo's scene: it needs no plan around it
-            if page not in self.texts and (page + 1 in draft.beats or page == self.pages or complete or opening):
+            waits = page > 1 and self._page_one_done is not None and not (1 in self.texts and self.texts[1].done())
+            if page not in self.texts and not waits and (page + 1 in draft.beats or page == self.pages or complete or opening):
                 snapshot = draft.model_copy(update={"beats": dict(draft.beats)})
                 task = asyncio.ensure_future(self._write(snapshot, page))
                 task.add_done_callback(partial(self._read_when_written, page))
@@ -88,9 +92,14 @@ class PagesInFlight:
         if page == 1:
             self.pictures[1].add_done_callback(self._page_one_piece_done)
 
-    def _page_one_piece_done(self, _: asyncio.Future) -> None:
-        """Page 1's picture or words are done (or failed: the rest then go on, and the failure is raised as ever)."""
-        if self._page_one_done is not None and all(1 in tasks and tasks[1].done() for tasks in (self.pictures, self.texts)):
+    def _page_one_piece_done(self, task: asyncio.Future) -> None:
+        """Page 1's picture or words are done (or failed: the rest then go on, and the failure is raised as ever).
+        Its words done, the other pages' words start; both done, the other pictures go."""
+        if self._page_one_done is None:
+            return
+        if 1 in self.texts and task is self.texts[1]:
+            self._start_latest()
+        if all(1 in tasks and tasks[1].done() for tasks in (self.pictures, self.texts)):
             self._page_one_done.set()
 
     async def title(self, translated: Awaitable[str]) -> str:
@@ -100,8 +109,17 @@ class PagesInFlight:
         return title
 
     async def written(self) -> list[tuple[str, str]]:
-        """Every page's (English, book's language) text, in page order, once all are written."""
+        """Every page's (English, book's language) text, in page order, once all are written (called once the
+        outline is complete)."""
+        if self._page_one_done is not None and 1 in self.texts:
+            await asyncio.gather(self.texts[1], return_exceptions=True)
+            self._start_latest()
         return await gather_all([self.texts[page] for page in range(1, self.pages + 1)])
+
+    def _start_latest(self) -> None:
+        if self._latest is not None:
+            draft, complete = self._latest
+            self.start_ready(draft, complete=complete)
 
     async def painted(self) -> None:
         await gather_all(list(self.pictures.values()))
