@@ -34,7 +34,7 @@ from services.illustrate.picture_requests import (  # noqa: F401 - the engine's 
 )
 from services.illustrate.likeness import Likeness, LikenessWeights, per_picture_pipeline_class
 from services.illustrate.performance import apply_performance_settings
-from services.illustrate.picture_engine import loaded_upscaler, screened
+from services.illustrate.picture_engine import loaded_upscaler, per_job, screened
 from services.illustrate.prompt_window import PromptWindow
 from services.illustrate.safety import SafetyChecker
 from services.illustrate.upscaler import Upscaler
@@ -234,12 +234,7 @@ class IllustrateEngine:
             latents = self._denoise(first, prompts, negatives, generators, likeness_inputs)
             images = self._decode(latents)
             painted = screened(images, self.safety)
-        results: list[list[PaintedImage]] = []
-        offset = 0
-        for job in batch:
-            results.append(painted[offset : offset + job.count])
-            offset += job.count
-        return results
+        return per_job(batch, painted)
 
     def _likeness_inputs(self, batch: list[GenerationJob]) -> dict[str, Any]:
         """The base call's IP-Adapter arguments: its scale set for this call, one image embedding per picture.

@@ -69,6 +69,16 @@ def screened(images: list[Image.Image], safety: SafetyChecker | None) -> list[Pa
     ]
 
 
+def per_job(batch: list[GenerationJob], painted: list[PaintedImage]) -> list[list[PaintedImage]]:
+    """The batch's pictures, in order, split into each job's `count`."""
+    results: list[list[PaintedImage]] = []
+    offset = 0
+    for job in batch:
+        results.append(painted[offset : offset + job.count])
+        offset += job.count
+    return results
+
+
 def loaded_upscaler(upscaler: Upscaler | ModelUnavailable | None) -> Upscaler:
     """The print upscaler, or the `ModelUnavailable` that says why there is none."""
     if isinstance(upscaler, Upscaler):

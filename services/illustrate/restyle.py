@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from services.illustrate.picture_engine import loaded_upscaler, screened
+from services.illustrate.picture_engine import loaded_upscaler, per_job, screened
 from services.illustrate.picture_requests import GenerationDefaults, GenerationJob, PaintedImage
 from services.illustrate.prompt_window import PromptWindow
 from services.illustrate.restyle_scene import framed, graded, scene_mood, vignetted
@@ -120,14 +120,9 @@ class RestyleEngine:
             for job in batch if job.reference is not None
             for seed in job.seeds
         ]
-        with self._lock:  # one classifier, shared by the service's threads
+        with self._lock:  # the classifier checks one batch at a time
             painted = screened(pictures, self.safety)
-        results: list[list[PaintedImage]] = []
-        offset = 0
-        for job in batch:
-            results.append(painted[offset : offset + job.count])
-            offset += job.count
-        return results
+        return per_job(batch, painted)
 
 
 def restyled(photo: Image.Image, *, prompt: str, seed: int, size: tuple[int, int]) -> Image.Image:
