@@ -355,6 +355,20 @@ async def beat(groups: PictureGroups, clock: StoryClock, page: int, at: float) -
     await settled()
 
 
+async def page_one_painted_then_beats_to_seven(groups: PictureGroups, painting: GatedPainting, clock: StoryClock) -> None:
+    """Page 1 alone (a call of one that takes 2 s; five beats to come at 0.5 s each is too long to wait for), pages 2
+    and 3 while it is painted, then the beats of pages 4–7 while pages 2 and 3 are."""
+    groups.want(1, "the photo's scene", [])
+    await settled()
+    await beat(groups, clock, 2, 1.0)
+    await beat(groups, clock, 3, 1.5)
+    clock.now = 2.0
+    painting.finish(1)
+    await settled()
+    for page, at in ((4, 2.0), (5, 2.5), (6, 3.0), (7, 3.5)):
+        await beat(groups, clock, page, at)
+
+
 async def test_pictures_known_while_a_group_is_painted_go_together_as_the_next_group() -> None:
     painting, clock = GatedPainting(), StoryClock()
     groups = book_of_eight(painting, clock)
@@ -374,15 +388,7 @@ async def test_pictures_known_while_a_group_is_painted_go_together_as_the_next_g
 async def test_the_last_pictures_wait_for_the_last_beat_when_one_call_holds_them() -> None:
     painting, clock = GatedPainting(), StoryClock()
     groups = book_of_eight(painting, clock)
-    groups.want(1, "the photo's scene", [])
-    await settled()
-    await beat(groups, clock, 2, 1.0)
-    await beat(groups, clock, 3, 1.5)
-    clock.now = 2.0
-    painting.finish(1)  # a call of one took 2 s; five beats to come at 0.5 s each is too long to wait
-    await settled()
-    for page, at in ((4, 2.0), (5, 2.5), (6, 3.0), (7, 3.5)):
-        await beat(groups, clock, page, at)
+    await page_one_painted_then_beats_to_seven(groups, painting, clock)
     assert painting.started == [1, 2, 3]
     clock.now = 4.0
     painting.finish(2, 3)  # two pictures took as long as one: a call costs 2 s whatever it holds
@@ -398,15 +404,7 @@ async def test_the_last_pictures_wait_for_the_last_beat_when_one_call_holds_them
 async def test_on_a_device_whose_time_grows_with_each_picture_the_waiting_pictures_go_at_once() -> None:
     painting, clock = GatedPainting(), StoryClock()
     groups = book_of_eight(painting, clock)
-    groups.want(1, "the photo's scene", [])
-    await settled()
-    await beat(groups, clock, 2, 1.0)
-    await beat(groups, clock, 3, 1.5)
-    clock.now = 2.0
-    painting.finish(1)
-    await settled()
-    for page, at in ((4, 2.0), (5, 2.5), (6, 3.0), (7, 3.5)):
-        await beat(groups, clock, page, at)
+    await page_one_painted_then_beats_to_seven(groups, painting, clock)
     clock.now = 6.0
     painting.finish(2, 3)  # two pictures took twice as long as one: waiting would save nothing
     await settled()
