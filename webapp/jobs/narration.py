@@ -82,15 +82,30 @@ class PageNarrator:
         """Narrate one page (0: the title); a language (or a script) with no voice leaves the book silent and says why,
         once, in the `narration_note` step."""
         if not text.strip():
+            self.store.delete_step(job_id, Steps.narration(page))  # nothing to say, and no older words either
             return
         try:
             await self.narrate(job_id, page, text, language)
         except InvalidRequest as exc:
             if exc.param not in ("language", "voice", "input"):
                 raise
+            # A narration saved earlier speaks other words, or in another language (the book turned to English).
+            self.store.delete_step(job_id, Steps.narration(page))
             if not self.store.progress(job_id).narration_note:
                 logger.info("no voice for this book", extra={"fields": {"reason": exc.message}})
                 self.store.save_step(job_id, Steps.NARRATION_NOTE, NarrationNote(message=exc.message, param=exc.param, language=language).model_dump())
+
+    def forget_stale(self, job_id: str, language: str) -> None:
+        """Drop every saved narration that does not speak its page's current words in `language` (one that could
+        not be read again: the book turned to English and that page had no voice), so no old words are ever kept."""
+        progress = self.store.progress(job_id)
+        words = progress.words if progress.plan is not None else None
+        if words is None:
+            return
+        texts = {0: words.title, **dict(enumerate(words.pages, start=1))}
+        for page in progress.narrations:
+            if page not in texts or self.saved(job_id, page, texts[page], language) is None:
+                self.store.delete_step(job_id, Steps.narration(page))
 
     def unread(self, job_id: str, language: str) -> dict[int, str]:
         """The pages (0: the title) whose saved narration does not speak their current words (after an edit, a

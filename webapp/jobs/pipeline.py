@@ -206,11 +206,13 @@ class StoryPipeline:
         """True when a page was read aloud (again)."""
         if not options.narrate or self.narrator is None:
             return False
-        missing = self.narrator.unread(job_id, self.language.of(job_id, options))
+        language = self.language.of(job_id, options)
+        missing = self.narrator.unread(job_id, language)
         if missing:
             self.ledger.enter(job_id, Stage.narrate)
             reading = gather_all([self.read_aloud(job_id, options, page, text) for page, text in missing.items()])
             await self.ledger.timed(job_id, "narrate", reading)
+        self.narrator.forget_stale(job_id, language)
         return bool(missing)
 
     # ---- 4. the book ---------------------------------------------------------------------------------------
