@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -116,8 +116,6 @@ async def benchmark(settings: Settings, photo: bytes, options: StoryOptions, *, 
     the pictures; the narrate service's own metrics time it)."""
     options = options.model_copy(update={"narrate": False})
     workshop = build_workshop(settings, public_url=PUBLIC_URL)
-    # The pipeline sends pictures in groups of what one image call holds: the image service's FABULA_MAX_BATCH_SIZE.
-    workshop.pipeline.config = replace(workshop.pipeline.config, pictures_per_call=settings.max_batch_size)
     try:
         if stand_ins is None:
             await warm_up(workshop, photo)

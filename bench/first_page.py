@@ -14,20 +14,16 @@ once before the measured ones).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import machine_description  # noqa: E402
-from shared.server_thread import free_port  # noqa: E402
+from bench.studio import running_studio  # noqa: E402
 
 PHOTO = Path(__file__).resolve().parent.parent / "tests" / "assets" / "photo.jpg"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -49,31 +45,6 @@ WATCH = """() => {
 }"""
 
 
-def start(profile: str, work: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {
-        **os.environ, "FABULA_DATA_DIR": str(work / "data"), "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
-        **{f"FABULA_{name}_URL": f"http://127.0.0.1:{free_port()}" for name in ("CAPTION", "ILLUSTRATE", "LLM", "NARRATE")},
-    }
-    env.pop("FABULA_API_KEY", None)
-    log = (work / "fabula-up.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "webapp.cli", "up", "--profile", profile, "--no-fetch", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 900
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"`fabula up` stopped; see {work / 'fabula-up.log'}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit("`fabula up` was not ready in 15 minutes")
-
-
 def one_book(page, pages: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """Make one book in the open studio; seconds from the click to page 1 visible, every page ready, bound."""
     page.locator("#pages-input input").fill(str(pages))
@@ -93,22 +64,17 @@ def main() -> None:
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
-    with tempfile.TemporaryDirectory() as folder:
-        process, url = start(args.profile, Path(folder))
+    with tempfile.TemporaryDirectory() as folder, running_studio(args.profile, Path(folder), timeout_s=900) as url:
         print(f"fabula up's log: {Path(folder) / 'fabula-up.log'} (kept while it runs)", flush=True)
-        try:
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-                page = browser.new_page(viewport={"width": 1280, "height": 1000})
-                page.goto(url + "/")
-                page.locator("#photo-input input[type=file]").set_input_files(str(PHOTO))
-                page.wait_for_selector("#photo-input img")
-                one_book(page, args.pages)  # warm: the first book loads what the services load lazily
-                runs = [one_book(page, args.pages) for _ in range(args.books)]
-                browser.close()
-        finally:
-            process.terminate()
-            process.wait(timeout=60)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(url + "/")
+            page.locator("#photo-input input[type=file]").set_input_files(str(PHOTO))
+            page.wait_for_selector("#photo-input img")
+            one_book(page, args.pages)  # warm: the first book loads what the services load lazily
+            runs = [one_book(page, args.pages) for _ in range(args.books)]
+            browser.close()
     print(f"machine: {machine_description()}")
     print(f"profile {args.profile}, {args.pages} pages, {args.books} books after one warm-up book (seconds from the click):")
     for name in ("first_page", "all_pages_ready", "book"):

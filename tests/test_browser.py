@@ -5,11 +5,7 @@ Screenshots of each step are saved under the test's tmp_path."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,7 +13,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from shared.server_thread import free_port
+from bench.studio import running_studio
 from shared.settings import Settings
 
 if TYPE_CHECKING:  # Playwright is imported inside the tests, which skip without a browser
@@ -33,50 +29,8 @@ STEP_TIMEOUT_MS = 150_000
 @pytest.fixture(scope="module")
 def fabula_up(tiny_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`fabula up --profile tiny` as a subprocess on free ports; yields the web app's address."""
-    work = tmp_path_factory.mktemp("fabula-up")
-    port = free_port()
-    env = {
-        **os.environ,
-        "FABULA_CAPTION_URL": f"http://127.0.0.1:{free_port()}",
-        "FABULA_ILLUSTRATE_URL": f"http://127.0.0.1:{free_port()}",
-        "FABULA_LLM_URL": f"http://127.0.0.1:{free_port()}",
-        "FABULA_NARRATE_URL": f"http://127.0.0.1:{free_port()}",
-        "FABULA_DATA_DIR": str(work / "data"),
-        "FABULA_CACHE_DIR": str(tiny_settings.cache_dir),
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "HF_HUB_OFFLINE": "1",
-    }
-    env.pop("FABULA_API_KEY", None)
-    log = (work / "fabula-up.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "webapp.cli", "up", "--profile", "tiny", "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(url, process, work / "fabula-up.log")
+    with running_studio("tiny", tmp_path_factory.mktemp("fabula-up"), cache_dir=tiny_settings.cache_dir) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
-
-
-def _wait_ready(url: str, process: subprocess.Popen, log: Path, timeout_s: float = 600) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"`fabula up` stopped (exit code {process.returncode}):\n{log.read_text(errors='replace')[-4000:]}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"`fabula up` was not ready after {timeout_s:.0f} s:\n{log.read_text(errors='replace')[-4000:]}")
 
 
 def _decode_qr(png: bytes) -> str:

